@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// The `labrig` command: one entry, a subcommand per part. Each part registers its own commands and
+// loads its implementation lazily, so `labrig --help` and small commands start fast.
+import { Command, CommanderError } from "commander";
+import { LabrigError } from "../core/errors.js";
+import { registerAgentCommands } from "./agent.js";
+import { registerBackupCommands } from "./backup.js";
+import { registerDispatcherCommands } from "./dispatcher.js";
+import { registerJobCommands } from "./jobs.js";
+import { registerLabCommands } from "./lab.js";
+import { registerProvisionCommands } from "./provision.js";
+import { registerTuiCommands } from "./tui.js";
+
+export function buildProgram(): Command {
+  const program = new Command("labrig")
+    .description("Run a small ML lab: provision GPU hosts, dispatch experiments, watch the lab, back it up.")
+    .showHelpAfterError("(run with --help for usage)")
+    .enablePositionalOptions();
+  registerLabCommands(program);
+  registerDispatcherCommands(program);
+  registerAgentCommands(program);
+  registerJobCommands(program);
+  registerProvisionCommands(program);
+  registerTuiCommands(program);
+  registerBackupCommands(program);
+  return program;
+}
+
+async function main(argv: string[]) {
+  // pnpm passes a lone "--" through when a script is called as `pnpm submit -- cmd`; commander
+  // treats it as the end of options, which is what we want, so nothing to strip here.
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof LabrigError) {
+      process.stderr.write(`labrig: ${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,211 @@
+// The dispatcher's HTTP API v1: every request body and response shape, shared by the dispatcher,
+// the agent, the CLI and the TUI so that a contract change breaks the build where it matters.
+import { z } from "zod";
+
+export const API_VERSION = 1;
+
+export const HOST_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const hostIdSchema = z.string().regex(HOST_ID_PATTERN, "host id: letters, digits, '.', '_' or '-', at most 63");
+
+export const jobStates = ["queued", "assigned", "running", "succeeded", "failed", "cancelled", "timed_out"] as const;
+export type JobState = (typeof jobStates)[number];
+export const terminalJobStates: readonly JobState[] = ["succeeded", "failed", "cancelled", "timed_out"];
+export const isTerminalJobState = (s: JobState) => terminalJobStates.includes(s);
+
+export const deviceStatuses = ["healthy", "stale", "disconnected", "draining"] as const;
+export type DeviceStatus = (typeof deviceStatuses)[number];
+
+export const priorities = ["low", "normal", "high"] as const;
+export type Priority = (typeof priorities)[number];
+
+const labelsSchema = z.record(z.string(), z.string());
+const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names: letters, digits and '_'"), z.string());
+
+// ---- agents ----
+
+export const registeredGpuSchema = z.object({
+  index: z.number().int().min(0),
+  uuid: z.string(),
+  name: z.string(),
+  memoryTotalMiB: z.number().min(0),
+});
+export type RegisteredGpu = z.infer<typeof registeredGpuSchema>;
+
+export const registerRequestSchema = z.object({
+  hostId: hostIdSchema,
+  hostname: z.string().optional(),
+  gpus: z.array(registeredGpuSchema),
+  labels: labelsSchema.optional(),
+  agentVersion: z.string().optional(),
+  agentUrl: z.string().optional(),
+});
+export type RegisterRequest = z.infer<typeof registerRequestSchema>;
+
+export const registerResponseSchema = z.object({
+  agentToken: z.string(),
+  heartbeatIntervalS: z.number(),
+});
+export type RegisterResponse = z.infer<typeof registerResponseSchema>;
+
+export const gpuStatsSchema = z.object({
+  index: z.number().int().min(0),
+  utilizationPct: z.number().nullable().optional(),
+  memoryUsedMiB: z.number().nullable().optional(),
+  memoryTotalMiB: z.number().nullable().optional(),
+  temperatureC: z.number().nullable().optional(),
+  powerW: z.number().nullable().optional(),
+});
+export type GpuStats = z.infer<typeof gpuStatsSchema>;
+
+export const heartbeatRequestSchema = z.object({
+  gpus: z.array(gpuStatsSchema),
+  cpuPct: z.number().optional(),
+  memoryUsedMiB: z.number().optional(),
+  memoryTotalMiB: z.number().optional(),
+  diskFreeGiB: z.number().optional(),
+  runningJobs: z.array(z.string()).optional(),
+  gpuProblem: z.string().optional(),
+});
+export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
+
+export const heartbeatResponseSchema = z.object({
+  cancel: z.array(z.string()),
+});
+export type HeartbeatResponse = z.infer<typeof heartbeatResponseSchema>;
+
+// ---- jobs ----
+
+export const constraintsSchema = z.object({
+  hostId: hostIdSchema.optional(),
+  labels: labelsSchema.optional(),
+  gpuName: z.string().optional(),
+  minMemoryMiB: z.number().int().min(0).optional(),
+});
+export type Constraints = z.infer<typeof constraintsSchema>;
+
+export const submitJobRequestSchema = z.object({
+  name: z.string().min(1).max(200).optional(),
+  project: z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, "project: letters, digits, '.', '_' or '-'").optional(),
+  command: z.union([z.array(z.string()).min(1), z.string().min(1)]),
+  gpus: z.number().int().min(0).max(64).default(1),
+  image: z.string().min(1).optional(),
+  env: envSchema.optional(),
+  workdir: z.string().optional(),
+  timeoutS: z.number().int().positive().optional(),
+  priority: z.enum(priorities).default("normal"),
+  maxRetries: z.number().int().min(0).max(100).default(0),
+  constraints: constraintsSchema.optional(),
+});
+export type SubmitJobRequest = z.input<typeof submitJobRequestSchema>;
+export type SubmitJob = z.output<typeof submitJobRequestSchema>;
+
+export const jobSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  project: z.string(),
+  command: z.union([z.array(z.string()), z.string()]),
+  gpus: z.number(),
+  image: z.string().nullable(),
+  env: z.record(z.string(), z.string()),
+  workdir: z.string().nullable(),
+  timeoutS: z.number().nullable(),
+  priority: z.enum(priorities),
+  maxRetries: z.number(),
+  constraints: constraintsSchema,
+  state: z.enum(jobStates),
+  attempt: z.number(),
+  hostId: z.string().nullable(),
+  gpuIndices: z.array(z.number()),
+  exitCode: z.number().nullable(),
+  reason: z.string().nullable(),
+  createdAt: z.string(),
+  assignedAt: z.string().nullable(),
+  startedAt: z.string().nullable(),
+  endedAt: z.string().nullable(),
+});
+export type Job = z.infer<typeof jobSchema>;
+
+export const jobListResponseSchema = z.object({ jobs: z.array(jobSchema) });
+
+export const queueAddRequestSchema = z.object({
+  config_path: z.string().min(1),
+  priority: z.union([z.enum(priorities), z.number()]).optional(),
+});
+
+export const leaseResponseSchema = z.object({
+  job: jobSchema,
+  attempt: z.number(),
+  gpuIndices: z.array(z.number()),
+});
+export type Lease = z.infer<typeof leaseResponseSchema>;
+
+export const reportedJobStates = ["running", "succeeded", "failed", "timed_out", "cancelled"] as const;
+export const jobEventRequestSchema = z.object({
+  attempt: z.number().int().min(1),
+  state: z.enum(reportedJobStates),
+  exitCode: z.number().int().nullable().optional(),
+  message: z.string().optional(),
+});
+export type JobEventRequest = z.infer<typeof jobEventRequestSchema>;
+
+// ---- devices ----
+
+export const deviceGpuSchema = z.object({
+  index: z.number(),
+  uuid: z.string(),
+  name: z.string(),
+  memoryTotalMiB: z.number(),
+  memoryUsedMiB: z.number().nullable(),
+  utilizationPct: z.number().nullable(),
+  temperatureC: z.number().nullable(),
+  powerW: z.number().nullable(),
+  busy: z.boolean(),
+});
+export type DeviceGpu = z.infer<typeof deviceGpuSchema>;
+
+export const deviceSchema = z.object({
+  hostId: z.string(),
+  hostname: z.string().nullable(),
+  status: z.enum(deviceStatuses),
+  draining: z.boolean(),
+  lastSeenAt: z.string().nullable(),
+  registeredAt: z.string(),
+  agentVersion: z.string().nullable(),
+  agentUrl: z.string().nullable(),
+  labels: labelsSchema,
+  gpus: z.array(deviceGpuSchema),
+  freeGpus: z.number(),
+  runningJobs: z.array(z.string()),
+  cpuPct: z.number().nullable(),
+  memoryUsedMiB: z.number().nullable(),
+  memoryTotalMiB: z.number().nullable(),
+  diskFreeGiB: z.number().nullable(),
+  gpuProblem: z.string().nullable(),
+});
+export type Device = z.infer<typeof deviceSchema>;
+
+export const deviceListResponseSchema = z.object({ devices: z.array(deviceSchema) });
+
+// ---- sync ----
+
+export const syncFileSchema = z.object({ size: z.number(), sha256: z.string(), updatedAt: z.string() });
+export const syncStatusResponseSchema = z.object({
+  attempt: z.number(),
+  files: z.record(z.string(), syncFileSchema),
+});
+export type SyncStatus = z.infer<typeof syncStatusResponseSchema>;
+
+// ---- events (SSE) ----
+
+export type DispatcherEvent =
+  | { type: "job"; job: Job }
+  | { type: "device"; device: Device }
+  | { type: "log"; jobId: string; attempt: number; path: string; offset: number; size: number }
+  | { type: "notice"; level: "info" | "warn" | "error"; message: string; at: string };
+
+export const errorResponseSchema = z.object({
+  error: z.string(),
+  message: z.string(),
+  field: z.string().optional(),
+});
+export type ErrorResponse = z.infer<typeof errorResponseSchema>;

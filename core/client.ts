@@ -1,0 +1,179 @@
+// A typed HTTP client for the dispatcher's API v1, used by the agent, the CLI, the TUI and the
+// benchmarks. It uses the global fetch so it bundles into the agent without native modules.
+import type {
+  Device,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  Job,
+  JobEventRequest,
+  JobState,
+  Lease,
+  RegisterRequest,
+  RegisterResponse,
+  SubmitJobRequest,
+  SyncStatus,
+} from "./api.js";
+import { ApiError, LabrigError } from "./errors.js";
+
+export interface ClientOptions {
+  url: string;
+  token?: string;
+  /** Per-request timeout in ms for ordinary calls (long polls add their wait). */
+  timeoutMs?: number;
+}
+
+export class DispatcherClient {
+  readonly url: string;
+  token: string | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ClientOptions) {
+    this.url = opts.url.replace(/\/+$/, "");
+    this.token = opts.token;
+    this.timeoutMs = opts.timeoutMs ?? 15_000;
+  }
+
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; raw?: Uint8Array; token?: string; timeoutMs?: number; signal?: AbortSignal; contentType?: string } = {},
+  ): Promise<{ status: number; body: T }> {
+    const headers: Record<string, string> = {};
+    const token = opts.token ?? this.token;
+    if (token) headers.authorization = `Bearer ${token}`;
+    let body: BodyInit | undefined;
+    if (opts.raw !== undefined) {
+      headers["content-type"] = opts.contentType ?? "application/octet-stream";
+      body = opts.raw as unknown as BodyInit;
+    } else if (opts.body !== undefined) {
+      headers["content-type"] = "application/json";
+      body = JSON.stringify(opts.body);
+    }
+    const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, { method, headers, body, signal });
+    } catch (err) {
+      throw new LabrigError(`cannot reach the dispatcher at ${this.url} (${method} ${path}): ${describeFetchError(err)}`, { cause: err });
+    }
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    if (text.length > 0) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = text;
+      }
+    }
+    if (res.status >= 400) {
+      const e = (parsed ?? {}) as { error?: string; message?: string };
+      throw new ApiError(res.status, e.error ?? "error", e.message ?? `${method} ${path} failed`, parsed);
+    }
+    return { status: res.status, body: parsed as T };
+  }
+
+  // ---- public ----
+  async health(): Promise<{ status: string; version: string }> {
+    return (await this.request<{ status: string; version: string }>("GET", "/api/health")).body;
+  }
+
+  // ---- agents ----
+  async register(joinToken: string, req: RegisterRequest): Promise<RegisterResponse> {
+    return (await this.request<RegisterResponse>("POST", "/api/agents/register", { body: req, token: joinToken })).body;
+  }
+  async heartbeat(hostId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
+    return (await this.request<HeartbeatResponse>("POST", `/api/agents/${enc(hostId)}/heartbeat`, { body: req })).body;
+  }
+  /** Long poll: resolves with a lease, or null when the wait ran out with nothing to do. */
+  async lease(hostId: string, waitS: number, signal?: AbortSignal): Promise<Lease | null> {
+    const r = await this.request<Lease>("GET", `/api/agents/${enc(hostId)}/lease?wait=${waitS}`, {
+      timeoutMs: (waitS + 15) * 1000,
+      signal,
+    });
+    return r.status === 204 ? null : r.body;
+  }
+  async jobEvent(jobId: string, ev: JobEventRequest): Promise<Job> {
+    return (await this.request<Job>("POST", `/api/jobs/${enc(jobId)}/events`, { body: ev })).body;
+  }
+
+  // ---- jobs ----
+  async submit(req: SubmitJobRequest): Promise<Job> {
+    return (await this.request<Job>("POST", "/api/jobs", { body: req })).body;
+  }
+  async jobs(filter: { state?: JobState | JobState[]; project?: string; limit?: number } = {}): Promise<Job[]> {
+    const q = new URLSearchParams();
+    if (filter.state) q.set("state", Array.isArray(filter.state) ? filter.state.join(",") : filter.state);
+    if (filter.project) q.set("project", filter.project);
+    if (filter.limit) q.set("limit", String(filter.limit));
+    const qs = q.toString();
+    return (await this.request<{ jobs: Job[] }>("GET", `/api/jobs${qs ? `?${qs}` : ""}`)).body.jobs;
+  }
+  async job(id: string): Promise<Job> {
+    return (await this.request<Job>("GET", `/api/jobs/${enc(id)}`)).body;
+  }
+  async cancel(id: string): Promise<Job> {
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/cancel`)).body;
+  }
+  async retry(id: string): Promise<Job> {
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/retry`)).body;
+  }
+  async setPriority(id: string, priority: "low" | "normal" | "high"): Promise<Job> {
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/priority`, { body: { priority } })).body;
+  }
+
+  // ---- devices ----
+  async devices(): Promise<Device[]> {
+    return (await this.request<{ devices: Device[] }>("GET", "/api/devices")).body.devices;
+  }
+  async drain(hostId: string): Promise<Device> {
+    return (await this.request<Device>("POST", `/api/devices/${enc(hostId)}/drain`)).body;
+  }
+  async undrain(hostId: string): Promise<Device> {
+    return (await this.request<Device>("POST", `/api/devices/${enc(hostId)}/undrain`)).body;
+  }
+
+  // ---- sync ----
+  async syncStatus(jobId: string): Promise<SyncStatus> {
+    return (await this.request<SyncStatus>("GET", `/api/sync/${enc(jobId)}/status`)).body;
+  }
+  async syncAppend(jobId: string, path: string, offset: number, bytes: Uint8Array, attempt?: number): Promise<{ size: number }> {
+    const a = attempt !== undefined ? `&attempt=${attempt}` : "";
+    return (await this.request<{ size: number }>("POST", `/api/sync/${enc(jobId)}/files/${encPath(path)}?offset=${offset}${a}`, { raw: bytes })).body;
+  }
+  async syncPut(jobId: string, path: string, bytes: Uint8Array, sha256: string, attempt?: number): Promise<{ size: number }> {
+    const a = attempt !== undefined ? `&attempt=${attempt}` : "";
+    return (await this.request<{ size: number }>("PUT", `/api/sync/${enc(jobId)}/files/${encPath(path)}?sha256=${sha256}${a}`, { raw: bytes })).body;
+  }
+  async syncGet(jobId: string, path: string, attempt?: number): Promise<Buffer> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const a = attempt !== undefined ? `?attempt=${attempt}` : "";
+    const res = await fetch(`${this.url}/api/sync/${enc(jobId)}/files/${encPath(path)}${a}`, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
+    if (res.status >= 400) {
+      const text = await res.text();
+      let e: { error?: string; message?: string } = {};
+      try {
+        e = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      throw new ApiError(res.status, e.error ?? "error", e.message ?? `GET sync file ${path} failed`);
+    }
+    return Buffer.from(await res.arrayBuffer());
+  }
+}
+
+const enc = encodeURIComponent;
+/** Encodes each segment of a relative path, keeping the slashes. */
+export const encPath = (p: string) => p.split("/").map(encodeURIComponent).join("/");
+
+function describeFetchError(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
+    if (err.name === "TimeoutError") return "timed out";
+    return err.message;
+  }
+  return String(err);
+}
