@@ -1,4 +1,33 @@
-// Registers the dispatcher subcommands of `labrig`.
-import type { Command } from "commander";
+// Registers `labrig dispatcher`: the queue service.
+import { type Command, InvalidArgumentError } from "commander";
 
-export function registerDispatcherCommands(_program: Command): void {}
+export function parsePort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("a port number from 0 to 65535 (0 picks a free one)");
+  return n;
+}
+
+export function registerDispatcherCommands(program: Command): void {
+  program
+    .command("dispatcher")
+    .description("run the dispatcher: the lab's job queue and scheduler (HTTP API v1, SQLite state)")
+    .option("--port <port>", "TCP port to listen on (0 picks a free one)", parsePort, 8000)
+    .option("--bind <address>", "address to listen on (0.0.0.0 for the whole lab)", "127.0.0.1")
+    .option("--state <dir>", "state folder: database, tokens, synced runs", "./state")
+    .option("--queue-command <template>", "command for POST /api/queue/add; {config_path} is replaced (env LABRIG_QUEUE_COMMAND)")
+    .addHelpText(
+      "after",
+      `
+Environment:
+  LABRIG_ADMIN_TOKEN         admin token (else generated into <state>/admin-token)
+  LABRIG_JOIN_TOKEN          token agents register with (else generated into <state>/join-token)
+  LABRIG_STALE_AFTER_S       a device is stale after this many silent seconds (default 10)
+  LABRIG_DISCONNECT_AFTER_S  ... and disconnected, its jobs requeued or failed (default 30)
+  LABRIG_HEARTBEAT_S         heartbeat interval told to agents (default 3)
+  LABRIG_ASSIGN_TIMEOUT_S    a job handed to an agent that does not start it is requeued (default 60)`,
+    )
+    .action(async (opts: { port: number; bind: string; state: string; queueCommand?: string }) => {
+      const { runDispatcher } = await import("../dispatcher/main.js");
+      await runDispatcher(opts);
+    });
+}

@@ -1,0 +1,91 @@
+// Starts the dispatcher: state dir, tokens, database, service, HTTP server; writes
+// dispatcher.json once listening and shuts down cleanly on SIGTERM/SIGINT.
+import { mkdirSync, writeFileSync, renameSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { InputError } from "../core/errors.js";
+import { openDatabase } from "./db.js";
+import { createMetrics } from "./metrics.js";
+import { buildServer } from "./server.js";
+import { DispatcherService, type ServiceConfig } from "./service.js";
+import { Store } from "./store.js";
+import { SyncStore } from "./sync-store.js";
+import { loadOrCreateToken } from "./tokens.js";
+
+export interface DispatcherOptions {
+  port: number;
+  bind: string;
+  state: string;
+  queueCommand?: string;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv, queueCommand?: string): ServiceConfig {
+  const num = (name: string, def: number) => {
+    const v = env[name];
+    if (v === undefined || v === "") return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InputError(name, `expected a positive number of seconds, got '${v}'`);
+    return n;
+  };
+  const staleAfterS = num("LABRIG_STALE_AFTER_S", 10);
+  const disconnectAfterS = num("LABRIG_DISCONNECT_AFTER_S", 30);
+  if (disconnectAfterS <= staleAfterS) {
+    throw new InputError("LABRIG_DISCONNECT_AFTER_S", `must be larger than LABRIG_STALE_AFTER_S (${disconnectAfterS} <= ${staleAfterS})`);
+  }
+  return {
+    staleAfterMs: staleAfterS * 1000,
+    disconnectAfterMs: disconnectAfterS * 1000,
+    heartbeatIntervalS: num("LABRIG_HEARTBEAT_S", 3),
+    assignTimeoutMs: num("LABRIG_ASSIGN_TIMEOUT_S", 60) * 1000,
+    queueCommand: queueCommand ?? env.LABRIG_QUEUE_COMMAND ?? "python train.py --config {config_path}",
+    persistSeenEveryMs: 2000,
+  };
+}
+
+export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
+  const stateDir = resolve(opts.state);
+  mkdirSync(join(stateDir, "runs"), { recursive: true, mode: 0o700 });
+  const config = configFromEnv(process.env, opts.queueCommand);
+  const admin = loadOrCreateToken(stateDir, "admin-token", process.env.LABRIG_ADMIN_TOKEN);
+  const join_ = loadOrCreateToken(stateDir, "join-token", process.env.LABRIG_JOIN_TOKEN);
+
+  const db = openDatabase(join(stateDir, "labrig.db"));
+  const store = new Store(db);
+  const service = new DispatcherService(store, new SyncStore(db, join(stateDir, "runs")), config);
+  const metrics = createMetrics(service);
+  service.observer = { leased: (_job, waitedMs) => metrics.dispatchLatency.observe(waitedMs / 1000) };
+  const app = buildServer({ service, metrics, adminToken: admin.token, joinToken: join_.token });
+
+  await app.listen({ port: opts.port, host: opts.bind });
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  const host = opts.bind === "0.0.0.0" || opts.bind === "::" ? "127.0.0.1" : opts.bind;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  service.start();
+
+  const info = join(stateDir, "dispatcher.json");
+  writeFileSync(`${info}.tmp`, JSON.stringify({ url, port, bind: opts.bind, pid: process.pid, startedAt: new Date().toISOString() }, null, 2));
+  renameSync(`${info}.tmp`, info);
+  console.log(`labrig dispatcher listening on http://${opts.bind}:${port} (state ${stateDir})`);
+  if (admin.generated) console.log(`admin token (written to ${admin.file}, shown once): ${admin.token}`);
+  if (join_.generated) console.log(`join token for agents (written to ${join_.file}, shown once): ${join_.token}`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`labrig dispatcher: ${signal}, stopping (no new leases, finishing requests)`);
+    const force = setTimeout(() => {
+      console.error("labrig dispatcher: did not stop within 8 s, exiting");
+      process.exit(1);
+    }, 8000);
+    force.unref();
+    service.close();
+    await app.close();
+    db.pragma("wal_checkpoint(TRUNCATE)");
+    db.close();
+    console.log("labrig dispatcher: stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}

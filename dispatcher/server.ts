@@ -1,0 +1,356 @@
+// The dispatcher's HTTP API v1 (Fastify): authentication, validation with the zod schemas of
+// core/api.ts, and routes that call the service. Errors are JSON {error, message, field?}.
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { z } from "zod";
+import {
+  heartbeatRequestSchema,
+  jobEventRequestSchema,
+  jobStates,
+  priorities,
+  queueAddRequestSchema,
+  registerRequestSchema,
+  submitJobRequestSchema,
+  type JobState,
+  type Priority,
+} from "../core/api.js";
+import { sseFrame } from "./events.js";
+import type { DispatcherMetrics } from "./metrics.js";
+import type { DispatcherService } from "./service.js";
+import { StoreConflict, type StoredJob } from "./store.js";
+import { SyncGapError, SyncHashError, SyncPathError } from "./sync-store.js";
+import { tokensEqual } from "./tokens.js";
+
+export const DISPATCHER_VERSION = "0.1.0";
+
+export interface ServerOptions {
+  service: DispatcherService;
+  metrics: DispatcherMetrics;
+  adminToken: string;
+  joinToken: string;
+  maxLeaseWaitS?: number;
+  logger?: boolean;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+type Caller = { kind: "admin" } | { kind: "agent"; hostId: string };
+
+export function buildServer(opts: ServerOptions): FastifyInstance {
+  const { service, metrics } = opts;
+  const maxWaitS = opts.maxLeaseWaitS ?? 60;
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1024 * 1024 * 1024, forceCloseConnections: true });
+
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser("application/octet-stream", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+
+  app.addHook("onResponse", (req, reply, done) => {
+    const route = req.routeOptions.url ?? "unknown";
+    if (route !== "/api/agents/:hostId/lease" && route !== "/api/events") {
+      metrics.httpDuration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    }
+    done();
+  });
+
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    if (err instanceof HttpError) return reply.code(err.status).send({ error: err.code, message: err.message, ...err.extra });
+    if (err instanceof StoreConflict) {
+      const status = err.code === "not_found" ? 404 : 409;
+      return reply.code(status).send({ error: err.code, message: err.message, ...(err.job ? { job: err.job } : {}) });
+    }
+    if (err instanceof SyncPathError) return reply.code(400).send({ error: "bad_path", message: err.message, field: "path" });
+    if (err instanceof SyncGapError) return reply.code(409).send({ error: "offset_gap", message: err.message, size: err.size });
+    if (err instanceof SyncHashError) return reply.code(400).send({ error: "sha256_mismatch", message: err.message, field: "sha256" });
+    const e = err as { statusCode?: number; code?: string; message?: string };
+    if (e.statusCode && e.statusCode < 500) {
+      return reply.code(e.statusCode).send({ error: e.code ?? "bad_request", message: e.message ?? "bad request" });
+    }
+    app.log.error(err);
+    return reply.code(500).send({ error: "internal", message: e.message ?? "internal error" });
+  });
+
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: "not_found", message: `no route ${req.method} ${req.url}` }));
+
+  // ---- auth ----
+
+  function bearer(req: FastifyRequest): string {
+    const h = req.headers.authorization;
+    if (!h || !h.startsWith("Bearer ")) throw new HttpError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)");
+    return h.slice(7).trim();
+  }
+  function caller(req: FastifyRequest): Caller {
+    const token = bearer(req);
+    if (tokensEqual(token, opts.adminToken)) return { kind: "admin" };
+    const hostId = service.hostForAgentToken(token);
+    if (hostId) return { kind: "agent", hostId };
+    throw new HttpError(401, "unknown_agent", "the token is not valid here; an agent should register again with the join token");
+  }
+  function requireAdmin(req: FastifyRequest): void {
+    const c = caller(req);
+    if (c.kind !== "admin") throw new HttpError(403, "forbidden", "this call needs the admin token");
+  }
+  /** The agent acting for `hostId` (or the admin); another agent → 403. */
+  function requireHost(req: FastifyRequest, hostId: string): Caller {
+    const c = caller(req);
+    if (c.kind === "agent" && c.hostId !== hostId) {
+      throw new HttpError(403, "forbidden", `an agent of host ${c.hostId} cannot act for host ${hostId}`);
+    }
+    return c;
+  }
+
+  function parse<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+    const r = schema.safeParse(body ?? {});
+    if (!r.success) {
+      const issue = r.error.issues[0]!;
+      const field = issue.path.join(".") || "(body)";
+      throw new HttpError(400, "invalid_body", `${field}: ${issue.message}`, { field });
+    }
+    return r.data;
+  }
+
+  function jobOr404(id: string): StoredJob {
+    const job = service.store.getJob(id);
+    if (!job) throw new HttpError(404, "not_found", `job ${id} does not exist`);
+    return job;
+  }
+
+  // ---- public ----
+
+  app.get("/api/health", async () => ({
+    status: "ok",
+    version: DISPATCHER_VERSION,
+    api: 1,
+    queued: service.store.countByState().queued,
+  }));
+
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  // ---- agents ----
+
+  app.post("/api/agents/register", async (req, reply) => {
+    const token = bearer(req);
+    if (!tokensEqual(token, opts.joinToken) && !tokensEqual(token, opts.adminToken)) {
+      throw new HttpError(401, "unauthorized", "registering needs the join token");
+    }
+    const body = parse(registerRequestSchema, req.body);
+    return reply.code(200).send(service.register(body));
+  });
+
+  app.post<{ Params: { hostId: string } }>("/api/agents/:hostId/heartbeat", async (req) => {
+    const c = requireHost(req, req.params.hostId);
+    if (c.kind === "admin") throw new HttpError(403, "forbidden", "heartbeats come from the host's agent token");
+    const body = parse(heartbeatRequestSchema, req.body);
+    return service.heartbeat(req.params.hostId, body);
+  });
+
+  app.get<{ Params: { hostId: string }; Querystring: { wait?: string } }>("/api/agents/:hostId/lease", async (req, reply) => {
+    const c = requireHost(req, req.params.hostId);
+    if (c.kind === "admin") throw new HttpError(403, "forbidden", "leases are taken with the host's agent token");
+    const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
+    if (!Number.isFinite(wait) || wait < 0) throw new HttpError(400, "invalid_query", "wait: a number of seconds >= 0", { field: "wait" });
+    const aborted = new AbortController();
+    reply.raw.on("close", () => {
+      if (!reply.raw.writableFinished) aborted.abort();
+    });
+    const grant = await service.lease(req.params.hostId, Math.min(wait, maxWaitS) * 1000, aborted.signal);
+    if (!grant) return reply.code(204).send();
+    return { job: grant.job, attempt: grant.attempt, gpuIndices: grant.gpuIndices };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/events", async (req) => {
+    const c = caller(req);
+    const body = parse(jobEventRequestSchema, req.body);
+    const job = jobOr404(req.params.id);
+    const hostId = c.kind === "agent" ? c.hostId : job.hostId;
+    if (c.kind === "agent" && job.hostId !== null && job.hostId !== c.hostId && job.attempt === body.attempt) {
+      throw new HttpError(403, "forbidden", `job ${job.id} runs on ${job.hostId}, not on ${c.hostId}`);
+    }
+    if (!hostId) throw new HttpError(409, "stale_attempt", `job ${job.id} is ${job.state} and on no host`);
+    return service.agentReport(job.id, hostId, body);
+  });
+
+  // ---- jobs ----
+
+  app.post("/api/jobs", async (req, reply) => {
+    requireAdmin(req);
+    const body = parse(submitJobRequestSchema, req.body);
+    return reply.code(201).send(service.submit(body));
+  });
+
+  app.get<{ Querystring: { state?: string; project?: string; host?: string; limit?: string } }>("/api/jobs", async (req) => {
+    requireAdmin(req);
+    const states = req.query.state ? req.query.state.split(",").filter(Boolean) : undefined;
+    for (const s of states ?? []) {
+      if (!(jobStates as readonly string[]).includes(s)) {
+        throw new HttpError(400, "invalid_query", `state: '${s}' is not one of ${jobStates.join(", ")}`, { field: "state" });
+      }
+    }
+    const limit = req.query.limit ? Number(req.query.limit) : undefined;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new HttpError(400, "invalid_query", "limit: a whole number >= 1", { field: "limit" });
+    return { jobs: service.store.listJobs({ states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, limit }) };
+  });
+
+  app.get<{ Params: { id: string } }>("/api/jobs/:id", async (req) => {
+    requireAdmin(req);
+    const job = jobOr404(req.params.id);
+    return { ...job, history: service.store.transitions(job.id) };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", async (req) => {
+    requireAdmin(req);
+    return service.cancel(req.params.id);
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/retry", async (req) => {
+    requireAdmin(req);
+    return service.retry(req.params.id);
+  });
+
+  app.post<{ Params: { id: string }; Body: { priority?: unknown } }>("/api/jobs/:id/priority", async (req) => {
+    requireAdmin(req);
+    const p = (req.body ?? {}).priority;
+    if (typeof p !== "string" || !(priorities as readonly string[]).includes(p)) {
+      throw new HttpError(400, "invalid_body", `priority: one of ${priorities.join(", ")}`, { field: "priority" });
+    }
+    return service.setPriority(req.params.id, p as Priority);
+  });
+
+  app.post("/api/queue/add", async (req, reply) => {
+    requireAdmin(req);
+    const body = parse(queueAddRequestSchema, req.body);
+    const job = service.queueAdd(body.config_path, toPriority(body.priority));
+    return reply.code(201).send({ ...job, status: "queued", job_id: job.id });
+  });
+
+  // ---- devices ----
+
+  app.get("/api/devices", async (req) => {
+    requireAdmin(req);
+    return { devices: service.listDevices() };
+  });
+
+  for (const action of ["drain", "undrain"] as const) {
+    app.post<{ Params: { hostId: string } }>(`/api/devices/:hostId/${action}`, async (req) => {
+      requireAdmin(req);
+      const d = service.setDraining(req.params.hostId, action === "drain");
+      if (!d) throw new HttpError(404, "not_found", `no device ${req.params.hostId}`);
+      return d;
+    });
+  }
+
+  // ---- sync ----
+
+  /** The job and the attempt an upload or read is for; uploads must name the current attempt. */
+  function syncTarget(req: FastifyRequest<{ Params: { jobId: string }; Querystring: { attempt?: string } }>, write: boolean) {
+    const job = jobOr404(req.params.jobId);
+    const c = caller(req);
+    if (c.kind === "agent") {
+      if (job.hostId !== c.hostId) throw new HttpError(write ? 409 : 403, write ? "stale_attempt" : "forbidden", `job ${job.id} is not on host ${c.hostId} now`);
+    }
+    let attempt = job.attempt;
+    if (req.query.attempt !== undefined) {
+      attempt = Number(req.query.attempt);
+      if (!Number.isInteger(attempt) || attempt < 1) throw new HttpError(400, "invalid_query", "attempt: a whole number >= 1", { field: "attempt" });
+      if (write && attempt !== job.attempt) {
+        throw new HttpError(409, "stale_attempt", `attempt ${attempt} of job ${job.id} is not current (current: ${job.attempt}); stop this attempt`);
+      }
+    }
+    return { job, attempt };
+  }
+
+  type SyncReq = FastifyRequest<{ Params: { jobId: string; "*": string }; Querystring: { attempt?: string; offset?: string; sha256?: string } }>;
+
+  app.post("/api/sync/:jobId/files/*", async (req: SyncReq) => {
+    const { job, attempt } = syncTarget(req, true);
+    const offset = Number(req.query.offset);
+    if (req.query.offset === undefined || !Number.isInteger(offset) || offset < 0) {
+      throw new HttpError(400, "invalid_query", "offset: a whole number of bytes >= 0", { field: "offset" });
+    }
+    const body = bodyBuffer(req.body);
+    const path = req.params["*"];
+    const r = service.sync.append(job.project, job.id, attempt, path, offset, body);
+    if (r.written > 0) service.events.emit({ type: "log", jobId: job.id, attempt, path, offset: r.size - r.written, size: r.size });
+    return { size: r.size };
+  });
+
+  app.put("/api/sync/:jobId/files/*", async (req: SyncReq) => {
+    const { job, attempt } = syncTarget(req, true);
+    const r = service.sync.put(job.project, job.id, attempt, req.params["*"], bodyBuffer(req.body), req.query.sha256);
+    service.events.emit({ type: "log", jobId: job.id, attempt, path: req.params["*"], offset: 0, size: r.size });
+    return r;
+  });
+
+  app.get("/api/sync/:jobId/status", async (req: FastifyRequest<{ Params: { jobId: string }; Querystring: { attempt?: string } }>) => {
+    const { job, attempt } = syncTarget(req, false);
+    return { attempt, files: service.sync.list(job.id, attempt) };
+  });
+
+  app.get("/api/sync/:jobId/files/*", async (req: SyncReq, reply: FastifyReply) => {
+    const { job, attempt } = syncTarget(req, false);
+    const bytes = service.sync.read(job.project, job.id, attempt, req.params["*"]);
+    if (!bytes) throw new HttpError(404, "not_found", `no file ${req.params["*"]} for attempt ${attempt} of job ${job.id}`);
+    return reply.header("content-type", "application/octet-stream").send(bytes);
+  });
+
+  // ---- events ----
+
+  app.get("/api/events", async (req, reply) => {
+    requireAdmin(req);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+    });
+    res.write(`: labrig dispatcher ${DISPATCHER_VERSION}; events: job, device, log, notice\n\n`);
+    const unsubscribe = service.events.subscribe((ev) => res.write(sseFrame(ev)));
+    const ping = setInterval(() => res.write(": ping\n\n"), 15_000);
+    const stop = () => {
+      clearInterval(ping);
+      unsubscribe();
+    };
+    res.on("close", stop);
+    closers.add(() => {
+      stop();
+      res.end();
+    });
+  });
+
+  const closers = new Set<() => void>();
+  app.addHook("onClose", async () => {
+    for (const c of closers) c();
+  });
+  app.addHook("preClose", async () => {
+    for (const c of closers) c();
+    closers.clear();
+  });
+
+  return app;
+}
+
+function bodyBuffer(body: unknown): Buffer {
+  if (Buffer.isBuffer(body)) return body;
+  if (body === undefined || body === null) return Buffer.alloc(0);
+  if (typeof body === "string") return Buffer.from(body);
+  return Buffer.from(JSON.stringify(body));
+}
+
+function toPriority(p: Priority | number | undefined): Priority {
+  if (p === undefined) return "normal";
+  if (typeof p === "string") return p;
+  // CVLab-Kit sends a number: larger is more urgent.
+  return p > 0 ? "high" : p < 0 ? "low" : "normal";
+}

@@ -1,0 +1,414 @@
+// The dispatcher's durable state: jobs and agents in SQLite. Every job state change is one
+// transaction that also records the transition, so a crash never leaves a half-made change.
+import { randomBytes } from "node:crypto";
+import type { Constraints, Job, JobState, Priority, RegisteredGpu, SubmitJob } from "../core/api.js";
+import type { Db } from "./db.js";
+
+export interface JobRow {
+  id: string;
+  seq: number;
+  name: string;
+  project: string;
+  command: string;
+  gpus: number;
+  image: string | null;
+  env: string;
+  workdir: string | null;
+  timeout_s: number | null;
+  priority: Priority;
+  max_retries: number;
+  constraints: string;
+  state: JobState;
+  attempt: number;
+  lost_count: number;
+  host_id: string | null;
+  gpu_indices: string;
+  delivered_at: string | null;
+  cancel_requested: number;
+  exit_code: number | null;
+  reason: string | null;
+  created_at: string;
+  assigned_at: string | null;
+  started_at: string | null;
+  ended_at: string | null;
+}
+
+export interface AgentRow {
+  host_id: string;
+  hostname: string | null;
+  token_hash: string;
+  gpus: string;
+  labels: string;
+  agent_version: string | null;
+  agent_url: string | null;
+  draining: number;
+  registered_at: string;
+  last_seen_at: string | null;
+  last_stats: string | null;
+}
+
+export interface Transition {
+  attempt: number;
+  fromState: JobState | null;
+  toState: JobState;
+  hostId: string | null;
+  message: string | null;
+  at: string;
+}
+
+/** A job as the API shows it, with the fields the store keeps beyond the v1 schema. */
+export type StoredJob = Job & { cancelRequested: boolean; deliveredAt: string | null; lostCount: number };
+
+export function rowToJob(r: JobRow): StoredJob {
+  return {
+    id: r.id,
+    name: r.name,
+    project: r.project,
+    command: JSON.parse(r.command),
+    gpus: r.gpus,
+    image: r.image,
+    env: JSON.parse(r.env),
+    workdir: r.workdir,
+    timeoutS: r.timeout_s,
+    priority: r.priority,
+    maxRetries: r.max_retries,
+    constraints: JSON.parse(r.constraints),
+    state: r.state,
+    attempt: r.attempt,
+    hostId: r.host_id,
+    gpuIndices: JSON.parse(r.gpu_indices),
+    exitCode: r.exit_code,
+    reason: r.reason,
+    createdAt: r.created_at,
+    assignedAt: r.assigned_at,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    cancelRequested: r.cancel_requested === 1,
+    deliveredAt: r.delivered_at,
+    lostCount: r.lost_count,
+  };
+}
+
+const base32 = "abcdefghijklmnopqrstuvwxyz234567";
+export function newJobId(): string {
+  const bytes = randomBytes(8);
+  let id = "";
+  for (const b of bytes) id += base32[b & 31];
+  return id;
+}
+
+export class StoreConflict extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly job?: StoredJob,
+  ) {
+    super(message);
+  }
+}
+
+export interface JobFilter {
+  states?: JobState[];
+  project?: string;
+  hostId?: string;
+  limit?: number;
+}
+
+export class Store {
+  private readonly stmts;
+
+  constructor(readonly db: Db) {
+    this.stmts = {
+      getJob: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?"),
+      maxSeq: db.prepare("SELECT COALESCE(MAX(seq), 0) FROM jobs").pluck(),
+      insertJob: db.prepare(`INSERT INTO jobs (id, seq, name, project, command, gpus, image, env, workdir, timeout_s, priority,
+        max_retries, constraints, state, attempt, created_at)
+        VALUES (@id, @seq, @name, @project, @command, @gpus, @image, @env, @workdir, @timeout_s, @priority, @max_retries,
+        @constraints, 'queued', 1, @created_at)`),
+      transition: db.prepare(`INSERT INTO job_transitions (job_id, attempt, from_state, to_state, host_id, message, at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      transitions: db.prepare("SELECT attempt, from_state, to_state, host_id, message, at FROM job_transitions WHERE job_id = ? ORDER BY id"),
+      queued: db.prepare<[], JobRow>("SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq"),
+      active: db.prepare<[], JobRow>("SELECT * FROM jobs WHERE state IN ('assigned', 'running')"),
+      activeOnHost: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE host_id = ? AND state IN ('assigned', 'running') ORDER BY seq"),
+      nextUndelivered: db.prepare<[string], JobRow>(
+        "SELECT * FROM jobs WHERE host_id = ? AND state = 'assigned' AND delivered_at IS NULL ORDER BY assigned_at, seq LIMIT 1",
+      ),
+      countByState: db.prepare<[], { state: JobState; n: number }>("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"),
+      getAgent: db.prepare<[string], AgentRow>("SELECT * FROM agents WHERE host_id = ?"),
+      allAgents: db.prepare<[], AgentRow>("SELECT * FROM agents ORDER BY host_id"),
+      upsertAgent: db.prepare(`INSERT INTO agents (host_id, hostname, token_hash, gpus, labels, agent_version, agent_url, registered_at, last_seen_at)
+        VALUES (@host_id, @hostname, @token_hash, @gpus, @labels, @agent_version, @agent_url, @registered_at, @registered_at)
+        ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname, token_hash = excluded.token_hash, gpus = excluded.gpus,
+          labels = excluded.labels, agent_version = excluded.agent_version, agent_url = excluded.agent_url,
+          registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at`),
+      setDraining: db.prepare("UPDATE agents SET draining = ? WHERE host_id = ?"),
+      saveSeen: db.prepare("UPDATE agents SET last_seen_at = ?, last_stats = ? WHERE host_id = ?"),
+    };
+  }
+
+  // ---- jobs: reads ----
+
+  getJob(id: string): StoredJob | undefined {
+    const r = this.stmts.getJob.get(id);
+    return r ? rowToJob(r) : undefined;
+  }
+
+  listJobs(f: JobFilter = {}): StoredJob[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (f.states?.length) {
+      where.push(`state IN (${f.states.map(() => "?").join(",")})`);
+      args.push(...f.states);
+    }
+    if (f.project) {
+      where.push("project = ?");
+      args.push(f.project);
+    }
+    if (f.hostId) {
+      where.push("host_id = ?");
+      args.push(f.hostId);
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`;
+    args.push(f.limit ?? 1000);
+    return (this.db.prepare(sql).all(...args) as JobRow[]).map(rowToJob);
+  }
+
+  queuedJobs(): StoredJob[] {
+    return this.stmts.queued.all().map(rowToJob);
+  }
+
+  activeJobs(): StoredJob[] {
+    return this.stmts.active.all().map(rowToJob);
+  }
+
+  activeJobsOnHost(hostId: string): StoredJob[] {
+    return this.stmts.activeOnHost.all(hostId).map(rowToJob);
+  }
+
+  transitions(jobId: string): Transition[] {
+    return (this.stmts.transitions.all(jobId) as { attempt: number; from_state: JobState | null; to_state: JobState; host_id: string | null; message: string | null; at: string }[]).map(
+      (t) => ({ attempt: t.attempt, fromState: t.from_state, toState: t.to_state, hostId: t.host_id, message: t.message, at: t.at }),
+    );
+  }
+
+  countByState(): Record<JobState, number> {
+    const counts = { queued: 0, assigned: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, timed_out: 0 } as Record<JobState, number>;
+    for (const { state, n } of this.stmts.countByState.all()) counts[state] = n;
+    return counts;
+  }
+
+  // ---- jobs: changes, one transaction each ----
+
+  insertJob(req: SubmitJob & { name: string; project: string }, now = new Date()): StoredJob {
+    return this.db.transaction(() => {
+      let id = newJobId();
+      while (this.stmts.getJob.get(id)) id = newJobId();
+      const at = now.toISOString();
+      this.stmts.insertJob.run({
+        id,
+        seq: (this.stmts.maxSeq.get() as number) + 1,
+        name: req.name,
+        project: req.project,
+        command: JSON.stringify(req.command),
+        gpus: req.gpus,
+        image: req.image ?? null,
+        env: JSON.stringify(req.env ?? {}),
+        workdir: req.workdir ?? null,
+        timeout_s: req.timeoutS ?? null,
+        priority: req.priority,
+        max_retries: req.maxRetries,
+        constraints: JSON.stringify(req.constraints ?? {}),
+        created_at: at,
+      });
+      this.stmts.transition.run(id, 1, null, "queued", null, null, at);
+      return this.getJob(id)!;
+    })();
+  }
+
+  /** Assigns a queued job to a host's GPUs; returns undefined when the job is no longer queued. */
+  assign(jobId: string, hostId: string, gpuIndices: number[], now = new Date()): StoredJob | undefined {
+    return this.db.transaction(() => {
+      const job = this.stmts.getJob.get(jobId);
+      if (!job || job.state !== "queued") return undefined;
+      const at = now.toISOString();
+      this.db
+        .prepare("UPDATE jobs SET state = 'assigned', host_id = ?, gpu_indices = ?, assigned_at = ?, delivered_at = NULL WHERE id = ?")
+        .run(hostId, JSON.stringify(gpuIndices), at, jobId);
+      this.stmts.transition.run(jobId, job.attempt, "queued", "assigned", hostId, `GPUs [${gpuIndices.join(",")}]`, at);
+      return this.getJob(jobId);
+    })();
+  }
+
+  /** Hands the oldest undelivered assignment of a host to its agent (marks it delivered). */
+  takeNextAssignment(hostId: string, now = new Date()): StoredJob | undefined {
+    return this.db.transaction(() => {
+      const r = this.stmts.nextUndelivered.get(hostId);
+      if (!r) return undefined;
+      this.db.prepare("UPDATE jobs SET delivered_at = ? WHERE id = ?").run(now.toISOString(), r.id);
+      return this.getJob(r.id);
+    })();
+  }
+
+  /**
+   * Applies a state an agent reports for an attempt. Throws StoreConflict when the attempt is not
+   * the current one on that host, or the transition makes no sense.
+   */
+  applyAgentReport(
+    jobId: string,
+    hostId: string,
+    report: { attempt: number; state: "running" | "succeeded" | "failed" | "timed_out" | "cancelled"; exitCode?: number | null; message?: string },
+    now = new Date(),
+  ): StoredJob {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
+      if (r.host_id !== hostId || r.attempt !== report.attempt || (r.state !== "assigned" && r.state !== "running")) {
+        throw new StoreConflict(
+          "stale_attempt",
+          `attempt ${report.attempt} of job ${jobId} on ${hostId} is not current (the job is ${r.state}, attempt ${r.attempt}${r.host_id ? ` on ${r.host_id}` : ""}); stop it`,
+          rowToJob(r),
+        );
+      }
+      const at = now.toISOString();
+      if (report.state === "running") {
+        if (r.state === "running") return rowToJob(r);
+        this.db.prepare("UPDATE jobs SET state = 'running', started_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?").run(at, at, jobId);
+      } else {
+        const reason = report.message ?? (report.state === "failed" && report.exitCode != null ? `exit code ${report.exitCode}` : null);
+        this.db
+          .prepare("UPDATE jobs SET state = ?, exit_code = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
+          .run(report.state, report.exitCode ?? null, reason, at, at, jobId);
+      }
+      this.stmts.transition.run(jobId, r.attempt, r.state, report.state, hostId, report.message ?? null, at);
+      return this.getJob(jobId)!;
+    })();
+  }
+
+  /**
+   * Cancels a job. A queued job, or one assigned but not yet handed to its agent, ends at once; a
+   * job an agent holds gets cancel_requested, and its agent is told in the next heartbeat.
+   */
+  cancel(jobId: string, now = new Date()): StoredJob {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
+      const at = now.toISOString();
+      if (r.state === "queued" || (r.state === "assigned" && r.delivered_at === null)) {
+        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = 'cancelled by an operator', ended_at = ? WHERE id = ?").run(at, jobId);
+        this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, "cancelled by an operator", at);
+      } else if (r.state === "assigned" || r.state === "running") {
+        if (r.cancel_requested === 0) {
+          this.db.prepare("UPDATE jobs SET cancel_requested = 1 WHERE id = ?").run(jobId);
+          this.stmts.transition.run(jobId, r.attempt, r.state, r.state, r.host_id, "cancel requested", at);
+        }
+      } else {
+        throw new StoreConflict("already_ended", `job ${jobId} already ended (${r.state}); nothing to cancel`, rowToJob(r));
+      }
+      return this.getJob(jobId)!;
+    })();
+  }
+
+  /** Queues an ended job again as a new attempt. */
+  retry(jobId: string, now = new Date()): StoredJob {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
+      if (!["succeeded", "failed", "cancelled", "timed_out"].includes(r.state)) {
+        throw new StoreConflict("not_ended", `job ${jobId} is ${r.state}; only an ended job can be retried (cancel it first)`, rowToJob(r));
+      }
+      this.requeueRow(r, "retried by an operator", now, false);
+      return this.getJob(jobId)!;
+    })();
+  }
+
+  /**
+   * An agent lost the job (its host went silent, or it never started the job it was handed).
+   * `countsAsRetry`: losing the host uses up one of maxRetries; when none remain the job fails
+   * with reason `lost`.
+   */
+  loseJob(jobId: string, why: string, countsAsRetry: boolean, now = new Date()): StoredJob | undefined {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r || (r.state !== "assigned" && r.state !== "running")) return undefined;
+      const at = now.toISOString();
+      if (r.cancel_requested === 1) {
+        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, ended_at = ? WHERE id = ?").run(`cancelled; ${why}`, at, jobId);
+        this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, why, at);
+      } else if (countsAsRetry && r.lost_count >= r.max_retries) {
+        this.db.prepare("UPDATE jobs SET state = 'failed', reason = 'lost', ended_at = ? WHERE id = ?").run(at, jobId);
+        this.stmts.transition.run(jobId, r.attempt, r.state, "failed", r.host_id, `lost: ${why}`, at);
+      } else {
+        this.requeueRow(r, why, now, countsAsRetry);
+      }
+      return this.getJob(jobId);
+    })();
+  }
+
+  private requeueRow(r: JobRow, why: string, now: Date, countsAsRetry: boolean) {
+    const at = now.toISOString();
+    this.db
+      .prepare(`UPDATE jobs SET state = 'queued', attempt = attempt + 1, lost_count = lost_count + ?, host_id = NULL, gpu_indices = '[]',
+        delivered_at = NULL, cancel_requested = 0, exit_code = NULL, reason = NULL, assigned_at = NULL, started_at = NULL, ended_at = NULL
+        WHERE id = ?`)
+      .run(countsAsRetry ? 1 : 0, r.id);
+    this.stmts.transition.run(r.id, r.attempt + 1, r.state, "queued", r.host_id, why, at);
+  }
+
+  setPriority(jobId: string, priority: Priority): StoredJob {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
+      if (r.state !== "queued") throw new StoreConflict("not_queued", `job ${jobId} is ${r.state}; only a queued job's priority can change`, rowToJob(r));
+      this.db.prepare("UPDATE jobs SET priority = ? WHERE id = ?").run(priority, jobId);
+      return this.getJob(jobId)!;
+    })();
+  }
+
+  // ---- agents ----
+
+  getAgent(hostId: string): AgentRow | undefined {
+    return this.stmts.getAgent.get(hostId);
+  }
+
+  allAgents(): AgentRow[] {
+    return this.stmts.allAgents.all();
+  }
+
+  upsertAgent(a: {
+    hostId: string;
+    hostname?: string;
+    tokenHash: string;
+    gpus: RegisteredGpu[];
+    labels: Record<string, string>;
+    agentVersion?: string;
+    agentUrl?: string;
+    now?: Date;
+  }): AgentRow {
+    this.stmts.upsertAgent.run({
+      host_id: a.hostId,
+      hostname: a.hostname ?? null,
+      token_hash: a.tokenHash,
+      gpus: JSON.stringify(a.gpus),
+      labels: JSON.stringify(a.labels),
+      agent_version: a.agentVersion ?? null,
+      agent_url: a.agentUrl ?? null,
+      registered_at: (a.now ?? new Date()).toISOString(),
+    });
+    return this.getAgent(a.hostId)!;
+  }
+
+  setDraining(hostId: string, draining: boolean): void {
+    this.stmts.setDraining.run(draining ? 1 : 0, hostId);
+  }
+
+  /** Persists when agents were last seen and their last stats, many in one transaction. */
+  saveSeen(rows: { hostId: string; lastSeenAt: string; stats: unknown }[]): void {
+    if (rows.length === 0) return;
+    this.db.transaction(() => {
+      for (const r of rows) this.stmts.saveSeen.run(r.lastSeenAt, JSON.stringify(r.stats), r.hostId);
+    })();
+  }
+}
+
+export type { Constraints };
