@@ -8,7 +8,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DispatcherClient } from "../../core/client.js";
 
 export const repoRoot = resolve(import.meta.dirname, "../..");
-export const tsxBin = join(repoRoot, "node_modules/.bin/tsx");
+/** Runs the TypeScript CLI in this very node process (no tsx wrapper process), so a signal reaches it. */
+export const nodeWithTsx = [process.execPath, "--import", "tsx"] as const;
 
 export interface DispatcherProcess {
   url: string;
@@ -42,8 +43,8 @@ export async function startDispatcher(opts: StartOptions = {}): Promise<Dispatch
   const infoFile = join(stateDir, "dispatcher.json");
   rmSync(infoFile, { force: true });
   const child = spawn(
-    tsxBin,
-    ["cli/main.ts", "dispatcher", "--port", String(opts.port ?? 0), "--bind", "127.0.0.1", "--state", stateDir, ...(opts.args ?? [])],
+    nodeWithTsx[0],
+    [...nodeWithTsx.slice(1), "cli/main.ts", "dispatcher", "--port", String(opts.port ?? 0), "--bind", "127.0.0.1", "--state", stateDir, ...(opts.args ?? [])],
     { cwd: repoRoot, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";

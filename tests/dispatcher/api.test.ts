@@ -1,0 +1,482 @@
+// The dispatcher's HTTP contract, against a real dispatcher process on loopback with a real
+// SQLite file.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import type { Job } from "../../core/api.js";
+import { ApiError } from "../../core/errors.js";
+import { DispatcherClient } from "../../core/client.js";
+import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
+import { waitFor } from "../helpers/wait.js";
+
+let d: DispatcherProcess;
+let admin: DispatcherClient;
+
+beforeAll(async () => {
+  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_HEARTBEAT_S: "1" } });
+  admin = d.admin();
+});
+afterAll(async () => {
+  await d?.stop();
+  d?.cleanup();
+});
+
+async function raw(method: string, path: string, opts: { token?: string; body?: unknown; raw?: Buffer } = {}) {
+  const headers: Record<string, string> = {};
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  let body: BodyInit | undefined;
+  if (opts.raw) {
+    headers["content-type"] = "application/octet-stream";
+    body = opts.raw as unknown as BodyInit;
+  } else if (opts.body !== undefined) {
+    headers["content-type"] = "application/json";
+    body = JSON.stringify(opts.body);
+  }
+  const res = await fetch(d.url + path, { method, headers, body });
+  const text = await res.text();
+  let json: any = undefined;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json };
+}
+
+let hostCounter = 0;
+async function newAgent(gpus = 1, labels: Record<string, string> = {}) {
+  const a = new SimAgent(d.url, `host-${++hostCounter}`, fakeGpus(gpus), labels);
+  return a.register(d.joinToken);
+}
+
+/** Submits a job pinned to `hostId` so tests running side by side do not take each other's jobs. */
+function submitTo(hostId: string, extra: Record<string, unknown> = {}): Promise<Job> {
+  return admin.submit({ command: ["true"], constraints: { hostId }, ...extra });
+}
+
+describe("health and auth", () => {
+  it("answers /api/health without a token", async () => {
+    const r = await raw("GET", "/api/health");
+    expect(r.status).toBe(200);
+    expect(r.json.status).toBe("ok");
+  });
+
+  it("refuses a missing or wrong token with 401", async () => {
+    expect((await raw("GET", "/api/jobs")).status).toBe(401);
+    expect((await raw("GET", "/api/jobs", { token: "nope" })).status).toBe(401);
+    expect((await raw("GET", "/api/devices", { token: d.joinToken })).status).toBe(401);
+  });
+
+  it("refuses registration without the join token", async () => {
+    const r = await raw("POST", "/api/agents/register", { token: "wrong", body: { hostId: "x", gpus: [] } });
+    expect(r.status).toBe(401);
+  });
+
+  it("refuses an agent acting for another host with 403", async () => {
+    const a = await newAgent();
+    const b = await newAgent();
+    const r = await raw("POST", `/api/agents/${b.hostId}/heartbeat`, { token: a.client.token, body: { gpus: [] } });
+    expect(r.status).toBe(403);
+    const l = await raw("GET", `/api/agents/${b.hostId}/lease?wait=0`, { token: a.client.token });
+    expect(l.status).toBe(403);
+  });
+
+  it("refuses admin calls made with an agent token with 403", async () => {
+    const a = await newAgent();
+    expect((await raw("POST", "/api/jobs", { token: a.client.token, body: { command: "true" } })).status).toBe(403);
+  });
+
+  it("re-registering a host replaces its token", async () => {
+    const a = await newAgent();
+    const old = a.client.token;
+    await a.register(d.joinToken);
+    expect(a.client.token).not.toBe(old);
+    const r = await raw("POST", `/api/agents/${a.hostId}/heartbeat`, { token: old, body: { gpus: [] } });
+    expect(r.status).toBe(401);
+    expect(r.json.error).toBe("unknown_agent");
+  });
+});
+
+describe("jobs", () => {
+  it("queues a job with defaults and shows it", async () => {
+    const job = await admin.submit({ command: ["python", "train.py"], constraints: { hostId: "nowhere" } });
+    expect(job).toMatchObject({ state: "queued", gpus: 1, priority: "normal", attempt: 1, project: "default", maxRetries: 0 });
+    const got = await admin.job(job.id);
+    expect(got.id).toBe(job.id);
+    expect((await admin.jobs({ state: "queued" })).map((j) => j.id)).toContain(job.id);
+  });
+
+  it.each([
+    [{ command: [] }, "command"],
+    [{}, "command"],
+    [{ command: "x", gpus: -1 }, "gpus"],
+    [{ command: "x", gpus: 1.5 }, "gpus"],
+    [{ command: "x", priority: "urgent" }, "priority"],
+    [{ command: "x", env: { "bad-name": "1" } }, "env.bad-name"],
+    [{ command: "x", constraints: { minMemoryMiB: "lots" } }, "constraints.minMemoryMiB"],
+    [{ command: "x", timeoutS: 0 }, "timeoutS"],
+  ])("refuses a malformed job %j with 400 naming %s", async (body, field) => {
+    const r = await raw("POST", "/api/jobs", { token: d.adminToken, body });
+    expect(r.status).toBe(400);
+    expect(r.json.field).toBe(field);
+    expect(r.json.message).toContain(field);
+  });
+
+  it("refuses a body that is not JSON with 400", async () => {
+    const res = await fetch(`${d.url}/api/jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${d.adminToken}`, "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(res.status).toBe(400);
+  });
+
+  it("filters jobs by state and project", async () => {
+    const j = await admin.submit({ command: "true", project: "filter-me", constraints: { hostId: "nowhere" } });
+    const list = await admin.jobs({ project: "filter-me" });
+    expect(list.map((x) => x.id)).toEqual([j.id]);
+    expect((await raw("GET", "/api/jobs?state=bogus", { token: d.adminToken })).status).toBe(400);
+  });
+
+  it("cancels a queued job at once", async () => {
+    const j = await admin.submit({ command: "true", constraints: { hostId: "nowhere" } });
+    expect((await admin.cancel(j.id)).state).toBe("cancelled");
+    await expect(admin.cancel(j.id)).rejects.toMatchObject({ status: 409 });
+  });
+
+  it("retries an ended job as a new attempt", async () => {
+    const j = await admin.submit({ command: "true", constraints: { hostId: "nowhere" } });
+    await admin.cancel(j.id);
+    const r = await admin.retry(j.id);
+    expect(r).toMatchObject({ state: "queued", attempt: 2 });
+    await expect(admin.retry(j.id)).rejects.toMatchObject({ status: 409 });
+  });
+
+  it("changes a queued job's priority", async () => {
+    const j = await admin.submit({ command: "true", constraints: { hostId: "nowhere" } });
+    expect((await admin.setPriority(j.id, "high")).priority).toBe("high");
+  });
+
+  it("answers 404 for an unknown job", async () => {
+    expect((await raw("GET", "/api/jobs/nosuchjob", { token: d.adminToken })).status).toBe(404);
+  });
+
+  it("queues CVLab-Kit's POST /api/queue/add with the trainer command", async () => {
+    const r = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "configs/cifar.yaml", priority: 1 } });
+    expect(r.status).toBe(201);
+    expect(r.json.command).toBe("python train.py --config configs/cifar.yaml");
+    expect(r.json.priority).toBe("high");
+    await admin.cancel(r.json.id);
+  });
+});
+
+describe("leases", () => {
+  it("the long poll returns the moment a fitting job is queued", async () => {
+    const a = await newAgent(2);
+    const t0 = Date.now();
+    const pending = a.lease(10);
+    await sleep(300);
+    const job = await submitTo(a.hostId);
+    const lease = await pending;
+    const waited = Date.now() - t0;
+    expect(lease?.job.id).toBe(job.id);
+    expect(lease?.gpuIndices).toEqual([0]);
+    expect(lease?.attempt).toBe(1);
+    expect(waited).toBeLessThan(2000);
+  });
+
+  it("answers 204 when the wait runs out with nothing to do", async () => {
+    const a = await newAgent();
+    const t0 = Date.now();
+    expect(await a.lease(1)).toBeNull();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+  });
+
+  it("runs two 1-GPU jobs side by side on a 2-GPU host and a third waits", async () => {
+    const a = await newAgent(2);
+    const jobs = [await submitTo(a.hostId), await submitTo(a.hostId), await submitTo(a.hostId)];
+    const l1 = await a.lease(2);
+    const l2 = await a.lease(2);
+    expect(new Set([l1!.gpuIndices[0], l2!.gpuIndices[0]])).toEqual(new Set([0, 1]));
+    expect(await a.lease(0)).toBeNull();
+    await a.report(l1!, "running");
+    await a.report(l1!, "succeeded", 0);
+    const l3 = await a.lease(3);
+    expect(l3?.job.id).toBe(jobs[2].id);
+    expect(l3?.gpuIndices).toEqual(l1!.gpuIndices);
+  });
+
+  it("moves a job through running to succeeded and records exit codes", async () => {
+    const a = await newAgent();
+    const j = await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    expect((await a.report(l, "running")).state).toBe("running");
+    const done = await a.report(l, "failed", 3);
+    expect(done).toMatchObject({ state: "failed", exitCode: 3 });
+    const shown = await admin.job(j.id);
+    expect(shown.startedAt).not.toBeNull();
+    expect(shown.endedAt).not.toBeNull();
+  });
+
+  it("refuses an event for a stale attempt with 409", async () => {
+    const a = await newAgent();
+    const j = await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    const r = await raw("POST", `/api/jobs/${j.id}/events`, { token: a.client.token, body: { attempt: 2, state: "succeeded", exitCode: 0 } });
+    expect(r.status).toBe(409);
+    expect(r.json.error).toBe("stale_attempt");
+    await a.report(l, "succeeded", 0);
+    const again = await raw("POST", `/api/jobs/${j.id}/events`, { token: a.client.token, body: { attempt: 1, state: "running" } });
+    expect(again.status).toBe(409);
+  });
+
+  it("tells the agent to stop a cancelled job in its heartbeat", async () => {
+    const a = await newAgent();
+    const j = await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    const c = await admin.cancel(j.id);
+    expect(c.state).toBe("running");
+    expect((await a.heartbeat()).cancel).toEqual([j.id]);
+    await a.report(l, "cancelled");
+    expect((await admin.job(j.id)).state).toBe("cancelled");
+    expect((await a.heartbeat()).cancel).toEqual([]);
+  });
+
+  it("gives nothing to a drained host until it is undrained", async () => {
+    const a = await newAgent();
+    a.startHeartbeats(300);
+    onTestFinished(() => a.stop());
+    await admin.drain(a.hostId);
+    expect((await admin.devices()).find((x) => x.hostId === a.hostId)?.status).toBe("draining");
+    const j = await submitTo(a.hostId);
+    expect(await a.lease(1)).toBeNull();
+    await admin.undrain(a.hostId);
+    expect((await a.lease(3))?.job.id).toBe(j.id);
+    expect((await raw("POST", "/api/devices/nobody/drain", { token: d.adminToken })).status).toBe(404);
+  });
+
+  it("runs a gpus: 0 job on a host without GPUs", async () => {
+    const a = await newAgent(0);
+    const j = await submitTo(a.hostId, { gpus: 0 });
+    const l = await a.lease(3);
+    expect(l?.job.id).toBe(j.id);
+    expect(l?.gpuIndices).toEqual([]);
+  });
+
+  it("lists devices with their GPUs, free count and running jobs", async () => {
+    const a = await newAgent(2, { room: "b" });
+    await a.heartbeat();
+    await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    const dev = (await admin.devices()).find((x) => x.hostId === a.hostId)!;
+    expect(dev).toMatchObject({ status: "healthy", freeGpus: 1, runningJobs: [l.job.id], labels: { room: "b" } });
+    expect(dev.gpus[0]).toMatchObject({ utilizationPct: 50, temperatureC: 60, memoryTotalMiB: 81920 });
+  });
+});
+
+describe("silent agents", () => {
+  it("requeues a silent agent's job with attempt 2 and it runs elsewhere", async () => {
+    const a = await newAgent(1, { pool: "requeue" });
+    const b = await newAgent(1, { pool: "requeue" });
+    const j = await admin.submit({ command: "true", maxRetries: 1, constraints: { labels: { pool: "requeue" } } });
+    // Only a polls at first: it takes the job, then goes silent while b keeps heartbeating.
+    const holder = a;
+    const other = b;
+    const firstLease = (await a.lease(3))!;
+    expect(firstLease.job.id).toBe(j.id);
+    await holder.report(firstLease, "running");
+    other.startHeartbeats(300);
+    try {
+      const second = await other.lease(8);
+      expect(second?.job.id).toBe(j.id);
+      expect(second?.attempt).toBe(2);
+      const shown = await admin.job(j.id);
+      expect(shown).toMatchObject({ attempt: 2, hostId: other.hostId });
+      // The silent agent's late report for attempt 1 is stale.
+      const late = await raw("POST", `/api/jobs/${j.id}/events`, { token: holder.client.token, body: { attempt: 1, state: "succeeded", exitCode: 0 } });
+      expect(late.status).toBe(409);
+    } finally {
+      other.stop();
+    }
+  });
+
+  it("fails a silent agent's job with reason lost when it has no retries", async () => {
+    const a = await newAgent();
+    const j = await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    const job = await waitFor("the job to end", () => admin.job(j.id), (x) => x.state !== "running", 8000);
+    expect(job).toMatchObject({ state: "failed", reason: "lost", attempt: 1 });
+    expect((await admin.devices()).find((x) => x.hostId === a.hostId)?.status).toBe("disconnected");
+  });
+
+  it("tells a returning agent to stop a job that was given to another host", async () => {
+    const a = await newAgent(1, { pool: "return" });
+    const b = await newAgent(1, { pool: "return" });
+    const j = await admin.submit({ command: "true", maxRetries: 1, constraints: { hostId: a.hostId } });
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    // a goes silent: the job goes back to the queue, pinned to a, so it waits there.
+    const requeued = await waitFor("the job to be requeued", () => admin.job(j.id), (x) => x.state === "queued", 8000);
+    expect(requeued.attempt).toBe(2);
+    b.stop();
+    const hb = await a.heartbeat();
+    expect(hb.cancel).toEqual([j.id]);
+  });
+});
+
+describe("sync", () => {
+  async function runningJob(extra: Record<string, unknown> = {}) {
+    const a = await newAgent();
+    const j = await submitTo(a.hostId, extra);
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    return { a, j, l };
+  }
+
+  it("appends at offsets, treats a repeat as a no-op and refuses a gap with the size", async () => {
+    const { a, j } = await runningJob();
+    const c = a.client;
+    expect((await c.syncAppend(j.id, "job.log", 0, Buffer.from("hello "))).size).toBe(6);
+    expect((await c.syncAppend(j.id, "job.log", 6, Buffer.from("world\n"))).size).toBe(12);
+    expect((await c.syncAppend(j.id, "job.log", 0, Buffer.from("hello "))).size).toBe(12);
+    expect((await c.syncAppend(j.id, "job.log", 9, Buffer.from("ld\nmore"))).size).toBe(16);
+    const gap = await raw("POST", `/api/sync/${j.id}/files/job.log?offset=100`, { token: c.token, raw: Buffer.from("x") });
+    expect(gap.status).toBe(409);
+    expect(gap.json.size).toBe(16);
+    const bytes = await admin.syncGet(j.id, "job.log");
+    expect(bytes.toString()).toBe("hello world\nmore");
+    const status = await admin.syncStatus(j.id);
+    expect(status.attempt).toBe(1);
+    expect(status.files["job.log"]).toMatchObject({ size: 16, sha256: createHash("sha256").update("hello world\nmore").digest("hex") });
+    const onDisk = join(d.stateDir, "runs", "default", j.id, "attempt-1", "job.log");
+    expect(readFileSync(onDisk, "utf8")).toBe("hello world\nmore");
+  });
+
+  it("replaces a file whole after checking its sha256", async () => {
+    const { a, j } = await runningJob();
+    const body = Buffer.from("epoch: 3\n");
+    const sha = createHash("sha256").update(body).digest("hex");
+    expect((await a.client.syncPut(j.id, "ckpt/meta.yaml", body, sha)).size).toBe(body.length);
+    const bad = await raw("PUT", `/api/sync/${j.id}/files/ckpt/meta.yaml?sha256=${"0".repeat(64)}`, { token: a.client.token, raw: Buffer.from("x") });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toBe("sha256_mismatch");
+    expect((await admin.syncGet(j.id, "ckpt/meta.yaml")).toString()).toBe("epoch: 3\n");
+  });
+
+  it.each([
+    ["../escape.txt"],
+    ["a/../../escape.txt"],
+    ["%2e%2e/escape.txt"],
+    ["a/%2e%2e/%2e%2e/escape.txt"],
+    ["%2Fetc%2Fpasswd"],
+    ["a%2F..%2F..%2Fescape"],
+    ["a%5C..%5Cescape"],
+  ])("refuses the traversal path %s with 400", async (path) => {
+    const { a, j } = await runningJob();
+    const r = await raw("POST", `/api/sync/${j.id}/files/${path}?offset=0`, { token: a.client.token, raw: Buffer.from("x") });
+    expect([400, 404]).toContain(r.status);
+    if (r.status === 404) expect(r.json.error).toBe("not_found");
+    expect(existsSync(join(d.stateDir, "runs", "default", j.id, "escape.txt"))).toBe(false);
+    expect(existsSync(join(d.stateDir, "runs", "default", "escape.txt"))).toBe(false);
+    expect(existsSync(join(d.stateDir, "escape.txt"))).toBe(false);
+  });
+
+  it("refuses uploads for a stale attempt with 409", async () => {
+    const { a, j } = await runningJob();
+    const r = await raw("POST", `/api/sync/${j.id}/files/job.log?offset=0&attempt=2`, { token: a.client.token, raw: Buffer.from("x") });
+    expect(r.status).toBe(409);
+    expect(r.json.error).toBe("stale_attempt");
+    const other = await newAgent();
+    const r2 = await raw("POST", `/api/sync/${j.id}/files/job.log?offset=0`, { token: other.client.token, raw: Buffer.from("x") });
+    expect(r2.status).toBe(409);
+  });
+
+  it("keeps each attempt's files apart and serves an older attempt on request", async () => {
+    const { a, j, l } = await runningJob({ maxRetries: 0 });
+    await a.client.syncAppend(j.id, "job.log", 0, Buffer.from("first\n"), 1);
+    await a.report(l, "failed", 1);
+    await admin.retry(j.id);
+    const l2 = (await a.lease(3))!;
+    expect(l2.attempt).toBe(2);
+    await a.report(l2, "running");
+    await a.client.syncAppend(j.id, "job.log", 0, Buffer.from("second\n"), 2);
+    expect((await admin.syncGet(j.id, "job.log")).toString()).toBe("second\n");
+    expect((await admin.syncGet(j.id, "job.log", 1)).toString()).toBe("first\n");
+  });
+});
+
+describe("events and metrics", () => {
+  it("streams a job event to an SSE subscriber", async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${d.url}/api/events`, { headers: { authorization: `Bearer ${d.adminToken}` }, signal: ac.signal });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const reader = res.body!.getReader();
+    const job = await admin.submit({ command: "true", name: "sse-probe", constraints: { hostId: "nowhere" } });
+    let text = "";
+    const deadline = Date.now() + 5000;
+    while (!text.includes(job.id) && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    ac.abort();
+    expect(text).toMatch(new RegExp(`event: job\\ndata: \\{.*"id":"${job.id}"`));
+  });
+
+  it("exposes Prometheus metrics", async () => {
+    const res = await fetch(`${d.url}/metrics`);
+    const text = await res.text();
+    for (const series of [
+      'labrig_jobs{state="queued"}',
+      "labrig_devices{status=",
+      "labrig_gpu_utilization_percent{",
+      "labrig_gpu_temperature_celsius{",
+      "labrig_dispatch_latency_seconds_bucket",
+      "labrig_http_request_duration_seconds_bucket",
+    ]) {
+      expect(text).toContain(series);
+    }
+  });
+});
+
+describe("crash safety", () => {
+  it("loses nothing across kill -9 and a restart on the same state", async () => {
+    const state = d.stateDir;
+    const a = await newAgent();
+    const j = await submitTo(a.hostId, { name: "survivor" });
+    const l = (await a.lease(3))!;
+    await a.report(l, "running");
+    await a.client.syncAppend(j.id, "job.log", 0, Buffer.from("line 1\n"));
+    const queued = await admin.submit({ command: "true", name: "waiting", constraints: { hostId: "nowhere" } });
+    const before = await admin.jobs({ limit: 10000 });
+
+    await d.kill();
+    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2" } });
+    d = d2;
+    admin = d2.admin();
+    expect(d2.adminToken).toBe(readFileSync(join(state, "admin-token"), "utf8").trim());
+    const after = await admin.jobs({ limit: 10000 });
+    expect(after.map((x) => [x.id, x.attempt])).toEqual(before.map((x) => [x.id, x.attempt]));
+    expect((await admin.job(queued.id)).state).toBe("queued");
+    // The agent's token still works and its running job goes on.
+    expect((await a.heartbeat()).cancel).toEqual([]);
+    await a.client.syncAppend(j.id, "job.log", 7, Buffer.from("line 2\n"));
+    await a.report(l, "succeeded", 0);
+    expect((await admin.syncGet(j.id, "job.log")).toString()).toBe("line 1\nline 2\n");
+    expect((await admin.job(j.id)).state).toBe("succeeded");
+    expect(statSync(join(state, "labrig.db")).size).toBeGreaterThan(0);
+  });
+});
+
+it("the client reports API errors with status and code", async () => {
+  const e = await admin.job("missing").catch((x) => x);
+  expect(e).toBeInstanceOf(ApiError);
+  expect(e.status).toBe(404);
+});
