@@ -6,8 +6,8 @@
 //   starved forever by a stream of newer high ones.
 // - A job's GPUs are all on one host, each free and matching its constraints (gpuName as a
 //   case-insensitive substring, minMemoryMiB per GPU); hostId and labels select hosts.
-// - Packing: of the hosts that fit, the one with the fewest matching free GPUs wins (ties: hostId),
-//   which keeps large holes open for large jobs.
+// - Packing: of the hosts that fit, the one with the fewest free GPUs wins (ties: hostId), which
+//   keeps large holes open for large jobs.
 // - Reservation (backfill): when the best-ranked GPU job does not fit anywhere right now but could
 //   fit on some host once its GPUs free up, it reserves the candidate host with the most matching
 //   free GPUs; lower-ranked jobs may not take GPUs there. So a 4-GPU job waiting behind a stream of
@@ -50,12 +50,23 @@ export function effectiveRank(job: SchedJob, nowMs: number): number {
   return Math.min(priorityRank[job.priority] + Math.floor(waited / AGING_STEP_MS), priorityRank.high);
 }
 
+const byAge = (a: SchedJob, b: SchedJob) => a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * The queue in the order jobs are considered. The dispatcher keeps its queue in age order, so this
+ * is usually one pass that splits it into the three priority levels; any other order is sorted first.
+ */
 export function rankQueue(queue: SchedJob[], nowMs: number): SchedJob[] {
-  const ranked = queue.map((job) => ({ job, rank: effectiveRank(job, nowMs) }));
-  ranked.sort(
-    (a, b) => b.rank - a.rank || a.job.createdAtMs - b.job.createdAtMs || (a.job.id < b.job.id ? -1 : a.job.id > b.job.id ? 1 : 0),
-  );
-  return ranked.map((r) => r.job);
+  let inAgeOrder = queue;
+  for (let i = 1; i < queue.length; i++) {
+    if (byAge(queue[i - 1]!, queue[i]!) > 0) {
+      inAgeOrder = [...queue].sort(byAge);
+      break;
+    }
+  }
+  const levels: SchedJob[][] = [[], [], []];
+  for (const job of inAgeOrder) levels[effectiveRank(job, nowMs)]!.push(job);
+  return [...levels[2]!, ...levels[1]!, ...levels[0]!];
 }
 
 interface HostState {
@@ -70,6 +81,13 @@ export function scheduleJobs(queue: SchedJob[], devices: SchedDevice[], nowMs: n
     .sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0))
     .map((device) => ({ device, free: device.gpus.filter((g) => g.free).sort((a, b) => a.index - b.index), reserved: false }));
   if (hosts.length === 0) return [];
+  const byId = new Map(hosts.map((h) => [h.device.hostId, h]));
+
+  // Hosts by their number of free GPUs, so the fullest host that fits is found without a scan.
+  const maxFree = Math.max(0, ...hosts.map((h) => h.free.length));
+  const buckets: Set<HostState>[] = Array.from({ length: maxFree + 1 }, () => new Set());
+  for (const h of hosts) if (h.free.length > 0) buckets[h.free.length]!.add(h);
+  const unbucket = (h: HostState) => buckets[h.free.length]?.delete(h);
 
   let freeTotal = hosts.reduce((n, h) => n + h.free.length, 0);
   const assignments: Assignment[] = [];
@@ -77,29 +95,46 @@ export function scheduleJobs(queue: SchedJob[], devices: SchedDevice[], nowMs: n
   const unplaceable = new Set<string>();
   let reservationMade = false;
 
+  const fits = (host: HostState, job: SchedJob): SchedGpu[] | undefined => {
+    if (host.reserved || host.free.length < job.gpus || !hostMatches(host.device, job.constraints)) return undefined;
+    const c = job.constraints;
+    const matching = c.gpuName === undefined && c.minMemoryMiB === undefined ? host.free : host.free.filter((g) => gpuMatches(g, c));
+    return matching.length >= job.gpus ? matching : undefined;
+  };
+
   for (const job of rankQueue(queue, nowMs)) {
     if (job.gpus === 0) {
-      const host = hosts.find((h) => hostMatches(h.device, job.constraints));
-      if (host) assignments.push({ jobId: job.id, hostId: host.device.hostId, gpuIndices: [] });
+      const host = job.constraints.hostId !== undefined ? byId.get(job.constraints.hostId) : hosts.find((h) => hostMatches(h.device, job.constraints));
+      if (host && hostMatches(host.device, job.constraints)) assignments.push({ jobId: job.id, hostId: host.device.hostId, gpuIndices: [] });
       continue;
     }
     if (freeTotal === 0 && reservationMade) continue;
     const shape = shapeKey(job);
     if (unplaceable.has(shape)) continue;
 
-    let best: { host: HostState; gpus: SchedGpu[]; matching: number } | undefined;
-    for (const host of hosts) {
-      if (host.reserved || host.free.length < job.gpus || !hostMatches(host.device, job.constraints)) continue;
-      const matching = host.free.filter((g) => gpuMatches(g, job.constraints));
-      if (matching.length < job.gpus) continue;
-      if (!best || matching.length < best.matching) best = { host, gpus: matching, matching: matching.length };
-      if (best.matching === job.gpus) break; // a perfect fit cannot be beaten
+    let best: { host: HostState; gpus: SchedGpu[] } | undefined;
+    if (job.constraints.hostId !== undefined) {
+      const host = byId.get(job.constraints.hostId);
+      const gpus = host && fits(host, job);
+      if (host && gpus) best = { host, gpus };
+    } else {
+      search: for (let n = job.gpus; n <= maxFree; n++) {
+        for (const host of buckets[n]!) {
+          const gpus = fits(host, job);
+          if (gpus) {
+            best = { host, gpus };
+            break search;
+          }
+        }
+      }
     }
 
     if (best) {
       const taken = best.gpus.slice(0, job.gpus);
       const takenSet = new Set(taken.map((g) => g.index));
+      unbucket(best.host);
       best.host.free = best.host.free.filter((g) => !takenSet.has(g.index));
+      if (best.host.free.length > 0) buckets[best.host.free.length]!.add(best.host);
       freeTotal -= taken.length;
       assignments.push({ jobId: job.id, hostId: best.host.device.hostId, gpuIndices: taken.map((g) => g.index) });
       continue;
@@ -109,6 +144,7 @@ export function scheduleJobs(queue: SchedJob[], devices: SchedDevice[], nowMs: n
     if (!reservationMade) {
       const candidate = reservationCandidate(hosts, job);
       if (candidate) {
+        unbucket(candidate);
         candidate.reserved = true;
         freeTotal -= candidate.free.length;
         reservationMade = true;

@@ -181,6 +181,7 @@ export class DispatcherService {
     const job = this.store.applyAgentReport(jobId, hostId, ev);
     this.events.emit({ type: "job", job });
     if (job.state !== "running") {
+      this.sync.forget(job.id);
       this.emitDevice(hostId);
       this.requestSchedule();
     }

@@ -2,7 +2,7 @@
 // file's size and sha256 in SQLite. Appends land at a byte offset (a repeat is a no-op, a gap is
 // refused with the current size); whole files are replaced after their sha256 is checked.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Db } from "./db.js";
 
@@ -38,7 +38,8 @@ export function checkSyncPath(p: string): string {
 }
 
 export class SyncStore {
-  private readonly hashes = new Map<string, Hash>();
+  /** Running hashes of appended files, keyed by job/attempt/path, and how far each has read. */
+  private readonly hashes = new Map<string, { hash: Hash; upTo: number }>();
   private readonly stmts;
 
   constructor(
@@ -46,6 +47,8 @@ export class SyncStore {
     readonly runsDir: string,
   ) {
     this.stmts = {
+      getSize: db.prepare("SELECT size FROM sync_files WHERE job_id = ? AND attempt = ? AND path = ?").pluck(),
+      setHash: db.prepare("UPDATE sync_files SET sha256 = ? WHERE job_id = ? AND attempt = ? AND path = ? AND size = ?"),
       get: db.prepare<[string, number, string], { size: number; sha256: string; updated_at: string }>(
         "SELECT size, sha256, updated_at FROM sync_files WHERE job_id = ? AND attempt = ? AND path = ?",
       ),
@@ -72,56 +75,91 @@ export class SyncStore {
     return full;
   }
 
+  /** What is held of one file (its sha256 may be empty until list() computes it). */
   info(jobId: string, attempt: number, path: string): SyncFileInfo | undefined {
     const r = this.stmts.get.get(jobId, attempt, path);
     return r ? { size: r.size, sha256: r.sha256, updatedAt: r.updated_at } : undefined;
   }
 
-  list(jobId: string, attempt: number): Record<string, SyncFileInfo> {
+  /** Every file held for an attempt, with sizes and up-to-date sha256s. */
+  list(project: string, jobId: string, attempt: number): Record<string, SyncFileInfo> {
     const out: Record<string, SyncFileInfo> = {};
-    for (const r of this.stmts.list.all(jobId, attempt)) out[r.path] = { size: r.size, sha256: r.sha256, updatedAt: r.updated_at };
+    for (const r of this.stmts.list.all(jobId, attempt)) {
+      let sha256 = r.sha256;
+      if (sha256 === "") {
+        const full = this.filePath(project, jobId, attempt, r.path);
+        sha256 = this.digest(full, `${jobId}/${attempt}/${r.path}`, r.size);
+        this.stmts.setHash.run(sha256, jobId, attempt, r.path, r.size);
+      }
+      out[r.path] = { size: r.size, sha256, updatedAt: r.updated_at };
+    }
     return out;
+  }
+
+  /** Drops the in-memory hashes of a job's files (they are rebuilt from disk when needed). */
+  forget(jobId: string): void {
+    for (const key of this.hashes.keys()) if (key.startsWith(`${jobId}/`)) this.hashes.delete(key);
   }
 
   /**
    * Appends `bytes` at `offset`. Bytes before the current size are taken as already held (a
-   * repeat); an offset past the end throws SyncGapError carrying the size to resume from.
+   * repeat); an offset past the end throws SyncGapError carrying the size to resume from. The
+   * file's sha256 is brought up to date lazily, when someone asks for it (see list()).
    */
-  append(project: string, jobId: string, attempt: number, path: string, offset: number, bytes: Buffer): { size: number; written: number } {
+  append(project: string, jobId: string, attempt: number, path: string, offset: number, chunks: Buffer[]): { size: number; written: number } {
     const full = this.filePath(project, jobId, attempt, path);
-    const key = `${jobId}/${attempt}/${path}`;
-    const held = this.info(jobId, attempt, path);
-    const size = held?.size ?? 0;
+    const held = this.stmts.getSize.get(jobId, attempt, path) as number | undefined;
+    const size = held ?? 0;
     if (offset > size) throw new SyncGapError(size, offset);
-    const fresh = bytes.subarray(Math.min(bytes.length, size - offset));
-    if (fresh.length === 0 && held) return { size, written: 0 };
+    const fresh = skipBytes(chunks, size - offset);
+    const freshLength = fresh.reduce((n, c) => n + c.length, 0);
+    if (freshLength === 0 && held !== undefined) return { size, written: 0 };
 
     mkdirSync(dirname(full), { recursive: true });
-    let hash = this.hashes.get(key);
-    if (!hash) {
-      hash = createHash("sha256");
-      if (size > 0) hash.update(readFileSync(full).subarray(0, size));
-      this.hashes.set(key, hash);
-    }
     // Write at the exact offset the database says we hold, so a crash between the write and the
     // commit leaves bytes that the next append simply overwrites.
     const fd = openSync(full, existsSync(full) ? "r+" : "w");
     try {
-      let done = 0;
-      while (done < fresh.length) done += writeSync(fd, fresh, done, fresh.length - done, size + done);
+      writeAllAt(fd, fresh, size);
     } finally {
       closeSync(fd);
     }
-    hash.update(fresh);
-    const newSize = size + fresh.length;
-    this.stmts.upsert.run(jobId, attempt, path, newSize, hash.copy().digest("hex"), new Date().toISOString());
-    return { size: newSize, written: fresh.length };
+    const newSize = size + freshLength;
+    this.stmts.upsert.run(jobId, attempt, path, newSize, "", new Date().toISOString());
+    return { size: newSize, written: freshLength };
+  }
+
+  /** The sha256 of the first `size` bytes of a held file, hashing only what was appended since last time. */
+  private digest(full: string, key: string, size: number): string {
+    let h = this.hashes.get(key);
+    if (!h || h.upTo > size) {
+      h = { hash: createHash("sha256"), upTo: 0 };
+      this.hashes.set(key, h);
+    }
+    if (h.upTo < size) {
+      const fd = openSync(full, "r");
+      try {
+        const buf = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, size - h.upTo));
+        while (h.upTo < size) {
+          const n = readSync(fd, buf, 0, Math.min(buf.length, size - h.upTo), h.upTo);
+          if (n === 0) break;
+          h.hash.update(buf.subarray(0, n));
+          h.upTo += n;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return h.hash.copy().digest("hex");
   }
 
   /** Replaces a file whole after checking its sha256. */
-  put(project: string, jobId: string, attempt: number, path: string, bytes: Buffer, sha256: string | undefined): { size: number } {
+  put(project: string, jobId: string, attempt: number, path: string, chunks: Buffer[], sha256: string | undefined): { size: number } {
     const full = this.filePath(project, jobId, attempt, path);
-    const actual = createHash("sha256").update(bytes).digest("hex");
+    const hash = createHash("sha256");
+    for (const c of chunks) hash.update(c);
+    const length = chunks.reduce((n, c) => n + c.length, 0);
+    const actual = hash.copy().digest("hex");
     if (sha256 !== undefined && sha256.toLowerCase() !== actual) {
       throw new SyncHashError(`sha256 mismatch: the body hashes to ${actual}, the request said ${sha256}`);
     }
@@ -129,17 +167,16 @@ export class SyncStore {
     const tmp = `${full}.labrig-tmp`;
     const fd = openSync(tmp, "w");
     try {
-      writeSync(fd, bytes);
+      writeAllAt(fd, chunks, 0);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, full);
     const key = `${jobId}/${attempt}/${path}`;
-    const hash = createHash("sha256").update(bytes);
-    this.hashes.set(key, hash);
-    this.stmts.upsert.run(jobId, attempt, path, bytes.length, actual, new Date().toISOString());
-    return { size: bytes.length };
+    this.hashes.set(key, { hash, upTo: length });
+    this.stmts.upsert.run(jobId, attempt, path, length, actual, new Date().toISOString());
+    return { size: length };
   }
 
   /** The bytes of a held file, cut to the size the database vouches for. */
@@ -152,4 +189,28 @@ export class SyncStore {
     return buf.length > held.size ? buf.subarray(0, held.size) : buf;
   }
 
+}
+
+/** The chunks without their first `n` bytes (bytes the store already holds). */
+function skipBytes(chunks: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  let skip = n;
+  for (const c of chunks) {
+    if (skip >= c.length) {
+      skip -= c.length;
+      continue;
+    }
+    out.push(skip > 0 ? c.subarray(skip) : c);
+    skip = 0;
+  }
+  return out;
+}
+
+function writeAllAt(fd: number, chunks: Buffer[], position: number): void {
+  let pos = position;
+  for (const c of chunks) {
+    let done = 0;
+    while (done < c.length) done += writeSync(fd, c, done, c.length - done, pos + done);
+    pos += c.length;
+  }
 }

@@ -1,0 +1,107 @@
+// The in-memory view of the jobs that the hot paths look at: the queue (in age order, as the
+// scheduler wants it) and the jobs assigned to or running on each host. The store stays the truth:
+// this index is rebuilt from it at start and updated from every job the store returns after a
+// change, so scheduling, heartbeats and the reaper never scan the jobs table.
+import type { SchedJob } from "./scheduler.js";
+import type { StoredJob } from "./store.js";
+
+export interface ActiveJob {
+  id: string;
+  hostId: string;
+  state: "assigned" | "running";
+  attempt: number;
+  gpuIndices: number[];
+  cancelRequested: boolean;
+  assignedAtMs: number;
+  /** When the agent took the lease; null while it waits for the host's next poll. */
+  deliveredAtMs: number | null;
+}
+
+const byAge = (a: SchedJob, b: SchedJob) => a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+export class JobIndex {
+  private queue = new Map<string, SchedJob>();
+  private queueTail: SchedJob | undefined;
+  private queueInAgeOrder = true;
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly activeByHost = new Map<string, Map<string, ActiveJob>>();
+
+  /** Brings the index in line with a job's state as the store now holds it. */
+  track(job: StoredJob): void {
+    this.dropQueued(job.id);
+    this.dropActive(job.id);
+    if (job.state === "queued") {
+      const entry: SchedJob = { id: job.id, priority: job.priority, createdAtMs: Date.parse(job.createdAt), gpus: job.gpus, constraints: job.constraints };
+      if (this.queueTail && byAge(this.queueTail, entry) > 0) this.queueInAgeOrder = false;
+      this.queue.set(job.id, entry);
+      this.queueTail = entry;
+    } else if ((job.state === "assigned" || job.state === "running") && job.hostId) {
+      const entry: ActiveJob = {
+        id: job.id,
+        hostId: job.hostId,
+        state: job.state,
+        attempt: job.attempt,
+        gpuIndices: job.gpuIndices,
+        cancelRequested: job.cancelRequested,
+        assignedAtMs: job.assignedAt ? Date.parse(job.assignedAt) : Date.now(),
+        deliveredAtMs: job.deliveredAt ? Date.parse(job.deliveredAt) : null,
+      };
+      this.active.set(job.id, entry);
+      let onHost = this.activeByHost.get(job.hostId);
+      if (!onHost) this.activeByHost.set(job.hostId, (onHost = new Map()));
+      onHost.set(job.id, entry);
+    }
+  }
+
+  /** The queued jobs, oldest first. */
+  queued(): SchedJob[] {
+    if (!this.queueInAgeOrder) {
+      const sorted = [...this.queue.values()].sort(byAge);
+      this.queue = new Map(sorted.map((j) => [j.id, j]));
+      this.queueTail = sorted[sorted.length - 1];
+      this.queueInAgeOrder = true;
+    }
+    return [...this.queue.values()];
+  }
+
+  get queuedCount(): number {
+    return this.queue.size;
+  }
+
+  activeJobs(): IterableIterator<ActiveJob> {
+    return this.active.values();
+  }
+
+  activeOnHost(hostId: string): ActiveJob[] {
+    const onHost = this.activeByHost.get(hostId);
+    return onHost ? [...onHost.values()] : [];
+  }
+
+  /** The GPU indices of a host that assigned or running jobs hold. */
+  busyGpus(hostId: string): Set<number> {
+    const busy = new Set<number>();
+    for (const j of this.activeByHost.get(hostId)?.values() ?? []) for (const i of j.gpuIndices) busy.add(i);
+    return busy;
+  }
+
+  private dropQueued(id: string): void {
+    const entry = this.queue.get(id);
+    if (!entry) return;
+    this.queue.delete(id);
+    // The tail stays even when it leaves: every job still queued is no newer than it, so comparing
+    // new arrivals with it keeps telling whether the queue is still in age order.
+    if (this.queue.size === 0) {
+      this.queueTail = undefined;
+      this.queueInAgeOrder = true;
+    }
+  }
+
+  private dropActive(id: string): void {
+    const entry = this.active.get(id);
+    if (!entry) return;
+    this.active.delete(id);
+    const onHost = this.activeByHost.get(entry.hostId);
+    onHost?.delete(id);
+    if (onHost?.size === 0) this.activeByHost.delete(entry.hostId);
+  }
+}
