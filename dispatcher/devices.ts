@@ -2,7 +2,7 @@
 // said, and their status. Heartbeats land here in memory; the store is written now and then, so
 // thousands of heartbeats a second cost no disk writes.
 import type { Device, DeviceStatus, GpuStats, HeartbeatRequest, RegisteredGpu } from "../core/api.js";
-import type { AgentRow, StoredJob } from "./store.js";
+import type { AgentRow } from "./store.js";
 
 export interface Thresholds {
   staleAfterMs: number;
@@ -109,7 +109,7 @@ export class DeviceRegistry {
 }
 
 /** The API's view of a device, from the live agent and the jobs that hold its GPUs. */
-export function toDevice(a: LiveAgent, activeJobs: StoredJob[], nowMs: number, t: Thresholds): Device {
+export function toDevice(a: LiveAgent, activeJobs: { id: string; gpuIndices: number[] }[], nowMs: number, t: Thresholds): Device {
   const busy = new Set<number>();
   for (const j of activeJobs) for (const i of j.gpuIndices) busy.add(i);
   const stats = new Map<number, GpuStats>((a.lastStats?.gpus ?? []).map((g) => [g.index, g]));

@@ -65,7 +65,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const info = join(stateDir, "dispatcher.json");
   writeFileSync(`${info}.tmp`, JSON.stringify({ url, port, bind: opts.bind, pid: process.pid, startedAt: new Date().toISOString() }, null, 2));
   renameSync(`${info}.tmp`, info);
-  console.log(`labrig dispatcher listening on http://${opts.bind}:${port} (state ${stateDir})`);
+  console.log(`labrig dispatcher listening on ${url}${opts.bind !== host ? ` (bound to ${opts.bind})` : ""}; state in ${stateDir}`);
   if (admin.generated) console.log(`admin token (written to ${admin.file}, shown once): ${admin.token}`);
   if (join_.generated) console.log(`join token for agents (written to ${join_.file}, shown once): ${join_.token}`);
 
@@ -74,6 +74,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log(`labrig dispatcher: ${signal}, stopping (no new leases, finishing requests)`);
+    // The contract is an exit within 10 s; whatever still hangs after 8 s is cut off.
     const force = setTimeout(() => {
       console.error("labrig dispatcher: did not stop within 8 s, exiting");
       process.exit(1);

@@ -47,7 +47,8 @@ type Caller = { kind: "admin" } | { kind: "agent"; hostId: string };
 export function buildServer(opts: ServerOptions): FastifyInstance {
   const { service, metrics } = opts;
   const maxWaitS = opts.maxLeaseWaitS ?? 60;
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1024 * 1024 * 1024, forceCloseConnections: true });
+  // At shutdown idle keep-alive connections close at once; requests in flight finish first.
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1024 * 1024 * 1024, forceCloseConnections: "idle" });
 
   // Upload bodies stay as the chunks they arrived in: joining a large body into one fresh buffer
   // before writing it costs more than the write itself.
@@ -98,16 +99,17 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     if (!h || !h.startsWith("Bearer ")) throw new HttpError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)");
     return h.slice(7).trim();
   }
-  function caller(req: FastifyRequest): Caller {
-    const token = bearer(req);
+  /** Who calls: the admin or a registered agent. An unknown token is 401 `unknown_agent`, which tells an agent to register again. */
+  function caller(req: FastifyRequest, token = bearer(req)): Caller {
     if (tokensEqual(token, opts.adminToken)) return { kind: "admin" };
     const hostId = service.hostForAgentToken(token);
     if (hostId) return { kind: "agent", hostId };
     throw new HttpError(401, "unknown_agent", "the token is not valid here; an agent should register again with the join token");
   }
-  function requireAdmin(req: FastifyRequest): void {
-    const c = caller(req);
-    if (c.kind !== "admin") throw new HttpError(403, "forbidden", "this call needs the admin token");
+  function requireAdmin(req: FastifyRequest, token = bearer(req)): void {
+    if (tokensEqual(token, opts.adminToken)) return;
+    if (service.hostForAgentToken(token)) throw new HttpError(403, "forbidden", "this call needs the admin token, not an agent's");
+    throw new HttpError(401, "unauthorized", "wrong token: this call needs the admin token (the state dir's admin-token file or LABRIG_ADMIN_TOKEN)");
   }
   /** The agent acting for `hostId` (or the admin); another agent → 403. */
   function requireHost(req: FastifyRequest, hostId: string): Caller {
@@ -298,6 +300,9 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
 
   app.put("/api/sync/:jobId/files/*", async (req: SyncReq) => {
     const { job, attempt } = syncTarget(req, true);
+    if (!req.query.sha256 || !/^[0-9a-fA-F]{64}$/.test(req.query.sha256)) {
+      throw new HttpError(400, "invalid_query", "sha256: the body's SHA-256 as 64 hex digits", { field: "sha256" });
+    }
     const r = service.sync.put(job.project, job.id, attempt, req.params["*"], bodyChunks(req.body), req.query.sha256);
     service.events.emit({ type: "log", jobId: job.id, attempt, path: req.params["*"], offset: 0, size: r.size });
     return r;
@@ -310,15 +315,16 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
 
   app.get("/api/sync/:jobId/files/*", async (req: SyncReq, reply: FastifyReply) => {
     const { job, attempt } = syncTarget(req, false);
-    const bytes = service.sync.read(job.project, job.id, attempt, req.params["*"]);
-    if (!bytes) throw new HttpError(404, "not_found", `no file ${req.params["*"]} for attempt ${attempt} of job ${job.id}`);
-    return reply.header("content-type", "application/octet-stream").send(bytes);
+    const file = service.sync.openRead(job.project, job.id, attempt, req.params["*"]);
+    if (!file) throw new HttpError(404, "not_found", `no file ${req.params["*"]} for attempt ${attempt} of job ${job.id}`);
+    return reply.header("content-type", "application/octet-stream").header("content-length", file.size).send(file.stream);
   });
 
   // ---- events ----
 
-  app.get("/api/events", async (req, reply) => {
-    requireAdmin(req);
+  // Browsers' EventSource cannot send headers, so the admin token may come as ?token= here.
+  app.get<{ Querystring: { token?: string } }>("/api/events", async (req, reply) => {
+    requireAdmin(req, req.query.token ?? bearer(req));
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {

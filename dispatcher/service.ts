@@ -1,16 +1,14 @@
 // The dispatcher's behaviour, between the HTTP routes and the store: registering agents, taking
 // heartbeats, scheduling the queue onto free GPUs, handing out leases through long polls, the
 // reaper for silent agents, and events for everything that changes.
-import type {
-  Device,
-  HeartbeatRequest,
-  JobEventRequest,
-  Priority,
-  RegisterRequest,
-  SubmitJob,
-} from "../core/api.js";
+//
+// Every job change goes through the store (one transaction each) and the job it returns is fed to
+// the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
+// the database.
+import type { Device, HeartbeatRequest, JobEventRequest, Priority, RegisterRequest, SubmitJob } from "../core/api.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
+import { JobIndex } from "./job-index.js";
 import { scheduleJobs, type SchedDevice } from "./scheduler.js";
 import { Store, type StoredJob } from "./store.js";
 import { SyncStore } from "./sync-store.js";
@@ -18,6 +16,7 @@ import { generateToken, hashToken } from "./tokens.js";
 
 export interface ServiceConfig extends Thresholds {
   heartbeatIntervalS: number;
+  /** A lease not started (no `running` event), or an assignment not picked up, within this goes back to the queue. */
   assignTimeoutMs: number;
   queueCommand: string;
   persistSeenEveryMs: number;
@@ -42,10 +41,13 @@ export interface DispatchObserver {
 export class DispatcherService {
   readonly devices: DeviceRegistry;
   readonly events = new EventBus();
+  readonly jobs = new JobIndex();
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly queuedAtMs = new Map<string, number>();
   private readonly deviceEmittedMs = new Map<string, number>();
-  private scheduleQueued = false;
+  private scheduleTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private lastScheduleEndMs = 0;
+  private lastScheduleTookMs = 0;
   private closing = false;
   private timers: NodeJS.Timeout[] = [];
   observer: DispatchObserver = {};
@@ -58,6 +60,8 @@ export class DispatcherService {
   ) {
     this.devices = new DeviceRegistry(config);
     this.devices.load(store.allAgents(), startedMs);
+    for (const job of store.queuedJobs()) this.jobs.track(job);
+    for (const job of store.activeJobs()) this.jobs.track(job);
   }
 
   start(): void {
@@ -71,9 +75,25 @@ export class DispatcherService {
     this.closing = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    for (const set of this.waiters.values()) for (const w of set) w(null);
+    if (this.scheduleTimer) {
+      clearTimeout(this.scheduleTimer as NodeJS.Timeout);
+      clearImmediate(this.scheduleTimer as NodeJS.Immediate);
+      this.scheduleTimer = undefined;
+    }
+    for (const set of this.waiters.values()) for (const w of [...set]) w(null);
     this.waiters.clear();
     this.persistSeen();
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  /** Records a job the store just changed: in the index, and as an event. */
+  private changed(job: StoredJob): StoredJob {
+    this.jobs.track(job);
+    this.events.emit({ type: "job", job });
+    return job;
   }
 
   // ---- agents ----
@@ -115,32 +135,38 @@ export class DispatcherService {
     return this.devices.hostForTokenHash(hashToken(token));
   }
 
-  /** Records a heartbeat and answers which of the agent's jobs it must stop. */
+  /**
+   * Records a heartbeat (in memory only; persistSeen() writes it now and then) and answers which
+   * jobs the agent must stop: those whose cancellation an operator asked for, and those it still
+   * runs that are no longer its own (ended, requeued elsewhere, or unknown).
+   */
   heartbeat(hostId: string, hb: HeartbeatRequest): { cancel: string[] } {
     const nowMs = Date.now();
     const before = this.devices.heartbeat(hostId, hb, nowMs);
     if (before !== "healthy") this.requestSchedule();
-    const active = this.store.activeJobsOnHost(hostId);
-    const current = new Set(active.filter((j) => !j.cancelRequested).map((j) => j.id));
-    const cancel = new Set(active.filter((j) => j.cancelRequested).map((j) => j.id));
-    // Jobs the agent still runs that are no longer its to run (requeued elsewhere, ended, unknown).
-    for (const id of hb.runningJobs ?? []) if (!current.has(id)) cancel.add(id);
+    const active = this.jobs.activeOnHost(hostId);
+    const cancel: string[] = [];
+    for (const j of active) if (j.cancelRequested) cancel.push(j.id);
+    if (hb.runningJobs?.length) {
+      const ours = new Set(active.filter((j) => !j.cancelRequested).map((j) => j.id));
+      for (const id of hb.runningJobs) if (!ours.has(id) && !cancel.includes(id)) cancel.push(id);
+    }
     const last = this.deviceEmittedMs.get(hostId) ?? 0;
     if (before !== "healthy" || nowMs - last >= DEVICE_EVENT_EVERY_MS) {
       this.deviceEmittedMs.set(hostId, nowMs);
-      this.emitDevice(hostId, active);
+      this.emitDevice(hostId);
     }
-    return { cancel: [...cancel] };
+    return { cancel };
   }
 
   /**
    * Resolves with the next assignment for this host: at once when one is waiting, else as soon as
-   * the scheduler makes one, else null after `waitMs`.
+   * the scheduler makes one, else null after `waitMs` (or at once while shutting down).
    */
   lease(hostId: string, waitMs: number, signal?: AbortSignal): Promise<LeaseGrant | null> {
+    if (this.closing) return Promise.resolve(null);
     const now = this.take(hostId);
-    if (now || this.closing || waitMs <= 0) return Promise.resolve(now);
-    this.requestSchedule();
+    if (now || waitMs <= 0) return Promise.resolve(now);
     return new Promise((resolve) => {
       let set = this.waiters.get(hostId);
       if (!set) this.waiters.set(hostId, (set = new Set()));
@@ -148,6 +174,7 @@ export class DispatcherService {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         set!.delete(waiter);
+        if (set!.size === 0 && this.waiters.get(hostId) === set) this.waiters.delete(hostId);
         resolve(grant);
       };
       // A poll whose connection went away must not be handed a job it can never receive.
@@ -164,22 +191,23 @@ export class DispatcherService {
     const queuedAt = this.queuedAtMs.get(job.id) ?? Date.parse(job.createdAt);
     this.queuedAtMs.delete(job.id);
     this.observer.leased?.(job, Date.now() - queuedAt);
-    this.events.emit({ type: "job", job });
+    this.changed(job);
     return { job, attempt: job.attempt, gpuIndices: job.gpuIndices };
   }
 
-  /** Wakes one waiting long poll of a host, if any, with its next assignment. */
+  /** Hands a host's new assignments to its waiting long polls, one each, oldest poll first. */
   private wake(hostId: string): void {
     const set = this.waiters.get(hostId);
-    if (!set || set.size === 0) return;
-    const [first] = set;
-    const grant = this.take(hostId);
-    if (grant) first(grant);
+    if (!set) return;
+    for (const waiter of [...set]) {
+      const grant = this.take(hostId);
+      if (!grant) return;
+      waiter(grant);
+    }
   }
 
   agentReport(jobId: string, hostId: string, ev: JobEventRequest): StoredJob {
-    const job = this.store.applyAgentReport(jobId, hostId, ev);
-    this.events.emit({ type: "job", job });
+    const job = this.changed(this.store.applyAgentReport(jobId, hostId, ev));
     if (job.state !== "running") {
       this.sync.forget(job.id);
       this.emitDevice(hostId);
@@ -194,11 +222,12 @@ export class DispatcherService {
     const name = req.name ?? defaultJobName(req.command);
     const job = this.store.insertJob({ ...req, name, project: req.project ?? "default" });
     this.queuedAtMs.set(job.id, Date.now());
-    this.events.emit({ type: "job", job });
+    this.changed(job);
     this.requestSchedule();
     return job;
   }
 
+  /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
   queueAdd(configPath: string, priority: Priority): StoredJob {
     const command = this.config.queueCommand.replaceAll("{config_path}", shellQuote(configPath));
     return this.submit({
@@ -211,23 +240,23 @@ export class DispatcherService {
   }
 
   cancel(jobId: string): StoredJob {
-    const job = this.store.cancel(jobId);
-    this.events.emit({ type: "job", job });
-    if (job.state === "cancelled" && job.hostId) this.requestSchedule();
+    const job = this.changed(this.store.cancel(jobId));
+    if (job.state === "cancelled" && job.hostId) {
+      this.emitDevice(job.hostId);
+      this.requestSchedule();
+    }
     return job;
   }
 
   retry(jobId: string): StoredJob {
-    const job = this.store.retry(jobId);
+    const job = this.changed(this.store.retry(jobId));
     this.queuedAtMs.set(job.id, Date.now());
-    this.events.emit({ type: "job", job });
     this.requestSchedule();
     return job;
   }
 
   setPriority(jobId: string, priority: Priority): StoredJob {
-    const job = this.store.setPriority(jobId, priority);
-    this.events.emit({ type: "job", job });
+    const job = this.changed(this.store.setPriority(jobId, priority));
     this.requestSchedule();
     return job;
   }
@@ -236,13 +265,12 @@ export class DispatcherService {
 
   listDevices(): Device[] {
     const nowMs = Date.now();
-    const byHost = groupByHost(this.store.activeJobs());
-    return this.devices.all().map((a) => toDevice(a, byHost.get(a.hostId) ?? [], nowMs, this.config));
+    return this.devices.all().map((a) => toDevice(a, this.jobs.activeOnHost(a.hostId), nowMs, this.config));
   }
 
   device(hostId: string): Device | undefined {
     const a = this.devices.get(hostId);
-    return a ? toDevice(a, this.store.activeJobsOnHost(hostId), Date.now(), this.config) : undefined;
+    return a ? toDevice(a, this.jobs.activeOnHost(hostId), Date.now(), this.config) : undefined;
   }
 
   setDraining(hostId: string, draining: boolean): Device | undefined {
@@ -255,32 +283,37 @@ export class DispatcherService {
     return this.device(hostId);
   }
 
-  private emitDevice(hostId: string, active?: StoredJob[]): void {
+  private emitDevice(hostId: string): void {
     if (this.events.subscribers === 0) return;
-    const a = this.devices.get(hostId);
-    if (a) this.events.emit({ type: "device", device: toDevice(a, active ?? this.store.activeJobsOnHost(hostId), Date.now(), this.config) });
+    const device = this.device(hostId);
+    if (device) this.events.emit({ type: "device", device });
   }
 
   // ---- scheduling ----
 
-  /** Runs the scheduler once after the current burst of changes (coalesced). */
+  /**
+   * Runs the scheduler once after the current burst of changes. A run follows at the next turn of
+   * the event loop, but never sooner after the previous run than that run took, so a flood of
+   * submits into a long queue spends at most about half the time scheduling.
+   */
   requestSchedule(): void {
-    if (this.scheduleQueued || this.closing) return;
-    this.scheduleQueued = true;
-    setImmediate(() => {
-      this.scheduleQueued = false;
+    if (this.scheduleTimer || this.closing) return;
+    const run = () => {
+      this.scheduleTimer = undefined;
+      const t0 = performance.now();
       this.scheduleNow();
-    });
+      this.lastScheduleTookMs = performance.now() - t0;
+      this.lastScheduleEndMs = Date.now();
+    };
+    const waitMs = this.lastScheduleEndMs + this.lastScheduleTookMs - Date.now();
+    this.scheduleTimer = waitMs >= 1 ? setTimeout(run, waitMs) : setImmediate(run);
   }
 
-  scheduleNow(): number {
-    const queue = this.store.queuedJobs();
-    if (queue.length === 0) return 0;
-    const nowMs = Date.now();
-    const byHost = groupByHost(this.store.activeJobs());
+  /** One scheduling decision, committed: returns how many jobs it assigned. */
+  scheduleNow(nowMs = Date.now()): number {
+    if (this.jobs.queuedCount === 0) return 0;
     const devices: SchedDevice[] = this.devices.all().map((a) => {
-      const busy = new Set<number>();
-      for (const j of byHost.get(a.hostId) ?? []) for (const i of j.gpuIndices) busy.add(i);
+      const busy = this.jobs.busyGpus(a.hostId);
       const stats = new Map((a.lastStats?.gpus ?? []).map((g) => [g.index, g]));
       return {
         hostId: a.hostId,
@@ -294,70 +327,61 @@ export class DispatcherService {
         })),
       };
     });
-    const assignments = scheduleJobs(
-      queue.map((j) => ({ id: j.id, priority: j.priority, createdAtMs: Date.parse(j.createdAt), gpus: j.gpus, constraints: j.constraints })),
-      devices,
-      nowMs,
-    );
+    const assignments = scheduleJobs(this.jobs.queued(), devices, nowMs);
     const touched = new Set<string>();
     for (const a of assignments) {
       const job = this.store.assign(a.jobId, a.hostId, a.gpuIndices);
       if (!job) continue;
-      this.events.emit({ type: "job", job });
+      this.changed(job);
       touched.add(a.hostId);
     }
     for (const hostId of touched) {
-      // Wake as many waiting polls as there are new assignments for the host.
-      const n = this.waiters.get(hostId)?.size ?? 0;
-      for (let i = 0; i < n; i++) this.wake(hostId);
+      this.wake(hostId);
       this.emitDevice(hostId);
     }
-    return assignments.length;
+    return touched.size === 0 ? 0 : assignments.length;
   }
 
   // ---- reaper ----
 
-  /** Gives back the jobs of disconnected agents, and assignments never started in time. */
+  /**
+   * Gives back the jobs of disconnected agents (a lost attempt, counted against maxRetries) and
+   * assignments that were not picked up, or picked up and not started, within assignTimeoutMs
+   * (requeued without counting against retries).
+   */
   reap(nowMs = Date.now()): void {
     let changed = false;
-    for (const job of this.store.activeJobs()) {
-      const status = job.hostId ? this.devices.status(job.hostId, nowMs) : "disconnected";
+    const timeoutS = this.config.assignTimeoutMs / 1000;
+    for (const job of [...this.jobs.activeJobs()]) {
+      const status = this.devices.status(job.hostId, nowMs);
       let lost: StoredJob | undefined;
       if (status === "disconnected" || status === undefined) {
         lost = this.store.loseJob(job.id, `host ${job.hostId} went silent`, true);
-      } else if (job.state === "assigned" && job.deliveredAt && nowMs - Date.parse(job.deliveredAt) > this.config.assignTimeoutMs) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} did not start it within ${this.config.assignTimeoutMs / 1000} s`, false);
+      } else if (job.state === "assigned" && job.deliveredAtMs !== null && nowMs - job.deliveredAtMs > this.config.assignTimeoutMs) {
+        lost = this.store.loseJob(job.id, `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`, false);
+      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - job.assignedAtMs > this.config.assignTimeoutMs) {
+        lost = this.store.loseJob(job.id, `host ${job.hostId} did not ask for the job within ${timeoutS} s`, false);
       }
-      if (lost) {
-        changed = true;
-        if (lost.state === "queued") this.queuedAtMs.set(lost.id, nowMs);
-        this.events.emit({ type: "job", job: lost });
-        this.events.emit({
-          type: "notice",
-          level: "warn",
-          message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${lost.reason ?? "its host went silent"}`,
-          at: new Date(nowMs).toISOString(),
-        });
-      }
+      if (!lost) continue;
+      changed = true;
+      if (lost.state === "queued") this.queuedAtMs.set(lost.id, nowMs);
+      this.changed(lost);
+      this.events.emit({
+        type: "notice",
+        level: "warn",
+        message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${lost.reason ?? `host ${job.hostId} lost it`}`,
+        at: new Date(nowMs).toISOString(),
+      });
+      this.emitDevice(job.hostId);
     }
     if (changed) this.requestSchedule();
   }
 
+  /** Writes the heartbeats received since the last call to the store, in one transaction. */
   persistSeen(): void {
     const dirty = this.devices.takeDirty();
     this.store.saveSeen(dirty.map((a) => ({ hostId: a.hostId, lastSeenAt: new Date(a.lastSeenMs).toISOString(), stats: a.lastStats })));
   }
-}
-
-function groupByHost(jobs: StoredJob[]): Map<string, StoredJob[]> {
-  const m = new Map<string, StoredJob[]>();
-  for (const j of jobs) {
-    if (!j.hostId) continue;
-    let list = m.get(j.hostId);
-    if (!list) m.set(j.hostId, (list = []));
-    list.push(j);
-  }
-  return m;
 }
 
 export function defaultJobName(command: string | string[]): string {

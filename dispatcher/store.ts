@@ -89,12 +89,23 @@ export function rowToJob(r: JobRow): StoredJob {
   };
 }
 
-const base32 = "abcdefghijklmnopqrstuvwxyz234567";
-export function newJobId(): string {
-  const bytes = randomBytes(8);
-  let id = "";
-  for (const b of bytes) id += base32[b & 31];
-  return id;
+// Crockford's base32 in lower case: its digits sort in ASCII order, so ids sort by creation time.
+const base32 = "0123456789abcdefghjkmnpqrstvwxyz";
+const ID_EPOCH_MS = Date.UTC(2024, 0, 1);
+
+/**
+ * A short, readable job id: 8 characters of milliseconds since 2024 (enough until 2058), then 2
+ * random ones, e.g. `0c4h2m9qx7`. Ids of jobs made in different milliseconds sort by age.
+ */
+export function newJobId(nowMs = Date.now()): string {
+  let t = Math.max(0, nowMs - ID_EPOCH_MS);
+  let time = "";
+  for (let i = 0; i < 8; i++) {
+    time = base32[t % 32] + time;
+    t = Math.floor(t / 32);
+  }
+  const r = randomBytes(2);
+  return time + base32[r[0]! & 31] + base32[r[1]! & 31];
 }
 
 export class StoreConflict extends Error {
@@ -202,8 +213,9 @@ export class Store {
 
   insertJob(req: SubmitJob & { name: string; project: string }, now = new Date()): StoredJob {
     return this.db.transaction(() => {
-      let id = newJobId();
-      while (this.stmts.getJob.get(id)) id = newJobId();
+      let id = newJobId(now.getTime());
+      // 1024 ids per millisecond; after a few collisions borrow the next millisecond.
+      for (let tries = 1; this.stmts.getJob.get(id); tries++) id = newJobId(now.getTime() + Math.floor(tries / 8));
       const at = now.toISOString();
       this.stmts.insertJob.run({
         id,

@@ -2,7 +2,8 @@
 // file's size and sha256 in SQLite. Appends land at a byte offset (a repeat is a no-op, a gap is
 // refused with the current size); whole files are replaced after their sha256 is checked.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from "node:fs";
+import { Readable } from "node:stream";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Db } from "./db.js";
 
@@ -177,6 +178,15 @@ export class SyncStore {
     this.hashes.set(key, { hash, upTo: length });
     this.stmts.upsert.run(jobId, attempt, path, length, actual, new Date().toISOString());
     return { size: length };
+  }
+
+  /** A held file as a stream (checkpoints can be large), cut to the size the database vouches for. */
+  openRead(project: string, jobId: string, attempt: number, path: string): { size: number; stream: Readable } | undefined {
+    const size = this.stmts.getSize.get(jobId, attempt, path) as number | undefined;
+    if (size === undefined) return undefined;
+    const full = this.filePath(project, jobId, attempt, path);
+    if (!existsSync(full)) return undefined;
+    return { size, stream: size === 0 ? Readable.from([]) : createReadStream(full, { start: 0, end: size - 1 }) };
   }
 
   /** The bytes of a held file, cut to the size the database vouches for. */
