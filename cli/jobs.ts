@@ -1,4 +1,148 @@
-// Registers the jobs subcommands of `labrig`.
-import type { Command } from "commander";
+// Registers the job and device commands of `labrig` (submit, jobs, job, logs, cancel, retry,
+// devices, drain, undrain). Only flag parsing lives here; the work is loaded lazily from
+// job-commands.ts so `labrig --help` stays fast.
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { jobStates, priorities } from "../core/api.js";
 
-export function registerJobCommands(_program: Command): void {}
+export interface TargetFlags {
+  url?: string;
+  token?: string;
+}
+
+export interface SubmitFlags extends TargetFlags {
+  name?: string;
+  project?: string;
+  gpus?: number;
+  image?: string;
+  timeout?: number;
+  priority?: string;
+  env?: Record<string, string>;
+  retries?: number;
+  host?: string;
+  label?: Record<string, string>;
+  workdir?: string;
+  config?: string;
+  json?: boolean;
+  wait?: boolean;
+}
+
+export function parseWholeNumber(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(max === Number.MAX_SAFE_INTEGER ? `expected a whole number >= ${min}` : `expected a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+/** Collects repeated KEY=VALUE flags into one record. */
+export function collectKeyValue(v: string, acc: Record<string, string> | undefined): Record<string, string> {
+  const eq = v.indexOf("=");
+  if (eq <= 0) throw new InvalidArgumentError(`expected KEY=VALUE, got '${v}'`);
+  return { ...acc, [v.slice(0, eq)]: v.slice(eq + 1) };
+}
+
+export function parseStates(v: string): string[] {
+  const states = v.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const s of states) {
+    if (!(jobStates as readonly string[]).includes(s)) throw new InvalidArgumentError(`'${s}' is not a job state; one of ${jobStates.join(", ")}`);
+  }
+  return states;
+}
+
+function withTarget(cmd: Command): Command {
+  return cmd
+    .option("--url <url>", "dispatcher URL (else LABRIG_URL, else the local lab under LABRIG_HOME)")
+    .option("--token <token>", "admin token (else LABRIG_TOKEN, else the local lab's)");
+}
+
+const targetHelp = `
+The dispatcher is found from --url/--token, then LABRIG_URL/LABRIG_TOKEN, then the local lab
+that 'pnpm start' runs under LABRIG_HOME (default ~/.labrig).`;
+
+const load = () => import("./job-commands.js");
+
+export function registerJobCommands(program: Command): void {
+  withTarget(
+    program
+      .command("submit")
+      .description("queue a job: the command after -- runs on a host with the GPUs it asks for")
+      .argument("[command...]", "the command to run, after --")
+      .passThroughOptions()
+      .option("--name <name>", "job name (default: from the command)")
+      .option("--project <project>", "project the job belongs to (default: default)")
+      .option("--gpus <n>", "GPUs the job needs (default 1; 0 on a lab with no GPUs at all)", parseWholeNumber(0, 64))
+      .option("--image <image>", "run in this container image instead of as a process")
+      .option("--timeout <seconds>", "stop the job after this many seconds", parseWholeNumber(1))
+      .addOption(new Option("--priority <priority>", "queue priority").choices([...priorities]))
+      .option("--env <KEY=VALUE>", "environment variable for the job (repeatable)", collectKeyValue)
+      .option("--retries <n>", "run again this many times if the host is lost", parseWholeNumber(0, 100))
+      .option("--host <hostId>", "run only on this host")
+      .option("--label <key=value>", "run only on hosts with this label (repeatable)", collectKeyValue)
+      .option("--workdir <dir>", "working folder on the host")
+      .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints); flags override it")
+      .option("--json", "print the job as JSON")
+      .option("--wait", "wait until the job ends; exit 0 only if it succeeded"),
+  )
+    .addHelpText(
+      "after",
+      `
+Examples:
+  pnpm submit -- echo hi
+  pnpm submit --gpus 2 --project vision --timeout 3600 -- python train.py --lr 0.001
+  pnpm submit --config jobs/train.yaml --priority high
+${targetHelp}`,
+    )
+    .action(async (command: string[], opts: SubmitFlags) => (await load()).submitCommand(command, opts));
+
+  withTarget(
+    program
+      .command("jobs")
+      .description("list jobs, newest first")
+      .option("--state <states>", `only these states, comma-separated (${jobStates.join(", ")})`, parseStates)
+      .option("--project <project>", "only this project")
+      .option("--host <hostId>", "only jobs on this host")
+      .option("--limit <n>", "at most this many", parseWholeNumber(1), 50)
+      .option("--json", "print JSON"),
+  )
+    .addHelpText("after", targetHelp)
+    .action(async (opts) => (await load()).jobsCommand(opts));
+
+  withTarget(program.command("job").description("show one job: its fields and state history").argument("<id>", "job id").option("--json", "print JSON"))
+    .addHelpText("after", targetHelp)
+    .action(async (id: string, opts) => (await load()).jobCommand(id, opts));
+
+  withTarget(
+    program
+      .command("logs")
+      .description("print a job's job.log as synced to the dispatcher")
+      .argument("<id>", "job id")
+      .option("-f, --follow", "keep printing as the log grows, until the job ends")
+      .option("--attempt <n>", "this attempt's log (default: the latest)", parseWholeNumber(1))
+      .addOption(new Option("--interval <ms>", "poll interval while following").argParser(parseWholeNumber(50)).default(500).hideHelp()),
+  )
+    .addHelpText("after", targetHelp)
+    .action(async (id: string, opts) => (await load()).logsCommand(id, opts));
+
+  withTarget(program.command("cancel").description("cancel a job (a running one is stopped by its agent)").argument("<id>", "job id").option("--json", "print JSON"))
+    .addHelpText("after", targetHelp)
+    .action(async (id: string, opts) => (await load()).cancelCommand(id, opts));
+
+  withTarget(program.command("retry").description("queue an ended job again as a new attempt").argument("<id>", "job id").option("--json", "print JSON"))
+    .addHelpText("after", targetHelp)
+    .action(async (id: string, opts) => (await load()).retryCommand(id, opts));
+
+  withTarget(program.command("devices").description("list the lab's hosts: status, GPUs, free GPUs, running jobs").option("--json", "print JSON"))
+    .addHelpText("after", targetHelp)
+    .action(async (opts) => (await load()).devicesCommand(opts));
+
+  for (const [name, description] of [
+    ["drain", "stop giving a host new jobs (running ones finish)"],
+    ["undrain", "let a drained host take jobs again"],
+  ] as const) {
+    withTarget(program.command(name).description(description).argument("<hostId>", "host id").option("--json", "print JSON"))
+      .addHelpText("after", targetHelp)
+      .action(async (hostId: string, opts) => (await load()).drainCommand(hostId, name === "drain", opts));
+  }
+}

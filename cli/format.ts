@@ -1,0 +1,137 @@
+// Turns jobs and devices into the plain-text tables and detail blocks the CLI prints. Pure:
+// callers pass "now" so output is the same in tests as in a terminal.
+import type { Device, Job } from "../core/api.js";
+
+/** Columns padded to their widest cell, separated by two spaces; no trailing spaces. */
+export function formatTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+/** 42s, 3m05s, 2h04m, 3d02h: two units at most, enough to read at a glance. */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h${String(m % 60).padStart(2, "0")}m`;
+  const d = Math.floor(h / 24);
+  return `${d}d${String(h % 24).padStart(2, "0")}h`;
+}
+
+/** How long a job ran (or has been running); "-" before it started. */
+export function jobRuntime(job: Job, now: number): string {
+  if (!job.startedAt) return "-";
+  const end = job.endedAt ? Date.parse(job.endedAt) : now;
+  return formatDuration(end - Date.parse(job.startedAt));
+}
+
+export function formatCommand(command: string | string[]): string {
+  if (typeof command === "string") return command;
+  return command.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
+}
+
+function truncate(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+export function formatJobsTable(jobs: Job[], now: number): string {
+  if (jobs.length === 0) return "no jobs";
+  return formatTable(
+    ["ID", "NAME", "PROJECT", "STATE", "GPUS", "HOST", "AGE", "RUNTIME"],
+    jobs.map((j) => [
+      j.id,
+      truncate(j.name, 32),
+      truncate(j.project, 20),
+      j.state + (j.attempt > 1 ? ` (attempt ${j.attempt})` : ""),
+      j.gpuIndices.length > 0 ? `${j.gpus} [${j.gpuIndices.join(",")}]` : String(j.gpus),
+      j.hostId ?? "-",
+      formatDuration(now - Date.parse(j.createdAt)),
+      jobRuntime(j, now),
+    ]),
+  );
+}
+
+export function formatDevicesTable(devices: Device[], now: number): string {
+  if (devices.length === 0) return "no devices registered";
+  return formatTable(
+    ["HOST", "STATUS", "GPUS", "FREE", "JOBS", "GPU MODELS", "LAST SEEN"],
+    devices.map((d) => [
+      d.hostId,
+      d.status + (d.draining && d.status !== "draining" ? " (draining)" : ""),
+      String(d.gpus.length),
+      String(d.freeGpus),
+      String(d.runningJobs.length),
+      gpuModels(d) || (d.gpuProblem ? `none: ${truncate(d.gpuProblem, 40)}` : "none"),
+      d.lastSeenAt ? `${formatDuration(now - Date.parse(d.lastSeenAt))} ago` : "never",
+    ]),
+  );
+}
+
+/** "2× A100-SXM4-80GB, 1× RTX 4090", vendor prefix dropped. */
+export function gpuModels(d: Device): string {
+  const counts = new Map<string, number>();
+  for (const g of d.gpus) {
+    const name = g.name.replace(/^NVIDIA /, "");
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return [...counts].map(([name, n]) => `${n}× ${name}`).join(", ");
+}
+
+/** One line of a job's history as GET /api/jobs/{id} returns it. */
+export interface JobTransition {
+  attempt: number;
+  fromState: string | null;
+  toState: string;
+  hostId: string | null;
+  message: string | null;
+  at: string;
+}
+
+export function formatJobDetail(job: Job & { history?: JobTransition[] }, now: number): string {
+  const rows: [string, string][] = [
+    ["id", job.id],
+    ["name", job.name],
+    ["project", job.project],
+    ["state", job.state + (job.reason ? ` (${job.reason})` : "")],
+    ["attempt", `${job.attempt} of at most ${job.maxRetries + 1}`],
+    ["command", formatCommand(job.command)],
+    ["gpus", `${job.gpus}${job.gpuIndices.length ? ` (indices ${job.gpuIndices.join(",")})` : ""}`],
+    ["host", job.hostId ?? "-"],
+    ["priority", job.priority],
+  ];
+  if (job.image) rows.push(["image", job.image]);
+  if (job.workdir) rows.push(["workdir", job.workdir]);
+  if (job.timeoutS) rows.push(["timeout", `${job.timeoutS}s`]);
+  const env = Object.entries(job.env);
+  if (env.length) rows.push(["env", env.map(([k, v]) => `${k}=${v}`).join(" ")]);
+  const c = job.constraints;
+  const cs = [
+    c.hostId && `host=${c.hostId}`,
+    ...Object.entries(c.labels ?? {}).map(([k, v]) => `${k}=${v}`),
+    c.gpuName && `gpu~${c.gpuName}`,
+    c.minMemoryMiB !== undefined && `memory>=${c.minMemoryMiB}MiB`,
+  ].filter(Boolean);
+  if (cs.length) rows.push(["constraints", cs.join(" ")]);
+  if (job.exitCode !== null) rows.push(["exit code", String(job.exitCode)]);
+  rows.push(["created", `${job.createdAt} (${formatDuration(now - Date.parse(job.createdAt))} ago)`]);
+  if (job.startedAt) rows.push(["started", job.startedAt]);
+  if (job.endedAt) rows.push(["ended", job.endedAt]);
+  if (job.startedAt) rows.push(["runtime", jobRuntime(job, now)]);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  if (job.history && job.history.length > 0) {
+    lines.push("", "history:");
+    for (const h of job.history) {
+      const from = h.fromState ? `${h.fromState} → ` : "";
+      lines.push(`  ${h.at}  #${h.attempt}  ${from}${h.toState}${h.hostId ? `  on ${h.hostId}` : ""}${h.message ? `  ${h.message}` : ""}`);
+    }
+  }
+  return lines.join("\n");
+}

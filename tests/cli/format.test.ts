@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import type { Device, Job } from "../../core/api.js";
+import { formatCommand, formatDevicesTable, formatDuration, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
+
+const now = Date.parse("2025-03-01T12:00:00Z");
+const ago = (s: number) => new Date(now - s * 1000).toISOString();
+
+function job(over: Partial<Job>): Job {
+  return {
+    id: "abcd1234",
+    name: "train",
+    project: "default",
+    command: ["python", "train.py"],
+    gpus: 1,
+    image: null,
+    env: {},
+    workdir: null,
+    timeoutS: null,
+    priority: "normal",
+    maxRetries: 0,
+    constraints: {},
+    state: "queued",
+    attempt: 1,
+    hostId: null,
+    gpuIndices: [],
+    exitCode: null,
+    reason: null,
+    createdAt: ago(30),
+    assignedAt: null,
+    startedAt: null,
+    endedAt: null,
+    ...over,
+  };
+}
+
+function device(over: Partial<Device>): Device {
+  return {
+    hostId: "gpu-a100",
+    hostname: null,
+    status: "healthy",
+    draining: false,
+    lastSeenAt: ago(2),
+    registeredAt: ago(600),
+    agentVersion: null,
+    agentUrl: null,
+    labels: {},
+    gpus: [],
+    freeGpus: 0,
+    runningJobs: [],
+    cpuPct: null,
+    memoryUsedMiB: null,
+    memoryTotalMiB: null,
+    diskFreeGiB: null,
+    gpuProblem: null,
+    ...over,
+  };
+}
+
+const gpu = (index: number, name: string) => ({ index, uuid: `GPU-${index}`, name, memoryTotalMiB: 81920, memoryUsedMiB: 0, utilizationPct: 0, temperatureC: 40, powerW: 60, busy: false });
+
+describe("tables", () => {
+  it("pads each column to its widest cell and trims line ends", () => {
+    expect(formatTable(["A", "LONG HEADER", "C"], [["xxxx", "y", ""], ["z", "", "last"]])).toBe(["A     LONG HEADER  C", "xxxx  y", "z                  last"].join("\n"));
+  });
+
+  it("shows durations in at most two units", () => {
+    expect([0, 42_000, 185_000, 2 * 3600_000 + 4 * 60_000 + 9000, 74 * 3600_000].map(formatDuration)).toEqual(["0s", "42s", "3m05s", "2h04m", "3d02h"]);
+  });
+
+  it("lists jobs with state, GPUs, host, age and runtime", () => {
+    const lines = formatJobsTable(
+      [
+        job({ id: "run1", name: "resnet", project: "vision", state: "running", gpus: 2, gpuIndices: [0, 3], hostId: "gpu-a100", startedAt: ago(125) , createdAt: ago(130)}),
+        job({ id: "q1", state: "queued", createdAt: ago(5) }),
+        job({ id: "done1", state: "succeeded", attempt: 2, hostId: "gpu-b", createdAt: ago(7200), startedAt: ago(3700), endedAt: ago(100) }),
+      ],
+      now,
+    ).split("\n");
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+PROJECT\s+STATE\s+GPUS\s+HOST\s+AGE\s+RUNTIME$/);
+    expect(lines[1].split(/\s{2,}/)).toEqual(["run1", "resnet", "vision", "running", "2 [0,3]", "gpu-a100", "2m10s", "2m05s"]);
+    expect(lines[2].split(/\s{2,}/)).toEqual(["q1", "train", "default", "queued", "1", "-", "5s", "-"]);
+    expect(lines[3].split(/\s{2,}/)).toEqual(["done1", "train", "default", "succeeded (attempt 2)", "1", "gpu-b", "2h00m", "1h00m"]);
+  });
+
+  it("says so when there are no jobs or devices", () => {
+    expect(formatJobsTable([], now)).toBe("no jobs");
+    expect(formatDevicesTable([], now)).toBe("no devices registered");
+  });
+
+  it("lists devices with GPU models counted and the reason a host has none", () => {
+    const lines = formatDevicesTable(
+      [
+        device({ hostId: "gpu-a100", gpus: [gpu(0, "NVIDIA A100-SXM4-80GB"), gpu(1, "NVIDIA A100-SXM4-80GB")], freeGpus: 1, runningJobs: ["j1"] }),
+        device({ hostId: "laptop", status: "stale", draining: true, lastSeenAt: ago(15), gpuProblem: "nvidia-smi not found" }),
+      ],
+      now,
+    ).split("\n");
+    expect(lines[1].split(/\s{2,}/)).toEqual(["gpu-a100", "healthy", "2", "1", "1", "2× A100-SXM4-80GB", "2s ago"]);
+    expect(lines[2].split(/\s{2,}/)).toEqual(["laptop", "stale (draining)", "0", "0", "0", "none: nvidia-smi not found", "15s ago"]);
+  });
+});
+
+describe("job detail", () => {
+  it("shows the command shell-quoted, the exit code and the history", () => {
+    const text = formatJobDetail(
+      {
+        ...job({ state: "failed", exitCode: 3, command: ["python", "-c", "print('x y')"], hostId: "h1", startedAt: ago(20), endedAt: ago(10), env: { SEED: "1" } }),
+        history: [
+          { attempt: 1, fromState: null, toState: "queued", hostId: null, message: null, at: ago(30) },
+          { attempt: 1, fromState: "running", toState: "failed", hostId: "h1", message: "exit code 3", at: ago(10) },
+        ],
+      },
+      now,
+    );
+    expect(text).toContain(`command    python -c 'print('\\''x y'\\'')'`);
+    expect(text).toContain("exit code  3");
+    expect(text).toContain("env        SEED=1");
+    expect(text).toContain("runtime    10s");
+    expect(text).toContain(`${ago(10)}  #1  running → failed  on h1  exit code 3`);
+  });
+
+  it("leaves plain words unquoted", () => {
+    expect(formatCommand(["python", "train.py", "--lr=0.1", "a/b.yaml"])).toBe("python train.py --lr=0.1 a/b.yaml");
+    expect(formatCommand("echo hi && ls")).toBe("echo hi && ls");
+  });
+});
