@@ -41,6 +41,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv, queueCommand?: string): Se
   };
 }
 
+/** The URL local tools reach the dispatcher at: loopback when it listens on every address. */
+export function advertisedUrl(bind: string, port: number): string {
+  const host = bind === "0.0.0.0" || bind === "::" ? "127.0.0.1" : bind;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const stateDir = resolve(opts.state);
   mkdirSync(join(stateDir, "runs"), { recursive: true, mode: 0o700 });
@@ -58,14 +64,13 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : opts.port;
-  const host = opts.bind === "0.0.0.0" || opts.bind === "::" ? "127.0.0.1" : opts.bind;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = advertisedUrl(opts.bind, port);
   service.start();
 
   const info = join(stateDir, "dispatcher.json");
   writeFileSync(`${info}.tmp`, JSON.stringify({ url, port, bind: opts.bind, pid: process.pid, startedAt: new Date().toISOString() }, null, 2));
   renameSync(`${info}.tmp`, info);
-  console.log(`labrig dispatcher listening on ${url}${opts.bind !== host ? ` (bound to ${opts.bind})` : ""}; state in ${stateDir}`);
+  console.log(`labrig dispatcher listening on ${url} (bound to ${opts.bind}; state in ${stateDir})`);
   if (admin.generated) console.log(`admin token (written to ${admin.file}, shown once): ${admin.token}`);
   if (join_.generated) console.log(`join token for agents (written to ${join_.file}, shown once): ${join_.token}`);
 
