@@ -182,19 +182,17 @@ export class SyncStore {
 
   /** A held file as a stream (checkpoints can be large), cut to the size the database vouches for. */
   openRead(project: string, jobId: string, attempt: number, path: string): { size: number; stream: Readable } | undefined {
+    const full = this.filePath(project, jobId, attempt, path); // refuses a bad path before anything else
     const size = this.stmts.getSize.get(jobId, attempt, path) as number | undefined;
-    if (size === undefined) return undefined;
-    const full = this.filePath(project, jobId, attempt, path);
-    if (!existsSync(full)) return undefined;
+    if (size === undefined || !existsSync(full)) return undefined;
     return { size, stream: size === 0 ? Readable.from([]) : createReadStream(full, { start: 0, end: size - 1 }) };
   }
 
   /** The bytes of a held file, cut to the size the database vouches for. */
   read(project: string, jobId: string, attempt: number, path: string): Buffer | undefined {
-    const held = this.info(jobId, attempt, path);
-    if (!held) return undefined;
     const full = this.filePath(project, jobId, attempt, path);
-    if (!existsSync(full)) return undefined;
+    const held = this.info(jobId, attempt, path);
+    if (!held || !existsSync(full)) return undefined;
     const buf = readFileSync(full);
     return buf.length > held.size ? buf.subarray(0, held.size) : buf;
   }

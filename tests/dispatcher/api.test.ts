@@ -2,6 +2,7 @@
 // SQLite file.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
@@ -46,6 +47,23 @@ async function raw(method: string, path: string, opts: { token?: string; body?: 
   return { status: res.status, json };
 }
 
+/** A request whose path goes on the wire exactly as given. */
+function rawPath(method: string, path: string, token: string, body?: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: "127.0.0.1", port: d.port, method, path, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/octet-stream" } : {}) } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode!, body: text }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 let hostCounter = 0;
 async function newAgent(gpus = 1, labels: Record<string, string> = {}) {
   const a = new SimAgent(d.url, `host-${++hostCounter}`, fakeGpus(gpus), labels);
@@ -66,8 +84,53 @@ describe("health and auth", () => {
 
   it("refuses a missing or wrong token with 401", async () => {
     expect((await raw("GET", "/api/jobs")).status).toBe(401);
-    expect((await raw("GET", "/api/jobs", { token: "nope" })).status).toBe(401);
+    const wrong = await raw("GET", "/api/jobs", { token: "nope" });
+    expect(wrong).toMatchObject({ status: 401, json: { error: "unauthorized" } });
     expect((await raw("GET", "/api/devices", { token: d.joinToken })).status).toBe(401);
+    expect((await raw("GET", "/api/events", { token: "nope" })).status).toBe(401);
+  });
+
+  it("tells an agent whose token it does not know to register again", async () => {
+    const r = await raw("POST", "/api/agents/ghost/heartbeat", { token: "lrt_forgotten", body: { gpus: [] } });
+    expect(r).toMatchObject({ status: 401, json: { error: "unknown_agent" } });
+    const l = await raw("GET", "/api/agents/ghost/lease?wait=0", { token: "lrt_forgotten" });
+    expect(l).toMatchObject({ status: 401, json: { error: "unknown_agent" } });
+  });
+
+  it("gives an agent its own token and the heartbeat interval at registration", async () => {
+    const r = await raw("POST", "/api/agents/register", { token: d.joinToken, body: { hostId: "reg-check", gpus: fakeGpus(1) } });
+    expect(r.status).toBe(200);
+    expect(r.json.heartbeatIntervalS).toBe(1);
+    expect(r.json.agentToken).not.toBe(d.joinToken);
+    expect((await raw("POST", "/api/agents/reg-check/heartbeat", { token: r.json.agentToken, body: { gpus: [] } })).json).toEqual({ cancel: [] });
+  });
+
+  it.each([
+    ["POST", "/api/agents/register", "join", { hostId: "bad host!", gpus: [] }, "hostId"],
+    ["POST", "/api/agents/register", "join", { hostId: "ok", gpus: [{ index: -1, uuid: "u", name: "n", memoryTotalMiB: 1 }] }, "gpus.0.index"],
+    ["POST", "/api/agents/register", "join", { hostId: "ok" }, "gpus"],
+    ["POST", "/api/queue/add", "admin", { priority: 1 }, "config_path"],
+    ["POST", "/api/queue/add", "admin", { config_path: "a.yaml", priority: "soon" }, "priority"],
+  ])("refuses %s %s with a malformed body, naming the field", async (method, path, who, body, field) => {
+    const r = await raw(method, path, { token: who === "join" ? d.joinToken : d.adminToken, body });
+    expect(r.status).toBe(400);
+    expect(r.json).toMatchObject({ error: "invalid_body", field });
+  });
+
+  it("refuses malformed heartbeats, job events and lease waits, naming the field", async () => {
+    const a = await newAgent();
+    const hb = await raw("POST", `/api/agents/${a.hostId}/heartbeat`, { token: a.client.token, body: { gpus: [{ index: 0, utilizationPct: "busy" }] } });
+    expect(hb).toMatchObject({ status: 400, json: { field: "gpus.0.utilizationPct" } });
+    const j = await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    const ev = await raw("POST", `/api/jobs/${j.id}/events`, { token: a.client.token, body: { attempt: l.attempt, state: "exploded" } });
+    expect(ev).toMatchObject({ status: 400, json: { field: "state" } });
+    const ev2 = await raw("POST", `/api/jobs/${j.id}/events`, { token: a.client.token, body: { state: "running" } });
+    expect(ev2).toMatchObject({ status: 400, json: { field: "attempt" } });
+    const w = await raw("GET", `/api/agents/${a.hostId}/lease?wait=soon`, { token: a.client.token });
+    expect(w).toMatchObject({ status: 400, json: { field: "wait" } });
+    const p = await raw("POST", `/api/jobs/${j.id}/priority`, { token: d.adminToken, body: { priority: "urgent" } });
+    expect(p).toMatchObject({ status: 400, json: { field: "priority" } });
   });
 
   it("refuses registration without the join token", async () => {
@@ -134,11 +197,18 @@ describe("jobs", () => {
     expect(res.status).toBe(400);
   });
 
-  it("filters jobs by state and project", async () => {
-    const j = await admin.submit({ command: "true", project: "filter-me", constraints: { hostId: "nowhere" } });
-    const list = await admin.jobs({ project: "filter-me" });
-    expect(list.map((x) => x.id)).toEqual([j.id]);
-    expect((await raw("GET", "/api/jobs?state=bogus", { token: d.adminToken })).status).toBe(400);
+  it("lists jobs newest first, filtered by state and project, up to a limit", async () => {
+    const first = await admin.submit({ command: "true", project: "filter-me", constraints: { hostId: "nowhere" } });
+    const second = await admin.submit({ command: "true", project: "filter-me", constraints: { hostId: "nowhere" } });
+    const third = await admin.submit({ command: "true", project: "filter-me", constraints: { hostId: "nowhere" } });
+    await admin.cancel(second.id);
+    expect((await admin.jobs({ project: "filter-me" })).map((x) => x.id)).toEqual([third.id, second.id, first.id]);
+    expect((await admin.jobs({ project: "filter-me", state: "queued" })).map((x) => x.id)).toEqual([third.id, first.id]);
+    expect((await admin.jobs({ project: "filter-me", state: ["cancelled", "running"] })).map((x) => x.id)).toEqual([second.id]);
+    expect((await admin.jobs({ project: "filter-me", limit: 1 })).map((x) => x.id)).toEqual([third.id]);
+    expect(first.id).toMatch(/^[0-9a-z]{10}$/);
+    const bad = await raw("GET", "/api/jobs?state=bogus", { token: d.adminToken });
+    expect(bad).toMatchObject({ status: 400, json: { field: "state" } });
   });
 
   it("cancels a queued job at once", async () => {
@@ -169,7 +239,14 @@ describe("jobs", () => {
     expect(r.status).toBe(201);
     expect(r.json.command).toBe("python train.py --config configs/cifar.yaml");
     expect(r.json.priority).toBe("high");
+    expect(r.json.gpus).toBe(1);
     await admin.cancel(r.json.id);
+    const low = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "my configs/a b.yaml", priority: -5 } });
+    expect(low.json).toMatchObject({ priority: "low", command: "python train.py --config 'my configs/a b.yaml'" });
+    await admin.cancel(low.json.id);
+    const named = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "c.yaml", priority: "normal" } });
+    expect(named.json.priority).toBe("normal");
+    await admin.cancel(named.json.id);
   });
 });
 
@@ -306,6 +383,16 @@ describe("silent agents", () => {
     }
   });
 
+  it("shows a silent host as stale, then disconnected, and healthy again when it is back", async () => {
+    const a = await newAgent();
+    const status = async () => (await admin.devices()).find((x) => x.hostId === a.hostId)?.status;
+    expect(await status()).toBe("healthy");
+    await waitFor("the host to turn stale", status, (s) => s === "stale", 3000, 50);
+    await waitFor("the host to disconnect", status, (s) => s === "disconnected", 3000, 50);
+    await a.heartbeat();
+    expect(await status()).toBe("healthy");
+  });
+
   it("fails a silent agent's job with reason lost when it has no retries", async () => {
     const a = await newAgent();
     const j = await submitTo(a.hostId);
@@ -370,22 +457,53 @@ describe("sync", () => {
     expect((await admin.syncGet(j.id, "ckpt/meta.yaml")).toString()).toBe("epoch: 3\n");
   });
 
+  // Sent with node:http, which sends the path as written (fetch would resolve '..' and '%2e%2e' first).
   it.each([
-    ["../escape.txt"],
-    ["a/../../escape.txt"],
-    ["%2e%2e/escape.txt"],
-    ["a/%2e%2e/%2e%2e/escape.txt"],
-    ["%2Fetc%2Fpasswd"],
-    ["a%2F..%2F..%2Fescape"],
-    ["a%5C..%5Cescape"],
-  ])("refuses the traversal path %s with 400", async (path) => {
+    ["POST", "../escape.txt"],
+    ["POST", "a/../../escape.txt"],
+    ["POST", "%2e%2e/escape.txt"],
+    ["POST", "a/%2e%2e/%2e%2e/escape.txt"],
+    ["POST", "..%2f..%2fescape.txt"],
+    ["POST", "%2Fetc%2Fescape.txt"],
+    ["POST", "/tmp/escape.txt"],
+    ["POST", "a%2F..%2F..%2Fescape.txt"],
+    ["POST", "a%5C..%5C..%5Cescape.txt"],
+    ["PUT", "%2e%2e/%2e%2e/escape.txt"],
+    ["GET", "%2e%2e/%2e%2e/%2e%2e/labrig.db"],
+  ])("refuses the traversal %s %s with 400", async (method, path) => {
     const { a, j } = await runningJob();
-    const r = await raw("POST", `/api/sync/${j.id}/files/${path}?offset=0`, { token: a.client.token, raw: Buffer.from("x") });
-    expect([400, 404]).toContain(r.status);
-    if (r.status === 404) expect(r.json.error).toBe("not_found");
-    expect(existsSync(join(d.stateDir, "runs", "default", j.id, "escape.txt"))).toBe(false);
-    expect(existsSync(join(d.stateDir, "runs", "default", "escape.txt"))).toBe(false);
-    expect(existsSync(join(d.stateDir, "escape.txt"))).toBe(false);
+    const q = method === "POST" ? "?offset=0" : method === "PUT" ? `?sha256=${createHash("sha256").update("x").digest("hex")}` : "";
+    const r = await rawPath(method, `/api/sync/${j.id}/files/${path}${q}`, a.client.token!, method === "GET" ? undefined : Buffer.from("x"));
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body)).toMatchObject({ error: "bad_path", field: "path" });
+    for (const p of [join("runs", "default", j.id, "escape.txt"), join("runs", "default", "escape.txt"), join("runs", "escape.txt"), "escape.txt"]) {
+      expect(existsSync(join(d.stateDir, p))).toBe(false);
+    }
+    expect(existsSync("/tmp/escape.txt")).toBe(false);
+  });
+
+  it("takes a name that only looks like '..' once decoded twice as an ordinary file", async () => {
+    const { a, j } = await runningJob();
+    const r = await rawPath("POST", `/api/sync/${j.id}/files/%252e%252e?offset=0`, a.client.token!, Buffer.from("x"));
+    expect(r.status).toBe(200);
+    expect(existsSync(join(d.stateDir, "runs", "default", j.id, "attempt-1", "%2e%2e"))).toBe(true);
+  });
+
+  it("refuses a whole-file upload without a sha256, or for a stale attempt", async () => {
+    const { a, j } = await runningJob();
+    const missing = await raw("PUT", `/api/sync/${j.id}/files/model.pt`, { token: a.client.token, raw: Buffer.from("x") });
+    expect(missing.status).toBe(400);
+    expect(missing.json.field).toBe("sha256");
+    const sha = createHash("sha256").update("x").digest("hex");
+    const stale = await raw("PUT", `/api/sync/${j.id}/files/model.pt?sha256=${sha}&attempt=2`, { token: a.client.token, raw: Buffer.from("x") });
+    expect(stale.status).toBe(409);
+    expect(stale.json.error).toBe("stale_attempt");
+    expect((await admin.syncStatus(j.id)).files).toEqual({});
+  });
+
+  it("answers 404 for a file that was never synced", async () => {
+    const { j } = await runningJob();
+    expect((await raw("GET", `/api/sync/${j.id}/files/nothing.log`, { token: d.adminToken })).status).toBe(404);
   });
 
   it("refuses uploads for a stale attempt with 409", async () => {
@@ -428,6 +546,28 @@ describe("events and metrics", () => {
     }
     ac.abort();
     expect(text).toMatch(new RegExp(`event: job\\ndata: \\{.*"id":"${job.id}"`));
+    const frame = text.slice(text.indexOf("event: job"));
+    const data = JSON.parse(frame.split("\n")[1]!.slice("data: ".length));
+    expect(data).toMatchObject({ type: "job", job: { id: job.id, state: "queued" } });
+  });
+
+  it("streams events to a browser that passes the admin token in the query", async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${d.url}/api/events?token=${encodeURIComponent(d.adminToken)}`, { signal: ac.signal });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const a = await newAgent();
+    let text = "";
+    const deadline = Date.now() + 5000;
+    while (!text.includes(`"hostId":"${a.hostId}"`) && Date.now() < deadline) {
+      await a.heartbeat();
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    ac.abort();
+    expect(text).toContain("event: device");
+    expect(text).toContain(`"hostId":"${a.hostId}"`);
   });
 
   it("exposes Prometheus metrics", async () => {
