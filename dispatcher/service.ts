@@ -45,6 +45,8 @@ export class DispatcherService {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly queuedAtMs = new Map<string, number>();
   private readonly deviceEmittedMs = new Map<string, number>();
+  /** Hosts that left an assignment untaken past the timeout: they get nothing until they poll again. */
+  private readonly notPolling = new Set<string>();
   private scheduleTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private lastScheduleEndMs = 0;
   private lastScheduleTookMs = 0;
@@ -165,6 +167,7 @@ export class DispatcherService {
    */
   lease(hostId: string, waitMs: number, signal?: AbortSignal): Promise<LeaseGrant | null> {
     if (this.closing) return Promise.resolve(null);
+    if (this.notPolling.delete(hostId)) this.requestSchedule();
     const now = this.take(hostId);
     if (now || waitMs <= 0) return Promise.resolve(now);
     return new Promise((resolve) => {
@@ -317,7 +320,7 @@ export class DispatcherService {
       const stats = new Map((a.lastStats?.gpus ?? []).map((g) => [g.index, g]));
       return {
         hostId: a.hostId,
-        schedulable: this.devices.status(a.hostId, nowMs) === "healthy",
+        schedulable: this.devices.status(a.hostId, nowMs) === "healthy" && !this.notPolling.has(a.hostId),
         labels: a.labels,
         gpus: a.gpus.map((g) => ({
           index: g.index,
@@ -361,6 +364,7 @@ export class DispatcherService {
         lost = this.store.loseJob(job.id, `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`, false);
       } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - job.assignedAtMs > this.config.assignTimeoutMs) {
         lost = this.store.loseJob(job.id, `host ${job.hostId} did not ask for the job within ${timeoutS} s`, false);
+        this.notPolling.add(job.hostId);
       }
       if (!lost) continue;
       changed = true;
