@@ -596,14 +596,19 @@ describe("crash safety", () => {
     await a.client.syncAppend(j.id, "job.log", 0, Buffer.from("line 1\n"));
     const queued = await admin.submit({ command: "true", name: "waiting", constraints: { hostId: "nowhere" } });
     const before = await admin.jobs({ limit: 10000 });
+    const tokensBefore = [d.adminToken, d.joinToken];
 
     await d.kill();
     const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2" } });
     d = d2;
     admin = d2.admin();
-    expect(d2.adminToken).toBe(readFileSync(join(state, "admin-token"), "utf8").trim());
+    expect([d2.adminToken, d2.joinToken]).toEqual(tokensBefore);
     const after = await admin.jobs({ limit: 10000 });
-    expect(after.map((x) => [x.id, x.attempt])).toEqual(before.map((x) => [x.id, x.attempt]));
+    expect(after.map((x) => [x.id, x.state, x.attempt, x.hostId])).toEqual(before.map((x) => [x.id, x.state, x.attempt, x.hostId]));
+    expect((await admin.devices()).map((x) => x.hostId)).toContain(a.hostId);
+    expect((await admin.syncStatus(j.id)).files["job.log"]).toMatchObject({ size: 7, sha256: createHash("sha256").update("line 1\n").digest("hex") });
+    // A new agent can still join with the same join token.
+    await new SimAgent(d2.url, "after-restart", fakeGpus(1)).register(tokensBefore[1]!);
     expect((await admin.job(queued.id)).state).toBe("queued");
     // The agent's token still works and its running job goes on.
     expect((await a.heartbeat()).cancel).toEqual([]);
