@@ -1,0 +1,60 @@
+// The local lab's plain summary, used until (or instead of) the Ink dashboard: a full screen of
+// devices and recent jobs for a terminal, and one line per change for logs and CI. Pure.
+import type { Device, Job } from "../core/api.js";
+import { formatDevicesTable, formatJobsTable } from "../cli/format.js";
+
+export interface LabSnapshot {
+  devices: Device[];
+  jobs: Job[];
+}
+
+export function describeDevice(d: Device): string {
+  const gpus =
+    d.gpus.length === 0 ? `no GPUs${d.gpuProblem ? ` (${d.gpuProblem})` : ""}` : `${d.gpus.length} GPU${d.gpus.length === 1 ? "" : "s"} (${d.freeGpus} free)`;
+  const jobs = d.runningJobs.length ? `, ${d.runningJobs.length} job${d.runningJobs.length === 1 ? "" : "s"} running` : "";
+  return `device ${d.hostId}: ${d.status}${d.draining && d.status !== "draining" ? " (draining)" : ""}, ${gpus}${jobs}`;
+}
+
+export function describeJob(j: Job): string {
+  const attempt = j.attempt > 1 ? ` (attempt ${j.attempt})` : "";
+  const host = j.hostId && j.state !== "queued" ? ` on ${j.hostId}` : "";
+  const exit = j.exitCode !== null ? `, exit code ${j.exitCode}` : "";
+  const reason = j.reason ? ` (${j.reason})` : "";
+  return `job ${j.id} ${j.name}: ${j.state}${attempt}${host}${exit}${reason}`;
+}
+
+/** What a terminal shows, redrawn every second. */
+export function renderSummaryScreen(s: LabSnapshot, now: number, header: string[], maxJobs = 12): string {
+  return [
+    ...header,
+    "",
+    "DEVICES",
+    formatDevicesTable(s.devices, now),
+    "",
+    `RECENT JOBS${s.jobs.length > maxJobs ? ` (newest ${maxJobs})` : ""}`,
+    formatJobsTable(s.jobs.slice(0, maxJobs), now),
+    "",
+    "q or Ctrl-C stops the lab",
+  ].join("\n");
+}
+
+/**
+ * The lines to print for what changed since `seen` (device status/GPU/job count, job state or
+ * attempt), and the new memory of what was seen. A first call reports everything present.
+ */
+export function summaryChanges(seen: ReadonlyMap<string, string>, s: LabSnapshot): { lines: string[]; seen: Map<string, string> } {
+  const next = new Map(seen);
+  const lines: string[] = [];
+  for (const d of s.devices) {
+    const line = describeDevice(d);
+    if (seen.get(`device:${d.hostId}`) !== line) lines.push(line);
+    next.set(`device:${d.hostId}`, line);
+  }
+  // Oldest first, so a job's lines read in the order things happened.
+  for (const j of [...s.jobs].reverse()) {
+    const line = describeJob(j);
+    if (seen.get(`job:${j.id}`) !== line) lines.push(line);
+    next.set(`job:${j.id}`, line);
+  }
+  return { lines, seen: next };
+}
