@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import type { Device, Job } from "../../core/api.js";
+import { localHostId } from "../../lab/run-lab.js";
+import { renderSummaryScreen, summaryChanges } from "../../lab/summary.js";
+
+const device = (over: Partial<Device>): Device => ({
+  hostId: "laptop",
+  hostname: null,
+  status: "healthy",
+  draining: false,
+  lastSeenAt: new Date(0).toISOString(),
+  registeredAt: new Date(0).toISOString(),
+  agentVersion: null,
+  agentUrl: null,
+  labels: {},
+  gpus: [],
+  freeGpus: 0,
+  runningJobs: [],
+  cpuPct: null,
+  memoryUsedMiB: null,
+  memoryTotalMiB: null,
+  diskFreeGiB: null,
+  gpuProblem: "nvidia-smi not found",
+  ...over,
+});
+
+const job = (over: Partial<Job>): Job => ({
+  id: "j1",
+  name: "echo hi",
+  project: "default",
+  command: ["echo", "hi"],
+  gpus: 0,
+  image: null,
+  env: {},
+  workdir: null,
+  timeoutS: null,
+  priority: "normal",
+  maxRetries: 0,
+  constraints: {},
+  state: "queued",
+  attempt: 1,
+  hostId: null,
+  gpuIndices: [],
+  exitCode: null,
+  reason: null,
+  createdAt: new Date(0).toISOString(),
+  assignedAt: null,
+  startedAt: null,
+  endedAt: null,
+  ...over,
+});
+
+describe("the lab's change lines", () => {
+  it("reports everything at first, then only what changed, oldest job first", () => {
+    const first = summaryChanges(new Map(), { devices: [device({})], jobs: [job({ id: "j2", name: "b" }), job({ id: "j1", name: "a" })] });
+    expect(first.lines).toEqual(["device laptop: healthy, no GPUs (nvidia-smi not found)", "job j1 a: queued", "job j2 b: queued"]);
+
+    const same = summaryChanges(first.seen, { devices: [device({})], jobs: [job({ id: "j2", name: "b" }), job({ id: "j1", name: "a" })] });
+    expect(same.lines).toEqual([]);
+
+    const later = summaryChanges(same.seen, {
+      devices: [device({ runningJobs: ["j1"] })],
+      jobs: [job({ id: "j2", name: "b" }), job({ id: "j1", name: "a", state: "succeeded", hostId: "laptop", exitCode: 0 })],
+    });
+    expect(later.lines).toEqual(["device laptop: healthy, no GPUs (nvidia-smi not found), 1 job running", "job j1 a: succeeded on laptop, exit code 0"]);
+  });
+
+  it("shows a retried job's attempt and a failure's reason", () => {
+    const { lines } = summaryChanges(new Map(), { devices: [], jobs: [job({ state: "failed", attempt: 2, reason: "lost", hostId: "gpu-b" })] });
+    expect(lines).toEqual(["job j1 echo hi: failed (attempt 2) on gpu-b (lost)"]);
+  });
+
+  it("draws a screen with the header, devices, recent jobs and how to quit", () => {
+    const text = renderSummaryScreen({ devices: [device({ gpus: [] })], jobs: [job({})] }, 0, ["labrig local lab"]);
+    const lines = text.split("\n");
+    expect(lines[0]).toBe("labrig local lab");
+    expect(lines).toContain("DEVICES");
+    expect(lines).toContain("RECENT JOBS");
+    expect(lines.some((l) => l.startsWith("laptop") && l.includes("healthy"))).toBe(true);
+    expect(lines.some((l) => l.startsWith("j1") && l.includes("queued"))).toBe(true);
+    expect(lines.at(-1)).toBe("q or Ctrl-C stops the lab");
+  });
+});
+
+describe("the local host id", () => {
+  it("turns a host name into a valid host id", () => {
+    expect(localHostId("gpu-a100")).toBe("gpu-a100");
+    expect(localHostId("My Laptop (2).local")).toBe("My-Laptop-2-.local");
+    expect(localHostId("--weird")).toBe("weird");
+    expect(localHostId("x".repeat(80))).toHaveLength(63);
+    expect(localHostId("???")).toBe("localhost");
+  });
+});
