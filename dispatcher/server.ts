@@ -83,6 +83,10 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     if (err instanceof SyncGapError) return reply.code(409).send({ error: "offset_gap", message: err.message, size: err.size });
     if (err instanceof SyncHashError) return reply.code(400).send({ error: "sha256_mismatch", message: err.message, field: "sha256" });
     const e = err as { statusCode?: number; code?: string; message?: string };
+    // Fastify's own body parsing errors (not JSON, empty JSON, too large) speak the API's language too.
+    if (e.code?.startsWith("FST_ERR_CTP_")) {
+      return reply.code(e.statusCode ?? 400).send({ error: "invalid_body", message: `(body): ${e.message}`, field: "(body)" });
+    }
     if (e.statusCode && e.statusCode < 500) {
       return reply.code(e.statusCode).send({ error: e.code ?? "bad_request", message: e.message ?? "bad request" });
     }
@@ -121,6 +125,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   }
 
   function parse<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+    if (isChunks(body) || typeof body === "string") throw new HttpError(415, "invalid_body", "(body): send JSON with content-type: application/json", { field: "(body)" });
     const r = schema.safeParse(body ?? {});
     if (!r.success) {
       const issue = r.error.issues[0]!;
@@ -142,7 +147,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     status: "ok",
     version: DISPATCHER_VERSION,
     api: 1,
-    queued: service.store.countByState().queued,
+    queued: service.jobs.queuedCount,
   }));
 
   app.get("/metrics", async (_req, reply) => {
@@ -364,8 +369,10 @@ interface Chunks {
   length: number;
 }
 
+const isChunks = (body: unknown): body is Chunks => !!body && typeof body === "object" && Array.isArray((body as Chunks).parts);
+
 function bodyChunks(body: unknown): Buffer[] {
-  if (body && typeof body === "object" && Array.isArray((body as Chunks).parts)) return (body as Chunks).parts;
+  if (isChunks(body)) return body.parts;
   if (Buffer.isBuffer(body)) return [body];
   if (body === undefined || body === null) return [];
   if (typeof body === "string") return [Buffer.from(body)];

@@ -195,6 +195,14 @@ describe("jobs", () => {
       body: "{not json",
     });
     expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: "invalid_body", field: "(body)" });
+    const text = await fetch(`${d.url}/api/jobs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${d.adminToken}`, "content-type": "text/plain" },
+      body: JSON.stringify({ command: "true" }),
+    });
+    expect(text.status).toBe(415);
+    expect(await text.json()).toMatchObject({ error: "invalid_body", field: "(body)" });
   });
 
   it("lists jobs newest first, filtered by state and project, up to a limit", async () => {
