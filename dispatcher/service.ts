@@ -94,6 +94,7 @@ export class DispatcherService {
   /** Records a job the store just changed: in the index, and as an event. */
   private changed(job: StoredJob): StoredJob {
     this.jobs.track(job);
+    if (job.state !== "queued" && job.state !== "assigned") this.queuedAtMs.delete(job.id);
     this.events.emit({ type: "job", job });
     return job;
   }
@@ -145,7 +146,7 @@ export class DispatcherService {
   heartbeat(hostId: string, hb: HeartbeatRequest): { cancel: string[] } {
     const nowMs = Date.now();
     const before = this.devices.heartbeat(hostId, hb, nowMs);
-    if (before !== "healthy") this.requestSchedule();
+    if (before === "stale" || before === "disconnected") this.requestSchedule();
     const active = this.jobs.activeOnHost(hostId);
     const cancel: string[] = [];
     for (const j of active) if (j.cancelRequested) cancel.push(j.id);
