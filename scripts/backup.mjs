@@ -272,6 +272,7 @@ function count(values, name) {
   return n;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+// Run as a script, not imported (the name check keeps a bundle that inlines this module from running it).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href && import.meta.url.endsWith("/backup.mjs")) {
   process.exitCode = await main(process.argv.slice(2));
 }

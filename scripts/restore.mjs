@@ -281,6 +281,7 @@ export async function main(argv, io = {}) {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+// Run as a script, not imported (the name check keeps a bundle that inlines this module from running it).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href && import.meta.url.endsWith("/restore.mjs")) {
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// Assembles what the dispatcher image runs, into dist/image/app (or the folder given):
+//   labrig.mjs             the dispatcher, backup and restore commands in one esbuild bundle
+//   migrations/            the dispatcher's SQL migrations (read next to the bundle)
+//   node_modules/          better-sqlite3 and its two helpers: the only native part, kept external
+//   agent/labrig-agent.mjs the agent bundle, so provisioning fetches it from the image
+//   bin/labrig, bin/restic the command, and restic for backups inside the container
+// The Dockerfile runs this in its build stage; tests run it on this machine and build the image
+// with PREBUILT=1 (no registry needed), which is why better-sqlite3 is copied as built here.
+import { execFileSync } from "node:child_process";
+import { chmodSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { build } from "esbuild";
+
+const root = resolve(import.meta.dirname, "..");
+const out = resolve(process.argv[2] ?? join(root, "dist", "image", "app"));
+const require = createRequire(join(root, "package.json"));
+
+rmSync(out, { recursive: true, force: true });
+mkdirSync(join(out, "bin"), { recursive: true });
+
+await build({
+  entryPoints: [join(root, "compose", "app-entry.ts")],
+  outfile: join(out, "labrig.mjs"),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external: ["better-sqlite3"],
+  // Bundled CommonJS dependencies call require(); give the ESM bundle one.
+  banner: { js: "import { createRequire as __labrigRequire } from 'node:module'; const require = __labrigRequire(import.meta.url);" },
+  logLevel: "warning",
+});
+cpSync(join(root, "dispatcher", "migrations"), join(out, "migrations"), { recursive: true });
+
+// better-sqlite3 as installed here (compiled for this Node): its JS, its addon, and what it requires.
+const bsqlDir = dirname(require.resolve("better-sqlite3/package.json"));
+const bsqlRequire = createRequire(join(bsqlDir, "package.json"));
+const modules = join(out, "node_modules");
+for (const part of ["package.json", "lib", "build/Release/better_sqlite3.node"]) {
+  cpSync(join(bsqlDir, part), join(modules, "better-sqlite3", part), { recursive: true, dereference: true });
+}
+for (const dep of ["bindings", "file-uri-to-path"]) {
+  const depDir = dirname(dep === "bindings" ? bsqlRequire.resolve("bindings/package.json") : createRequire(bsqlRequire.resolve("bindings")).resolve("file-uri-to-path/package.json"));
+  cpSync(depDir, join(modules, dep), { recursive: true, dereference: true });
+}
+
+const agentBundle = join(root, "dist", "agent", "labrig-agent.mjs");
+if (existsSync(agentBundle)) {
+  mkdirSync(join(out, "agent"), { recursive: true });
+  cpSync(agentBundle, join(out, "agent", "labrig-agent.mjs"));
+} else {
+  console.warn(`build-app: ${agentBundle} is missing (build the agent first); the image will not carry the agent`);
+}
+
+writeFileSync(join(out, "bin", "labrig"), '#!/bin/sh\nexec node /opt/labrig/labrig.mjs "$@"\n');
+chmodSync(join(out, "bin", "labrig"), 0o755);
+const restic = which("restic");
+if (restic) cpSync(restic, join(out, "bin", "restic"), { dereference: true });
+else console.warn("build-app: restic is not installed here; the image will not be able to run backups");
+
+console.log(`build-app: ${out} ready`);
+
+function which(cmd) {
+  try {
+    return execFileSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).trim() || null;
+  } catch {
+    return null;
+  }
+}
