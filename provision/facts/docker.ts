@@ -1,0 +1,25 @@
+// Fact: Docker's daemon configuration (/etc/docker/daemon.json) and the runtimes `docker info` lists.
+//   await daemonConfig(remote)   // { "log-driver": "json-file", ... } or undefined when absent
+//   await dockerRuntimes(remote) // ["io.containerd.runc.v2", "nvidia", "runc"]
+import { LabrigError } from "../../core/errors.js";
+import type { Remote } from "../remote.js";
+
+export const daemonJsonPath = "/etc/docker/daemon.json";
+
+export async function daemonConfig(remote: Remote): Promise<{ raw?: string; config?: Record<string, unknown> }> {
+  const buf = await remote.readFile(daemonJsonPath);
+  if (!buf) return {};
+  const raw = buf.toString("utf8");
+  if (raw.trim() === "") return { raw, config: {} };
+  try {
+    return { raw, config: JSON.parse(raw) as Record<string, unknown> };
+  } catch (err) {
+    throw new LabrigError(`on ${remote.host}: ${daemonJsonPath} is not valid JSON (${(err as Error).message}); fix or remove it, then run again`);
+  }
+}
+
+export async function dockerRuntimes(remote: Remote): Promise<string[] | undefined> {
+  const res = await remote.exec("docker info --format '{{json .Runtimes}}'", { sudo: true, timeoutMs: 30_000 });
+  if (res.exitCode !== 0) return undefined;
+  return Object.keys(JSON.parse(res.stdout) as Record<string, unknown>).sort();
+}

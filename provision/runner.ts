@@ -1,0 +1,157 @@
+// Runs steps on hosts: hosts in parallel (up to `concurrency`), steps in order on each host;
+// check, then apply the changes (unless a dry run), then check again to prove the host converged.
+// A failed step stops its host's remaining steps and says what it left changed; other hosts go
+// on. The runner only produces events and a report: listr2 shows the events, --json prints the
+// report, tests read either.
+import { errorMessage, InputError } from "../core/errors.js";
+import { type Change, describeChange } from "./change.js";
+import type { HostConfig, Inventory } from "./inventory.js";
+import type { Remote } from "./remote.js";
+import type { Step, StepContext } from "./step.js";
+
+export type StepStatus = "ok" | "changed" | "skipped" | "failed";
+
+export type ReportedChange = Change & { line: string };
+
+export interface StepReport {
+  id: string;
+  status: StepStatus;
+  /** Changes made (or, in a dry run, that would be made). */
+  changes: ReportedChange[];
+  reason?: string;
+  durationMs: number;
+}
+
+export interface HostReport {
+  host: string;
+  steps: StepReport[];
+}
+
+export interface ProvisionReport {
+  dryRun: boolean;
+  hosts: HostReport[];
+}
+
+export type ProvisionEvent =
+  | { type: "host-start"; host: string; steps: string[] }
+  | { type: "step-start"; host: string; step: string }
+  | { type: "step-end"; host: string; report: StepReport }
+  | { type: "host-end"; host: string; report: HostReport }
+  | { type: "log"; host: string; step?: string; message: string };
+
+export interface ProvisionOptions {
+  inventory: Inventory;
+  hosts: HostConfig[];
+  steps: Step[];
+  dryRun?: boolean;
+  concurrency?: number;
+  only?: string[];
+  skip?: string[];
+  assets?: StepContext["assets"];
+  connect(host: HostConfig, log: (message: string) => void): Remote;
+  onEvent?(event: ProvisionEvent): void;
+}
+
+/** The steps --only/--skip leave, in order; an unknown id is an input error listing the known ones. */
+export function selectSteps(steps: Step[], only?: string[], skip?: string[]): Step[] {
+  const known = steps.map((s) => s.id);
+  for (const [flag, ids] of [["--only", only], ["--skip", skip]] as const) {
+    for (const id of ids ?? []) {
+      if (!known.includes(id)) throw new InputError(flag, `unknown step '${id}'; steps: ${known.join(", ")}`);
+    }
+  }
+  return steps.filter((s) => (!only?.length || only.includes(s.id)) && !skip?.includes(s.id));
+}
+
+export function stepAppliesTo(step: Step, host: HostConfig): boolean {
+  return step.roles === "all" || step.roles.some((r) => host.roles.includes(r));
+}
+
+export async function provision(opts: ProvisionOptions): Promise<ProvisionReport> {
+  const steps = selectSteps(opts.steps, opts.only, opts.skip);
+  const emit = opts.onEvent ?? (() => undefined);
+  const reports: HostReport[] = new Array(opts.hosts.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < opts.hosts.length) {
+      const i = next++;
+      reports[i] = await provisionHost(opts, opts.hosts[i]!, steps, emit);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 8, opts.hosts.length)) }, worker));
+  return { dryRun: !!opts.dryRun, hosts: reports };
+}
+
+async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: Step[], emit: (e: ProvisionEvent) => void): Promise<HostReport> {
+  const report: HostReport = { host: host.name, steps: [] };
+  emit({ type: "host-start", host: host.name, steps: steps.map((s) => s.id) });
+  const remote = opts.connect(host, (message) => emit({ type: "log", host: host.name, message }));
+  let stoppedBy: string | undefined;
+  try {
+    for (const step of steps) {
+      emit({ type: "step-start", host: host.name, step: step.id });
+      const started = Date.now();
+      const done = (status: StepStatus, changes: Change[], reason?: string) => {
+        const r: StepReport = { id: step.id, status, changes: changes.map((c) => ({ ...c, line: describeChange(c) })), durationMs: Date.now() - started };
+        if (reason !== undefined) r.reason = reason;
+        report.steps.push(r);
+        emit({ type: "step-end", host: host.name, report: r });
+      };
+      if (stoppedBy) {
+        done("skipped", [], `not run: step ${stoppedBy} failed`);
+        continue;
+      }
+      if (!stepAppliesTo(step, host)) {
+        done("skipped", [], `not for roles ${host.roles.join(", ") || "(none)"}`);
+        continue;
+      }
+      const applied: Change[] = [];
+      const ctx: StepContext = {
+        host,
+        inventory: opts.inventory,
+        remote,
+        assets: opts.assets ?? {},
+        applied: (c) => applied.push(c),
+        log: (message) => emit({ type: "log", host: host.name, step: step.id, message }),
+      };
+      let planned: Change[] = [];
+      try {
+        const check = await step.check(ctx);
+        planned = check.changes;
+        if (check.fail) throw new Error(check.fail);
+        if (check.skip) {
+          done("skipped", [], check.skip);
+          continue;
+        }
+        if (planned.length === 0) {
+          done("ok", []);
+          continue;
+        }
+        if (opts.dryRun) {
+          done("changed", planned, "dry run: nothing was changed");
+          continue;
+        }
+        await step.apply(ctx, planned);
+        const after = await step.check(ctx);
+        if (after.changes.length) {
+          throw new Error(`still not in the desired state after applying: ${after.changes.map(describeChange).join("; ")}`);
+        }
+        done("changed", applied);
+      } catch (err) {
+        stoppedBy = step.id;
+        const left = applied.length ? ` It left changed: ${applied.map(describeChange).join("; ")}.` : planned.length && !opts.dryRun ? " Nothing was changed by it." : "";
+        const notDone = planned.filter((c) => !applied.includes(c));
+        const pending = applied.length && notDone.length ? ` Not done: ${notDone.map(describeChange).join("; ")}.` : "";
+        done("failed", applied, `${errorMessage(err)}${left}${pending}`);
+      }
+    }
+  } finally {
+    await remote.close().catch(() => undefined);
+  }
+  emit({ type: "host-end", host: host.name, report });
+  return report;
+}
+
+export function anyFailed(report: ProvisionReport): boolean {
+  return report.hosts.some((h) => h.steps.some((s) => s.status === "failed"));
+}

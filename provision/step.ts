@@ -1,0 +1,39 @@
+// What a provisioning step is: an id, which roles it serves, `check` (read facts, return the
+// changes needed, touching nothing) and `apply` (make exactly those changes). Read, diff, then
+// write, as pyinfra and Ansible do; `--dry-run` is `check` alone.
+import type { Change } from "./change.js";
+import type { HostConfig, Inventory } from "./inventory.js";
+import type { Remote } from "./remote.js";
+
+export type Role = HostConfig["roles"][number];
+
+export interface StepContext {
+  host: HostConfig;
+  inventory: Inventory;
+  remote: Remote;
+  /** Files on the control machine that steps upload (the agent bundle). */
+  assets: { agentBundle?: string };
+  /** Called by apply after each change it completed, so a failure can say what it left changed. */
+  applied(change: Change): void;
+  /** A line for the progress display. */
+  log(message: string): void;
+}
+
+export interface CheckResult {
+  /** What the step read, for --json and for tests (small values only). */
+  facts: Record<string, unknown>;
+  changes: Change[];
+  /** Set when the step does not apply to this host (e.g. no NVIDIA driver); `changes` is then empty. */
+  skip?: string;
+  /** Set when the host cannot be brought to the desired state (e.g. gpu: required without a driver). */
+  fail?: string;
+}
+
+export interface Step {
+  id: string;
+  description: string;
+  /** Roles this step is for; "all" for every host. */
+  roles: Role[] | "all";
+  check(ctx: StepContext): Promise<CheckResult>;
+  apply(ctx: StepContext, changes: Change[]): Promise<void>;
+}

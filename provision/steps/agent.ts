@@ -1,0 +1,137 @@
+// Step `agent`: the labrig agent as a systemd service. Node.js >= 18 (Debian's nodejs when
+// missing or older), the bundled agent in /opt/labrig/agent/ (uploaded only when its hash
+// differs), /etc/labrig/agent.env (0600 root: dispatcher URL, host id, join token),
+// labrig-agent.service (Restart=always, hardened, logs to journald), enabled and running, and
+// restarted only when the bundle, the env file or the unit changed.
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { InputError, LabrigError } from "../../core/errors.js";
+import type { Change } from "../change.js";
+import { commandOutput, nodeMajor } from "../facts/commands.js";
+import { fileStates } from "../facts/files.js";
+import { unitStates } from "../facts/systemd.js";
+import { readJoinToken } from "../inventory.js";
+import { applyChanges, type DesiredFile, planFile } from "../ops.js";
+import type { Step, StepContext } from "../step.js";
+
+export const agentBundleRemote = "/opt/labrig/agent/labrig-agent.mjs";
+export const agentEnvFile = "/etc/labrig/agent.env";
+export const agentUnitFile = "/etc/systemd/system/labrig-agent.service";
+export const agentUnit = "labrig-agent.service";
+export const agentUser = "labrig-agent";
+/** Where `pnpm build:agent` (esbuild) writes the bundle on the control machine. */
+export const defaultAgentBundle = resolve(import.meta.dirname, "../../dist/agent/labrig-agent.mjs");
+const createUser = `create the system user ${agentUser}`;
+
+export function renderAgentEnv(ctx: Pick<StepContext, "host" | "inventory">, joinToken: string): string {
+  const { host, inventory } = ctx;
+  const url = inventory.lab.dispatcher?.url;
+  if (!url) throw new InputError(`${inventory.file}: lab.dispatcher.url`, "the agent needs the dispatcher's URL (lab.dispatcher.url)");
+  const lines = {
+    LABRIG_URL: url,
+    LABRIG_HOST_ID: host.name,
+    LABRIG_JOIN_TOKEN: joinToken,
+    LABRIG_WORKDIR: host.agent.workdir,
+    LABRIG_LISTEN: `0.0.0.0:${host.agent.port}`,
+    LABRIG_LABELS: Object.entries(host.labels).map(([k, v]) => `${k}=${v}`).join(","),
+  };
+  return "# Written by labrig provision; changes here are replaced on the next run.\n" + Object.entries(lines).map(([k, v]) => `${k}=${v}`).join("\n") + "\n";
+}
+
+export function renderAgentUnit(opts: { workdir: string; dockerGroup: boolean }): string {
+  return `# Written by labrig provision.
+[Unit]
+Description=labrig agent (runs the dispatcher's jobs on this host)
+Wants=network-online.target
+After=network-online.target docker.service
+
+[Service]
+Type=simple
+User=${agentUser}
+Group=${agentUser}
+${opts.dockerGroup ? "SupplementaryGroups=docker\n" : ""}EnvironmentFile=${agentEnvFile}
+ExecStart=/usr/bin/node ${agentBundleRemote}
+WorkingDirectory=${opts.workdir}
+Restart=always
+RestartSec=5
+# Hardening that leaves jobs their GPUs, /home and Docker.
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+ReadWritePaths=${opts.workdir}
+StandardOutput=journal
+StandardError=journal
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdir: string }> {
+  const bundlePath = ctx.assets.agentBundle ?? defaultAgentBundle;
+  let bundle: Buffer;
+  try {
+    bundle = readFileSync(bundlePath);
+  } catch {
+    throw new LabrigError(`the agent bundle ${bundlePath} is missing: build it first (pnpm build:agent), or pass --agent-bundle PATH`);
+  }
+  const dockerGroup = (await ctx.remote.exec("getent group docker")).exitCode === 0;
+  const workdir = ctx.host.agent.workdir;
+  return {
+    workdir,
+    files: [
+      { path: agentBundleRemote, content: bundle, mode: 0o644 },
+      { path: agentEnvFile, content: renderAgentEnv(ctx, readJoinToken(ctx.inventory)), mode: 0o600 },
+      { path: agentUnitFile, content: renderAgentUnit({ workdir, dockerGroup }), mode: 0o644 },
+    ],
+  };
+}
+
+export const agentStep: Step = {
+  id: "agent",
+  description: "labrig agent: Node.js, bundle, env file, systemd unit enabled and running",
+  roles: ["gpu"],
+  async check(ctx) {
+    const { remote } = ctx;
+    const want = await desired(ctx);
+    const [node, states, units, userExists, workdirExists] = await Promise.all([
+      commandOutput(remote, "node --version"),
+      fileStates(remote, want.files.map((f) => f.path)),
+      unitStates(remote, [agentUnit]),
+      remote.exec(`id -u ${agentUser}`).then((r) => r.exitCode === 0),
+      remote.exec(`test -d ${want.workdir}`).then((r) => r.exitCode === 0),
+    ]);
+    const changes: Change[] = [];
+    const major = nodeMajor(node);
+    if (major === undefined || major < 18) changes.push({ kind: "install-packages", packages: ["nodejs"], reason: node ? `node ${node} is older than 18` : "node is missing" });
+    if (!userExists) changes.push({ kind: "run", what: createUser, reason: "the agent runs as it" });
+    const fileChanges = want.files.map((f) => planFile(states.get(f.path), f, f.path === agentEnvFile ? "env file" : f.path === agentUnitFile ? "unit" : "agent bundle")).filter((c) => c !== undefined);
+    changes.push(...fileChanges);
+    if (!workdirExists) changes.push({ kind: "run", what: `create ${want.workdir}`, reason: `owned by ${agentUser}` });
+    if (fileChanges.some((c) => c.kind === "write-file" && c.path === agentUnitFile)) changes.push({ kind: "daemon-reload", reason: "the unit changed" });
+    const unit = units.get(agentUnit)!;
+    if (unit.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: agentUnit, reason: `is ${unit.enabled}` });
+    if (unit.active !== "active") changes.push({ kind: "start-unit", unit: agentUnit, reason: `is ${unit.active}` });
+    else if (fileChanges.some((c) => c.kind === "write-file")) changes.push({ kind: "restart-unit", unit: agentUnit, reason: "its bundle, env or unit changed" });
+    return { facts: { node: node ?? null, unit }, changes };
+  },
+  async apply(ctx, changes) {
+    const want = await desired(ctx);
+    await applyChanges(ctx, changes, {
+      files: new Map(want.files.map((f) => [f.path, f])),
+      runs: {
+        [createUser]: async () => {
+          await ctx.remote.run(`useradd --system --home-dir /var/lib/labrig --no-create-home --shell /usr/sbin/nologin ${agentUser}`, { sudo: true });
+        },
+        [`create ${want.workdir}`]: async () => {
+          await ctx.remote.run(`install -d -m 0750 -o ${agentUser} -g ${agentUser} ${want.workdir}`, { sudo: true });
+        },
+      },
+    });
+  },
+};

@@ -1,0 +1,58 @@
+// Step `firewall`: ufw denying incoming and allowing outgoing traffic, SSH allowed (added before
+// ufw is enabled, so the provisioning connection is never locked out), each role's ports open
+// only to firewall.allowFrom, enabled. Rules labrig adds carry the ufw comment 'labrig'; on each
+// run the labrig rules are reconciled (missing ones added, stale ones removed) and the admin's
+// own rules are left alone.
+import type { Change } from "../change.js";
+import { type UfwRule, ufwState } from "../facts/ufw.js";
+import type { HostConfig } from "../inventory.js";
+import { applyChanges } from "../ops.js";
+import type { Role, Step } from "../step.js";
+
+export const labrigComment = "labrig";
+
+/** A port open to firewall.allowFrom, spelt the way `ufw show added` prints it. */
+export function allowFromRule(source: string, port: number): string {
+  return `allow from ${source.replace(/\/(32|128)$/, "")} to any port ${port} proto tcp`;
+}
+
+/** The ports each role opens to firewall.allowFrom; another role adds its entry here. */
+export const rulesByRole: Record<Role, (host: HostConfig) => number[]> = {
+  gpu: (host) => [host.agent.port],
+  dispatcher: () => [],
+};
+
+/** The rules labrig wants on a host, in the order they should be added (SSH first). */
+export function desiredUfwRules(host: HostConfig): string[] {
+  const ports = [...new Set(host.roles.flatMap((r) => rulesByRole[r](host)))];
+  return [`allow ${host.port}/tcp`, ...ports.flatMap((p) => host.firewall.allowFrom.map((src) => allowFromRule(src, p)))];
+}
+
+/** Rules to add and labrig rules to delete; the admin's rules (any other comment or none) are kept. */
+export function reconcileUfwRules(desired: string[], current: UfwRule[]): { add: string[]; remove: string[] } {
+  const present = new Set(current.map((r) => r.rule));
+  const add = desired.filter((r) => !present.has(r));
+  const remove = current.filter((r) => r.comment === labrigComment && !desired.includes(r.rule)).map((r) => r.rule);
+  return { add, remove };
+}
+
+export const firewallStep: Step = {
+  id: "firewall",
+  description: "ufw: deny incoming, allow SSH and the lab's ports from allowFrom, enabled",
+  roles: "all",
+  async check(ctx) {
+    const { host } = ctx;
+    if (!host.firewall.enabled) return { facts: {}, changes: [], skip: "firewall.enabled is false in the inventory" };
+    const state = await ufwState(ctx.remote);
+    const changes: Change[] = [];
+    if (!state.installed) changes.push({ kind: "install-packages", packages: ["ufw"], reason: "not installed" });
+    const { add, remove } = reconcileUfwRules(desiredUfwRules(host), state.rules);
+    for (const rule of add) changes.push({ kind: "ufw-add", rule, reason: rule.startsWith(`allow ${host.port}/`) ? "SSH, before enabling" : "from firewall.allowFrom" });
+    for (const rule of remove) changes.push({ kind: "ufw-delete", rule, reason: "a labrig rule no longer wanted" });
+    if (state.defaults.incoming !== "deny") changes.push({ kind: "ufw-default", direction: "incoming", policy: "deny", reason: `is ${state.defaults.incoming ?? "unset"}` });
+    if (state.defaults.outgoing !== "allow") changes.push({ kind: "ufw-default", direction: "outgoing", policy: "allow", reason: `is ${state.defaults.outgoing ?? "unset"}` });
+    if (!state.active) changes.push({ kind: "ufw-enable", reason: "ufw is inactive" });
+    return { facts: { active: state.active, defaults: state.defaults, rules: state.rules }, changes };
+  },
+  apply: (ctx, changes) => applyChanges(ctx, changes),
+};

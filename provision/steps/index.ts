@@ -1,0 +1,11 @@
+// The provisioning steps in the order they run on a host. A new step is a module in this folder
+// added here; the runner picks those whose roles match the host's.
+import type { Step } from "../step.js";
+import { agentStep } from "./agent.js";
+import { backupTimerStep } from "./backup-timer.js";
+import { baseStep } from "./base.js";
+import { dockerStep } from "./docker.js";
+import { firewallStep } from "./firewall.js";
+import { nvidiaToolkitStep } from "./nvidia-toolkit.js";
+
+export const allSteps: Step[] = [baseStep, dockerStep, nvidiaToolkitStep, agentStep, firewallStep, backupTimerStep];

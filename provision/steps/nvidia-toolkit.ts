@@ -1,0 +1,106 @@
+// Step `nvidia-toolkit`: on hosts whose NVIDIA driver works (`nvidia-smi -L`), NVIDIA's apt
+// repository (URL and key from the inventory, so an offline mirror works), the
+// nvidia-container-toolkit package, `nvidia-ctk runtime configure --runtime=docker`, the cgroupfs
+// driver, Docker restarted only if daemon.json changed, and proof that `docker info` lists the
+// nvidia runtime (plus a `--gpus all` smoke run when an image is configured).
+//
+// Why cgroupfs: under the systemd cgroup driver, `systemctl daemon-reload` can take the GPUs away
+// from running containers ("Failed to initialize NVML: Unknown Error"); NVIDIA's documented
+// remedy is `"exec-opts": ["native.cgroupdriver=cgroupfs"]`. labrig also never daemon-reloads
+// unless a unit file it manages changed.
+import { LabrigError } from "../../core/errors.js";
+import type { Change } from "../change.js";
+import { commandOutput } from "../facts/commands.js";
+import { daemonConfig, daemonJsonPath, dockerRuntimes } from "../facts/docker.js";
+import { fileStates } from "../facts/files.js";
+import { installedPackages } from "../facts/packages.js";
+import { applyChanges, planFile, sha256 } from "../ops.js";
+import { shq } from "../remote.js";
+import type { Step, StepContext } from "../step.js";
+import { renderDaemonJson, withCgroupfsDriver } from "./daemon-json.js";
+
+export const nvidiaKeyring = "/usr/share/keyrings/labrig-nvidia-container-toolkit.gpg";
+export const nvidiaList = "/etc/apt/sources.list.d/labrig-nvidia-container-toolkit.list";
+const configureRuntime = "nvidia-ctk runtime configure --runtime=docker";
+const setCgroupfs = "set native.cgroupdriver=cgroupfs in daemon.json";
+
+export function nvidiaSourceLine(repository: string, keyUrl: string | undefined): string {
+  return keyUrl ? `deb [signed-by=${nvidiaKeyring}] ${repository} /\n` : `deb ${repository} /\n`;
+}
+
+export const nvidiaToolkitStep: Step = {
+  id: "nvidia-toolkit",
+  description: "NVIDIA container toolkit and Docker's nvidia runtime, when a driver is present",
+  roles: ["gpu"],
+  async check(ctx) {
+    const { remote, host } = ctx;
+    if (host.gpu === "none") return { facts: {}, changes: [], skip: "gpu: none in the inventory" };
+    const gpus = await commandOutput(remote, "nvidia-smi -L");
+    if (gpus === undefined) {
+      const why = "no working NVIDIA driver (nvidia-smi is missing or fails)";
+      if (host.gpu === "required") return { facts: { driver: false }, changes: [], fail: `${why}, and the inventory says gpu: required; install the driver, reboot, run again` };
+      return { facts: { driver: false }, changes: [], skip: `${why}; install the driver and run again to set up the toolkit` };
+    }
+    const [installed, files, daemon] = await Promise.all([
+      installedPackages(remote, ["nvidia-container-toolkit"]),
+      fileStates(remote, [nvidiaList, nvidiaKeyring]),
+      daemonConfig(remote),
+    ]);
+    const changes: Change[] = [];
+    const list = planFile(files.get(nvidiaList), { path: nvidiaList, content: nvidiaSourceLine(host.nvidia.repository, host.nvidia.keyUrl), mode: 0o644 }, "NVIDIA apt source");
+    if (host.nvidia.keyUrl && !files.get(nvidiaKeyring)!.exists) changes.push({ kind: "run", what: `fetch the signing key from ${host.nvidia.keyUrl}`, reason: "for NVIDIA's repository" });
+    if (list) changes.push(list);
+    const toolkit = installed.get("nvidia-container-toolkit");
+    if (!toolkit) changes.push({ kind: "install-packages", packages: ["nvidia-container-toolkit"], refresh: true, reason: "not installed" });
+    const config = daemon.config ?? {};
+    const runtimes = (config.runtimes ?? {}) as Record<string, unknown>;
+    if (!runtimes.nvidia) changes.push({ kind: "run", what: configureRuntime, reason: "Docker has no nvidia runtime in daemon.json" });
+    if (withCgroupfsDriver(config).added.length) changes.push({ kind: "run", what: setCgroupfs, reason: "keeps GPUs in running containers across daemon-reload" });
+    if (changes.some((c) => c.kind === "run" && (c.what === configureRuntime || c.what === setCgroupfs))) {
+      changes.push({ kind: "restart-unit", unit: "docker.service", reason: "if daemon.json changed" });
+    } else if (!(await dockerRuntimes(remote))?.includes("nvidia")) {
+      changes.push({ kind: "restart-unit", unit: "docker.service", reason: "docker info does not list the nvidia runtime yet" });
+    }
+    return { facts: { driver: true, gpus: gpus.split("\n").length, toolkit: toolkit ?? null }, changes };
+  },
+  async apply(ctx, changes) {
+    const { remote, host } = ctx;
+    const before = sha256((await daemonConfig(remote)).raw ?? "");
+    const restart = changes.find((c) => c.kind === "restart-unit");
+    await applyChanges(ctx, changes.filter((c) => c !== restart), {
+      files: new Map([[nvidiaList, { path: nvidiaList, content: nvidiaSourceLine(host.nvidia.repository, host.nvidia.keyUrl), mode: 0o644 }]]),
+      runs: {
+        [`fetch the signing key from ${host.nvidia.keyUrl}`]: async () => {
+          await remote.run(`curl -fsSL ${shq(host.nvidia.keyUrl!)} | gpg --dearmor --yes -o ${nvidiaKeyring} && chmod 0644 ${nvidiaKeyring}`, { sudo: true });
+        },
+        [configureRuntime]: async () => {
+          await remote.run(configureRuntime, { sudo: true });
+        },
+        [setCgroupfs]: async () => {
+          const merged = withCgroupfsDriver((await daemonConfig(remote)).config ?? {});
+          if (merged.added.length) await remote.writeFile(daemonJsonPath, renderDaemonJson(merged.config), { mode: 0o644 });
+        },
+      },
+    });
+    if (restart) {
+      const after = sha256((await daemonConfig(remote)).raw ?? "");
+      const needed = after !== before || restart.reason.startsWith("docker info");
+      if (needed) await remote.run("systemctl restart docker.service", { sudo: true });
+      else ctx.log("daemon.json did not change: Docker not restarted");
+      ctx.applied(restart);
+    }
+    await verifyRuntime(ctx);
+  },
+};
+
+async function verifyRuntime(ctx: StepContext): Promise<void> {
+  const runtimes = await dockerRuntimes(ctx.remote);
+  if (!runtimes?.includes("nvidia")) {
+    throw new LabrigError(`on ${ctx.host.name}: docker info lists the runtimes ${runtimes?.join(", ") ?? "(docker did not answer)"} but not nvidia; see /etc/docker/daemon.json and journalctl -u docker`);
+  }
+  const image = ctx.host.nvidia.smokeImage;
+  if (image) {
+    ctx.log(`smoke run: docker run --rm --gpus all ${image} nvidia-smi -L`);
+    await ctx.remote.run(`docker run --rm --gpus all ${shq(image)} nvidia-smi -L`, { sudo: true, timeoutMs: 300_000 });
+  }
+}
