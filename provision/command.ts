@@ -35,10 +35,10 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
     only: opts.only,
     skip: opts.skip,
     assets: { agentBundle: opts.agentBundle },
-    connect: (host, log) =>
+    connect: (host) =>
       new SshRemote(
         { host: host.name, address: host.address, port: host.port, user: host.user, identityFile: host.identityFile },
-        { knownHostsFile, onNotice: (m) => (log(m), process.stderr.write(`${m}\n`)) },
+        { knownHostsFile, onNotice: (m) => process.stderr.write(`${m}\n`) },
       ),
     onEvent: progress.onEvent,
   });

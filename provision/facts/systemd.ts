@@ -10,11 +10,11 @@ export interface UnitState {
 }
 
 export async function unitStates(remote: Remote, units: string[]): Promise<Map<string, UnitState>> {
-  const script = units.map((u) => `printf '%s %s\\n' "$(systemctl is-enabled ${shq(u)} 2>/dev/null || true)" "$(systemctl is-active ${shq(u)} 2>/dev/null || true)"`).join("; ");
+  const script = units.map((u) => `printf '%s|%s\\n' "$(systemctl is-enabled ${shq(u)} 2>/dev/null || true)" "$(systemctl is-active ${shq(u)} 2>/dev/null || true)"`).join("; ");
   const lines = (await remote.run(script)).split("\n");
   return new Map(
     units.map((u, i) => {
-      const [enabled, active] = (lines[i] ?? "").trim().split(" ");
+      const [enabled, active] = (lines[i] ?? "").trim().split("|");
       return [u, { enabled: enabled || "not-found", active: active || "inactive" }];
     }),
   );
