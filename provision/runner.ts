@@ -142,7 +142,7 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
         const left = applied.length ? ` It left changed: ${applied.map(describeChange).join("; ")}.` : planned.length && !opts.dryRun ? " Nothing was changed by it." : "";
         const notDone = planned.filter((c) => !applied.includes(c));
         const pending = applied.length && notDone.length ? ` Not done: ${notDone.map(describeChange).join("; ")}.` : "";
-        done("failed", applied, `${errorMessage(err)}${left}${pending}`);
+        done("failed", applied, `${errorMessage(err).replace(/([^.])$/, "$1.")}${left}${pending}`);
       }
     }
   } finally {

@@ -1,0 +1,171 @@
+import { mkdtempSync, rmSync, statSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { describeChange, type Change } from "../../provision/change.js";
+import { fileStates } from "../../provision/facts/files.js";
+import { parseUfwState } from "../../provision/facts/ufw.js";
+import { parseInventory } from "../../provision/inventory.js";
+import { LocalRemote } from "../../provision/local-remote.js";
+import { planFile } from "../../provision/ops.js";
+import { provision, type ProvisionEvent } from "../../provision/runner.js";
+import type { Step } from "../../provision/step.js";
+import { mergeMissing, withCgroupfsDriver, withLogRotation } from "../../provision/steps/daemon-json.js";
+import { desiredUfwRules, reconcileUfwRules } from "../../provision/steps/firewall.js";
+
+const dir = mkdtempSync(join(tmpdir(), "labrig-plan-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("daemon.json merge", () => {
+  it("adds log rotation to an empty config", () => {
+    const r = withLogRotation({}, "50m", "5");
+    expect(r.config).toEqual({ "log-driver": "json-file", "log-opts": { "max-size": "50m", "max-file": "5" } });
+    expect(r.added).toEqual(["log-driver", "log-opts"]);
+  });
+
+  it("keeps the admin's values and unrelated keys, adding only what is missing", () => {
+    const admin = { "data-root": "/data/docker", "log-opts": { "max-size": "10m" }, runtimes: { nvidia: { path: "nvidia-container-runtime" } } };
+    const r = withLogRotation(admin, "50m", "5");
+    expect(r.config).toEqual({ ...admin, "log-driver": "json-file", "log-opts": { "max-size": "10m", "max-file": "5" } });
+    expect(r.added).toEqual(["log-driver", "log-opts.max-file"]);
+  });
+
+  it("leaves a non-file log driver alone", () => {
+    expect(withLogRotation({ "log-driver": "journald" }, "50m", "5").added).toEqual([]);
+  });
+
+  it("sets the cgroupfs driver unless the admin chose a driver", () => {
+    expect(withCgroupfsDriver({ "exec-opts": ["foo=bar"] }).config["exec-opts"]).toEqual(["foo=bar", "native.cgroupdriver=cgroupfs"]);
+    expect(withCgroupfsDriver({ "exec-opts": ["native.cgroupdriver=systemd"] }).added).toEqual([]);
+  });
+
+  it("is a no-op on a config that already has everything", () => {
+    const full = withLogRotation({}, "50m", "5").config;
+    expect(mergeMissing(full, { "log-opts": { "max-size": "1m" } }).added).toEqual([]);
+  });
+});
+
+describe("ufw rules", () => {
+  const show = `Added user rules (see 'ufw status' for running firewall):
+ufw allow 22/tcp comment 'labrig'
+ufw allow from 10.9.0.0/16 to any port 8020 proto tcp comment 'labrig'
+ufw allow 80
+ufw allow from 10.1.0.0/16 to any port 8020 proto tcp comment 'monitoring'
+`;
+
+  it("parses state, defaults and rules with their comments", () => {
+    const s = parseUfwState(`Status: inactive\n--labrig-section--\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n--labrig-section--\n${show}`);
+    expect(s).toMatchObject({ installed: true, active: false, defaults: { incoming: "deny", outgoing: "allow" } });
+    expect(s.rules).toEqual([
+      { rule: "allow 22/tcp", comment: "labrig" },
+      { rule: "allow from 10.9.0.0/16 to any port 8020 proto tcp", comment: "labrig" },
+      { rule: "allow 80" },
+      { rule: "allow from 10.1.0.0/16 to any port 8020 proto tcp", comment: "monitoring" },
+    ]);
+  });
+
+  it("adds missing labrig rules, removes stale labrig rules, and keeps the admin's", () => {
+    const current = parseUfwState(`Status: active\n--labrig-section--\n--labrig-section--\n${show}`).rules;
+    const { add, remove } = reconcileUfwRules(["allow 22/tcp", "allow from 192.168.1.0/24 to any port 8020 proto tcp"], current);
+    expect(add).toEqual(["allow from 192.168.1.0/24 to any port 8020 proto tcp"]);
+    expect(remove).toEqual(["allow from 10.9.0.0/16 to any port 8020 proto tcp"]);
+  });
+
+  it("wants SSH first, then the agent port from each allowed network, spelt as ufw prints it", () => {
+    const inv = parseInventory("hosts:\n  g: {address: h, port: 2222, roles: [gpu], firewall: {allowFrom: [10.0.0.0/8, 192.168.1.7/32]}}\n", "i.yaml", {});
+    expect(desiredUfwRules(inv.hosts[0]!)).toEqual([
+      "allow 2222/tcp",
+      "allow from 10.0.0.0/8 to any port 8020 proto tcp",
+      "allow from 192.168.1.7 to any port 8020 proto tcp",
+    ]);
+  });
+});
+
+describe("files", () => {
+  it("plans a write only when content differs, and a mode fix when only the mode does", async () => {
+    const remote = new LocalRemote();
+    const path = join(dir, "agent.env");
+    const want = { path, content: "A=1\n", mode: 0o600, owner: "root" };
+    expect(planFile((await fileStates(remote, [path])).get(path), want)).toMatchObject({ kind: "write-file", reason: "file missing" });
+    await remote.writeFile(path, "A=1\n", { mode: 0o644 });
+    expect(planFile((await fileStates(remote, [path])).get(path), want)).toMatchObject({ kind: "set-mode", mode: "0600", reason: "is 0644 root:root" });
+    await remote.writeFile(path, "A=1\n", { mode: 0o600 });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readFileSync(path, "utf8")).toBe("A=1\n");
+    expect(planFile((await fileStates(remote, [path])).get(path), want)).toBeUndefined();
+    expect(planFile((await fileStates(remote, [path])).get(path), { ...want, content: "A=2\n" })).toMatchObject({ kind: "write-file", reason: "file differs" });
+  });
+});
+
+describe("runner", () => {
+  const inventory = parseInventory("hosts:\n  h1: {address: a, roles: [gpu]}\n  h2: {address: b, roles: [gpu]}\n", "i.yaml", {});
+
+  /** A step over an in-memory host: its state is a set of flags, its changes set them. */
+  function flagStep(id: string, flags: string[], opts: { failOn?: string; failHost?: string } = {}): Step {
+    return {
+      id,
+      description: id,
+      roles: ["gpu"],
+      async check(ctx) {
+        const state = hostState(ctx.host.name);
+        const changes: Change[] = flags.filter((f) => !state.has(f)).map((f) => ({ kind: "run", what: `set ${f}`, reason: "unset" }));
+        return { facts: {}, changes };
+      },
+      async apply(ctx, changes) {
+        for (const c of changes) {
+          const flag = (c as { what: string }).what.slice(4);
+          if (flag === opts.failOn && ctx.host.name === opts.failHost) throw new Error(`cannot set ${flag}`);
+          hostState(ctx.host.name).add(flag);
+          ctx.applied(c);
+        }
+      },
+    };
+  }
+  const states = new Map<string, Set<string>>();
+  const hostState = (h: string) => (states.get(h) ?? states.set(h, new Set()).get(h))!;
+  const connect = () => new LocalRemote();
+
+  it("applies changes, then reports ok on a second run; a dry run changes nothing", async () => {
+    states.clear();
+    const steps = [flagStep("one", ["a", "b"]), flagStep("two", ["c"])];
+    const dry = await provision({ inventory, hosts: inventory.hosts, steps, dryRun: true, connect });
+    expect(dry.hosts[0]!.steps.map((s) => [s.id, s.status, s.changes.length])).toEqual([["one", "changed", 2], ["two", "changed", 1]]);
+    expect(states.get("h1")?.size ?? 0).toBe(0);
+    const first = await provision({ inventory, hosts: inventory.hosts, steps, connect });
+    expect(first.hosts.flatMap((h) => h.steps.map((s) => s.status))).toEqual(["changed", "changed", "changed", "changed"]);
+    expect(first.hosts[0]!.steps[0]!.changes[0]).toEqual({ kind: "run", what: "set a", reason: "unset", line: "set a (unset)" });
+    const second = await provision({ inventory, hosts: inventory.hosts, steps, connect });
+    expect(second.hosts.flatMap((h) => h.steps.map((s) => s.status))).toEqual(["ok", "ok", "ok", "ok"]);
+  });
+
+  it("stops a host at its failed step, says what it left changed, and lets other hosts go on", async () => {
+    states.clear();
+    const events: ProvisionEvent[] = [];
+    const steps = [flagStep("one", ["a", "b", "x"], { failOn: "b", failHost: "h1" }), flagStep("two", ["c"])];
+    const report = await provision({ inventory, hosts: inventory.hosts, steps, connect, concurrency: 1, onEvent: (e) => events.push(e) });
+    const [h1, h2] = report.hosts;
+    expect(h1!.steps.map((s) => s.status)).toEqual(["failed", "skipped"]);
+    expect(h1!.steps[0]!.reason).toBe("cannot set b. It left changed: set a (unset). Not done: set b (unset); set x (unset).");
+    expect(h1!.steps[0]!.changes.map((c) => c.line)).toEqual(["set a (unset)"]);
+    expect(h1!.steps[1]!.reason).toBe("not run: step one failed");
+    expect(h2!.steps.map((s) => s.status)).toEqual(["changed", "changed"]);
+    expect(events.filter((e) => e.type === "step-end").length).toBe(4);
+    expect(events[0]).toEqual({ type: "host-start", host: "h1", steps: ["one", "two"] });
+  });
+
+  it("fails a step whose apply does not converge", async () => {
+    states.clear();
+    const stubborn: Step = { ...flagStep("s", ["a"]), apply: async () => undefined };
+    const report = await provision({ inventory, hosts: [inventory.hosts[0]!], steps: [stubborn], connect });
+    expect(report.hosts[0]!.steps[0]).toMatchObject({ status: "failed", reason: expect.stringContaining("still not in the desired state after applying: set a (unset)") });
+  });
+
+  it("rejects unknown step ids in --only and --skip, naming the known ones", async () => {
+    await expect(provision({ inventory, hosts: inventory.hosts, steps: [flagStep("one", [])], only: ["nope"], connect })).rejects.toThrow("--only: unknown step 'nope'; steps: one");
+  });
+
+  it("describes every kind of change in one line", () => {
+    const c: Change = { kind: "ufw-add", rule: "allow 22/tcp", reason: "SSH, before enabling" };
+    expect(describeChange(c)).toBe("ufw allow 22/tcp (SSH, before enabling)");
+  });
+});
