@@ -1,0 +1,187 @@
+// The operator's dashboard (`labrig tui`, and the local lab's foreground): the Ink app that renders
+// the store's state through the views, turns keys into actions through the key map, and hands the
+// resulting effects to the data client. `runTui` owns the terminal: alternate screen in, restored
+// on quit, on Ctrl-C and on process exit.
+import { Box, render, useInput, useStdout } from "ink";
+import { useEffect, useState } from "react";
+import { DataClient } from "./client.js";
+import { type ContainerSource, inventorySources, localSource } from "./containers.js";
+import { type Effect, keyToAction, reduceAction } from "./keys.js";
+import { type TuiState, initialState } from "./state.js";
+import { TuiStore } from "./store.js";
+import { ContainersView } from "./views/containers.js";
+import { DevicesView } from "./views/devices.js";
+import { EventsView } from "./views/events.js";
+import { DisconnectedBanner, Footer, Header, Help, Tabs } from "./views/frame.js";
+import { JobView } from "./views/job.js";
+import { QueueView } from "./views/queue.js";
+
+export interface ScreenProps {
+  state: TuiState;
+  width: number;
+  height: number;
+  now: number;
+}
+
+/** The whole screen for a state: a pure function, rendered by the app and by tests. */
+export function Screen({ state, width, height, now }: ScreenProps) {
+  const banner = state.connection.status === "disconnected" ? 1 : 0;
+  const bodyHeight = Math.max(3, height - 4 - banner);
+  const props = { state, width, height: bodyHeight, now };
+  let body: React.ReactNode;
+  if (state.modal?.kind === "help") body = <Help height={bodyHeight} />;
+  else {
+    switch (state.view) {
+      case "devices":
+        body = <DevicesView {...props} />;
+        break;
+      case "queue":
+        body = <QueueView {...props} />;
+        break;
+      case "job":
+        body = <JobView {...props} />;
+        break;
+      case "containers":
+        body = <ContainersView {...props} />;
+        break;
+      case "events":
+        body = <EventsView {...props} />;
+        break;
+    }
+  }
+  return (
+    <Box flexDirection="column" width={width}>
+      <Header state={state} width={width} now={now} />
+      <Tabs state={state} width={width} />
+      <DisconnectedBanner state={state} now={now} />
+      <Box flexDirection="column" height={bodyHeight} overflow="hidden">
+        {body}
+      </Box>
+      <Footer state={state} width={width} now={now} />
+    </Box>
+  );
+}
+
+export type EffectHandler = (effect: Effect) => void;
+
+export interface AppProps {
+  store: TuiStore;
+  onEffect: EffectHandler;
+  /** A fixed size (tests); otherwise the terminal's, following resizes. */
+  size?: { width: number; height: number };
+  now?: () => number;
+}
+
+export function App({ store, onEffect, size, now = Date.now }: AppProps) {
+  const [state, setState] = useState(store.get());
+  const [, setTick] = useState(0);
+  const terminal = useTerminalSize();
+  const { width, height } = size ?? terminal;
+  useEffect(() => store.subscribe(setState), [store]);
+  useEffect(() => {
+    // Ages and the reconnect countdown move on even when no data arrives.
+    const t = setInterval(() => setTick((n) => n + 1), 1000);
+    return () => clearInterval(t);
+  }, []);
+  useInput((input, key) => {
+    const current = store.get();
+    const action = keyToAction(input, key, current, Math.max(1, height - 8));
+    if (!action) return;
+    const { state: next, effects } = reduceAction(current, action, now());
+    store.updateNow(() => next);
+    for (const e of effects) onEffect(e);
+  });
+  return <Screen state={state} width={width} height={height} now={now()} />;
+}
+
+function useTerminalSize(): { width: number; height: number } {
+  const { stdout } = useStdout();
+  const read = () => ({
+    width: Math.max(40, stdout.columns || 80),
+    // One row short of the terminal: a frame as tall as the terminal makes Ink clear the whole
+    // screen on every update, which flickers.
+    height: Math.max(10, (stdout.rows || 24) - 1),
+  });
+  const [size, setSize] = useState(read);
+  useEffect(() => {
+    const onResize = () => setSize(read());
+    stdout.on("resize", onResize);
+    return () => void stdout.off("resize", onResize);
+  }, [stdout]);
+  return size;
+}
+
+export interface RunTuiOptions {
+  url: string;
+  token: string;
+  /** With an inventory, the Containers view asks each host's Docker engine over SSH. */
+  inventoryPath?: string;
+  onQuit?: () => void;
+  /** Stops the dashboard from outside (the local lab's shutdown). */
+  signal?: AbortSignal;
+  stdout?: NodeJS.WriteStream;
+  stdin?: NodeJS.ReadStream;
+}
+
+const ENTER_ALT_SCREEN = "\x1b[?1049h\x1b[H";
+const LEAVE_ALT_SCREEN = "\x1b[?1049l";
+
+/** Runs the dashboard until the operator quits; resolves with the terminal as it was. */
+export async function runTui(opts: RunTuiOptions): Promise<void> {
+  const stdout = opts.stdout ?? process.stdout;
+  const store = new TuiStore(initialState(opts.url.replace(/\/+$/, "")));
+  const sources: ContainerSource[] = opts.inventoryPath ? await inventorySources(opts.inventoryPath) : [localSource()];
+  const client = new DataClient({ url: opts.url, token: opts.token, store, containerSources: sources });
+
+  const restore = () => stdout.write(LEAVE_ALT_SCREEN);
+  if (stdout.isTTY) {
+    stdout.write(ENTER_ALT_SCREEN);
+    process.once("exit", restore);
+  }
+  let instance: ReturnType<typeof render> | undefined;
+  const onEffect: EffectHandler = (e) => {
+    switch (e.kind) {
+      case "quit":
+        instance?.unmount();
+        return;
+      case "run":
+        void client.perform(e.command);
+        return;
+      case "open-job":
+        void client.openJob(e.jobId, e.follow);
+        return;
+      case "follow":
+        client.setFollow(e.jobId, e.following);
+        return;
+    }
+  };
+  let lastView = store.get().view;
+  const unwatch = store.subscribe((s) => {
+    if (s.view === "containers" && lastView !== "containers") void client.refreshContainers();
+    lastView = s.view;
+  });
+  const onAbort = () => instance?.unmount();
+  try {
+    instance = render(<App store={store} onEffect={onEffect} />, {
+      stdout,
+      stdin: opts.stdin ?? process.stdin,
+      exitOnCtrlC: false,
+      patchConsole: true,
+      maxFps: 8,
+      incrementalRendering: true,
+    });
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    client.start();
+    await instance.waitUntilExit();
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+    unwatch();
+    client.stop();
+    store.close();
+    if (stdout.isTTY) {
+      process.off("exit", restore);
+      restore();
+    }
+  }
+  opts.onQuit?.();
+}

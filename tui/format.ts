@@ -1,0 +1,94 @@
+// Text helpers for the dashboard's fixed-width columns: fit, bars, ages, sizes, colours by level.
+import type { DeviceStatus, JobState } from "../core/api.js";
+
+/** Cuts to `width` with an ellipsis, or pads with spaces, so columns line up. */
+export function fit(text: string, width: number, align: "left" | "right" = "left"): string {
+  if (width <= 0) return "";
+  if (text.length > width) return width === 1 ? "…" : text.slice(0, width - 1) + "…";
+  return align === "left" ? text.padEnd(width) : text.padStart(width);
+}
+
+/** A horizontal bar of `width` cells for a 0–100 value, with eighth-cell precision. */
+export function bar(pct: number | null | undefined, width: number): string {
+  if (pct == null || !Number.isFinite(pct)) return "·".repeat(width);
+  const cells = (Math.max(0, Math.min(100, pct)) / 100) * width;
+  const full = Math.floor(cells);
+  const rest = Math.round((cells - full) * 8);
+  const partial = rest > 0 && full < width ? "▏▎▍▌▋▊▉"[rest - 1] ?? "" : "";
+  return "█".repeat(full) + partial + " ".repeat(Math.max(0, width - full - partial.length));
+}
+
+/** One character per GPU: its utilisation as a block height. */
+export function sparkCell(pct: number | null | undefined): string {
+  if (pct == null || !Number.isFinite(pct)) return "·";
+  const blocks = "▁▂▃▄▅▆▇█";
+  return blocks[Math.max(0, Math.min(7, Math.floor((pct / 100) * 8 - 0.0001)))] ?? "▁";
+}
+
+/** "4s", "3m", "2h", "5d" since an ISO time; "never" for none. */
+export function age(iso: string | null | undefined, nowMs: number): string {
+  if (!iso) return "never";
+  const s = Math.max(0, Math.round((nowMs - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return "?";
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+export function gib(mib: number | null | undefined): string {
+  if (mib == null) return "—";
+  return (mib / 1024).toFixed(mib >= 102400 ? 0 : 1);
+}
+
+export function bytes(n: number | null | undefined): string {
+  if (n == null) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(v >= 100 || u === 0 ? 0 : 1)} ${units[u]}`;
+}
+
+export function clock(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? "--:--:--" : d.toTimeString().slice(0, 8);
+}
+
+export function commandText(command: string | string[]): string {
+  return Array.isArray(command) ? command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ") : command;
+}
+
+export type Colour = "green" | "yellow" | "red" | "magenta" | "cyan" | "gray" | "blue" | "white" | undefined;
+
+export const deviceStatusColour: Record<DeviceStatus, Colour> = { healthy: "green", stale: "yellow", disconnected: "red", draining: "magenta" };
+
+export const jobStateColour: Record<JobState, Colour> = {
+  queued: "yellow",
+  assigned: "cyan",
+  running: "blue",
+  succeeded: "green",
+  failed: "red",
+  cancelled: "gray",
+  timed_out: "red",
+};
+
+/** GPU temperature: a warning colour from 80 °C, a caution from 70 °C. */
+export function temperatureColour(c: number | null | undefined): Colour {
+  if (c == null) return "gray";
+  if (c >= 80) return "red";
+  if (c >= 70) return "yellow";
+  return undefined;
+}
+
+export function utilisationColour(pct: number | null | undefined): Colour {
+  if (pct == null) return "gray";
+  if (pct >= 90) return "green";
+  if (pct >= 30) return "cyan";
+  return "blue";
+}
+
+export const levelColour: Record<"info" | "warn" | "error", Colour> = { info: undefined, warn: "yellow", error: "red" };

@@ -1,0 +1,145 @@
+// The Devices view: one row per host (status, last seen, a cell per GPU, busy GPUs, hottest GPU,
+// power, running jobs) and, for the selected host (or every host when they all fit), a line per
+// GPU with its utilisation bar, memory, temperature and power.
+import { Box, Text } from "ink";
+import type { Device, DeviceGpu } from "../../core/api.js";
+import { cursorOf, visibleDevices } from "../derive.js";
+import { age, bar, deviceStatusColour, fit, gib, sparkCell, temperatureColour, utilisationColour } from "../format.js";
+import { Line, Note, type ViewProps, clampNum, scrollOffset } from "./common.js";
+
+type Row = { kind: "host"; device: Device; index: number } | { kind: "gpu"; device: Device; gpu: DeviceGpu } | { kind: "problem"; device: Device } | { kind: "nogpu"; device: Device };
+
+export function DevicesView({ state, width, height, now }: ViewProps) {
+  if (Object.keys(state.devices).length === 0) return <EmptyLab url={state.url} connected={state.connection.status === "connected"} />;
+  const devices = visibleDevices(state);
+  if (devices.length === 0) return <Note lines={[`no host matches the filter "${state.filter}" (Esc clears it)`]} />;
+  const cursor = cursorOf(state, "devices", devices.length);
+  const bodyHeight = height - 1;
+
+  const detailRows = (d: Device): Row[] => {
+    const rows: Row[] = d.gpus.map((gpu) => ({ kind: "gpu", device: d, gpu }));
+    if (d.gpus.length === 0) rows.push({ kind: "nogpu", device: d });
+    if (d.gpuProblem) rows.push({ kind: "problem", device: d });
+    return rows;
+  };
+  let expandedLines = 0;
+  for (const d of devices) expandedLines += 1 + detailRows(d).length;
+  const expandAll = expandedLines <= bodyHeight;
+
+  const rows: Row[] = [];
+  let selStart = 0;
+  let selEnd = 0;
+  devices.forEach((d, index) => {
+    if (index === cursor) selStart = rows.length;
+    rows.push({ kind: "host", device: d, index });
+    if (expandAll || index === cursor) rows.push(...detailRows(d));
+    if (index === cursor) selEnd = rows.length - 1;
+  });
+  const offset = scrollOffset(rows.length, bodyHeight, selStart, selEnd);
+  const cols = hostColumns(width);
+  const gcols = gpuColumns(width);
+  return (
+    <Box flexDirection="column">
+      <Line bold>
+        {"  "}
+        {fit("HOST", cols.host)} {fit("STATUS", 12)} {fit("SEEN", 5, "right")} {fit("GPUS", cols.spark)} {fit("BUSY", 5, "right")} {fit("TEMP", 5, "right")}{" "}
+        {fit("POWER", 6, "right")} {fit("JOBS", cols.jobs)}
+      </Line>
+      {rows.slice(offset, offset + bodyHeight).map((r, i) => {
+        const key = `${r.device.hostId}:${r.kind}:${r.kind === "gpu" ? r.gpu.index : i}`;
+        switch (r.kind) {
+          case "host":
+            return <HostRow key={key} d={r.device} selected={r.index === cursor} cols={cols} now={now} />;
+          case "gpu":
+            return <GpuRow key={key} g={r.gpu} cols={gcols} />;
+          case "problem":
+            return (
+              <Line key={key} color="red">
+                {"    GPU problem: "}
+                {r.device.gpuProblem}
+              </Line>
+            );
+          case "nogpu":
+            return (
+              <Line key={key} dim>
+                {"    no GPUs reported (runs gpus: 0 jobs only)"}
+              </Line>
+            );
+        }
+      })}
+    </Box>
+  );
+}
+
+function hostColumns(width: number) {
+  const fixed = 2 + 1 + 12 + 1 + 5 + 1 + 8 + 1 + 5 + 1 + 5 + 1 + 6 + 1;
+  const rest = Math.max(10, width - fixed);
+  const host = clampNum(Math.floor(rest * 0.55), 8, 40);
+  return { host, spark: 8, jobs: Math.max(4, rest - host) };
+}
+
+function gpuColumns(width: number) {
+  const fixed = 4 + 2 + 1 + 1 + 1 + 4 + 1 + 15 + 1 + 5 + 1 + 6 + 1 + 4;
+  const rest = Math.max(16, width - fixed);
+  const name = clampNum(Math.floor(rest * 0.4), 8, 28);
+  return { name, bar: clampNum(rest - name, 6, 60) };
+}
+
+function HostRow({ d, selected, cols, now }: { d: Device; selected: boolean; cols: ReturnType<typeof hostColumns>; now: number }) {
+  const busy = d.gpus.filter((g) => g.busy).length;
+  let hottest: number | null = null;
+  let power: number | null = null;
+  for (const g of d.gpus) {
+    if (g.temperatureC != null) hottest = Math.max(hottest ?? -Infinity, g.temperatureC);
+    if (g.powerW != null) power = (power ?? 0) + g.powerW;
+  }
+  const status = d.draining && d.status !== "draining" ? `${d.status}/drain` : d.status;
+  const cells = d.gpus.slice(0, cols.spark);
+  const jobs = d.runningJobs.length ? d.runningJobs.length === 1 ? d.runningJobs[0]! : `${d.runningJobs[0]} +${d.runningJobs.length - 1}` : "";
+  return (
+    <Text wrap="truncate-end" inverse={selected}>
+      {selected ? "▸ " : "  "}
+      <Text bold>{fit(d.hostId, cols.host)}</Text> <Text color={deviceStatusColour[d.status]}>{fit(`● ${status}`, 12)}</Text> {fit(age(d.lastSeenAt, now), 5, "right")}{" "}
+      {cells.length === 0 ? (
+        <Text dimColor>{fit("none", cols.spark)}</Text>
+      ) : (
+        cells.map((g) => (
+          <Text key={g.index} color={temperatureColour(g.temperatureC) === "red" ? "red" : utilisationColour(g.utilizationPct)}>
+            {sparkCell(g.utilizationPct)}
+          </Text>
+        ))
+      )}
+      {" ".repeat(Math.max(0, cols.spark - cells.length))} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
+      <Text color={temperatureColour(hottest)}>{fit(hottest == null ? "—" : `${Math.round(hottest)}°C`, 5, "right")}</Text> {fit(power == null ? "—" : `${Math.round(power)}W`, 6, "right")}{" "}
+      {fit(jobs, cols.jobs)}
+    </Text>
+  );
+}
+
+function GpuRow({ g, cols }: { g: DeviceGpu; cols: ReturnType<typeof gpuColumns> }) {
+  const name = g.name.replace(/^NVIDIA\s+/, "").replace(/^GeForce\s+/, "");
+  const mem = `${gib(g.memoryUsedMiB)}/${gib(g.memoryTotalMiB)} GiB`;
+  const pct = g.utilizationPct == null ? "—" : `${Math.round(g.utilizationPct)}%`;
+  return (
+    <Text wrap="truncate-end">
+      {"    "}
+      {fit(String(g.index), 2, "right")} {fit(name, cols.name)} <Text color={utilisationColour(g.utilizationPct)}>{bar(g.utilizationPct, cols.bar)}</Text> {fit(pct, 4, "right")}{" "}
+      {fit(mem, 15, "right")} <Text color={temperatureColour(g.temperatureC)} bold={(g.temperatureC ?? 0) >= 80}>{fit(g.temperatureC == null ? "—" : `${Math.round(g.temperatureC)}°C`, 5, "right")}</Text>{" "}
+      {fit(g.powerW == null ? "—" : `${Math.round(g.powerW)}W`, 6, "right")} {g.busy ? <Text color="cyan">busy</Text> : <Text dimColor>free</Text>}
+    </Text>
+  );
+}
+
+function EmptyLab({ url, connected }: { url: string; connected: boolean }) {
+  if (!connected) return <Note lines={[`waiting for the dispatcher at ${url}…`]} />;
+  return (
+    <Note
+      lines={[
+        "no devices yet: start an agent on each GPU host, pointing it at this dispatcher:",
+        `  pnpm labrig agent --url ${url}`,
+        "(on this machine, `pnpm start` runs a dispatcher and an agent together), then submit a job:",
+        "  pnpm submit -- python train.py",
+      ]}
+    />
+  );
+}
