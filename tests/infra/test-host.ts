@@ -3,16 +3,12 @@
 // with a `deploy` user who logs in with the test's key and has passwordless sudo (or, with
 // `sudo: "password"`, a sudo that asks for a password, as some admins set it up).
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { docker } from "./docker.js";
 import { ensureTestHostImage } from "./image.js";
 import type { TestNetwork } from "./network.js";
-
-/** Downloaded .debs are shared between test hosts (installs still run in each host; only downloads are saved). */
-const aptArchiveCache = "/var/cache/labrig-test-apt-archives";
 
 export interface TestHostOptions {
   /** The host's name (its hostname too); the container gets a unique name from it. */
@@ -46,7 +42,6 @@ export interface TestHost {
 
 export async function startTestHost(opts: TestHostOptions): Promise<TestHost> {
   const image = await ensureTestHostImage();
-  mkdirSync(aptArchiveCache, { recursive: true });
   const container = `labrig-test-${opts.name}-${randomBytes(3).toString("hex")}`;
   await docker([
     "run", "-d", "--name", container, "--hostname", opts.name, "--network", opts.network.name,
@@ -56,7 +51,6 @@ export async function startTestHost(opts: TestHostOptions): Promise<TestHost> {
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     // A volume, so a dockerd inside the host gets a real filesystem for overlay2 (not overlay on overlay).
     "-v", "/var/lib/docker",
-    "-v", `${aptArchiveCache}:/var/cache/apt/archives`,
     image,
   ]);
   const exec = async (cmd: string): Promise<ExecResult> => {
