@@ -29,7 +29,7 @@ export interface ManagedChild {
 export function startLabrigChild(name: string, args: string[], opts: { logFile: string; env?: NodeJS.ProcessEnv }): ManagedChild {
   const fd = openSync(opts.logFile, "a", 0o600);
   const logStart = statSync(opts.logFile).size;
-  const shown = args.map((a, i) => (args[i - 1]?.endsWith("-token") ? "<redacted>" : a));
+  const shown = args.map((a, i) => (/^--.*-token$/.test(args[i - 1] ?? "") ? "<redacted>" : a));
   writeSync(fd, `\n--- ${new Date().toISOString()} labrig ${shown.join(" ")} (started by the local lab) ---\n`);
   let child: ChildProcess;
   try {

@@ -111,7 +111,8 @@ export async function runLab(opts: LabOptions): Promise<number> {
     rmSync(join(paths.agentDir, "agent.json"), { force: true });
     const agent = startLabrigChild(
       "agent",
-      ["agent", "--url", info.url, "--host-id", hostId, "--join-token", readFileSync(joinTokenFile, "utf8").trim(), "--workdir", paths.agentDir, "--listen", "127.0.0.1:0"],
+      // The token travels as a file so that it does not show in `ps`.
+      ["agent", "--url", info.url, "--host-id", hostId, "--join-token-file", joinTokenFile, "--workdir", paths.agentDir, "--listen", "127.0.0.1:0"],
       { logFile: join(logsDir, "agent.log") },
     );
     children.push(agent);
