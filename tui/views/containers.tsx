@@ -33,7 +33,7 @@ export function ContainersView({ state, width, height, now }: ViewProps) {
     <Box flexDirection="column">
       <Line bold>
         {"  "}
-        {fit("NAME", cols.name)} {fit("ROLE", 12)} {fit("STATE", 9)} {fit("CPU", 6, "right")} {fit("MEMORY", 19, "right")} {fit("IMAGE", cols.image)}
+        {fit("NAME", cols.name)} {fit("ROLE", 14)} {fit("STATE", 8)} {fit("CPU", 5, "right")} {fit("MEMORY", 18, "right")} {fit("IMAGE", cols.image)}
       </Line>
       {rows.slice(offset, offset + bodyHeight).map((r, i) => {
         if (r.kind === "host") {
@@ -64,9 +64,9 @@ export function ContainersView({ state, width, height, now }: ViewProps) {
         return (
           <Text key={`c${c.id}`} wrap="truncate-end" inverse={selected}>
             {selected ? "▸ " : "  "}
-            {fit(c.name, cols.name)} <Text color={c.role === "dispatcher" ? "magenta" : undefined}>{fit(c.role === "job" ? `job ${c.jobId ?? "?"}` : "dispatcher", 12)}</Text>{" "}
-            <Text color={c.state === "running" ? "green" : c.state === "exited" ? "gray" : "yellow"}>{fit(c.state, 9)}</Text> {fit(c.cpuPct == null ? "—" : `${c.cpuPct.toFixed(0)}%`, 6, "right")}{" "}
-            {fit(mem, 19, "right")} <Text dimColor>{fit(c.image, cols.image)}</Text>
+            {fit(c.name, cols.name)} <Text color={c.role === "dispatcher" ? "magenta" : undefined}>{fit(c.role === "job" ? `job ${c.jobId ?? "?"}` : "dispatcher", 14)}</Text>{" "}
+            <Text color={c.state === "running" ? "green" : c.state === "exited" ? "gray" : "yellow"}>{fit(c.state, 8)}</Text> {fit(c.cpuPct == null ? "—" : `${c.cpuPct.toFixed(0)}%`, 5, "right")}{" "}
+            {fit(mem, 18, "right")} <Text dimColor>{fit(c.image, cols.image)}</Text>
           </Text>
         );
       })}
@@ -75,8 +75,8 @@ export function ContainersView({ state, width, height, now }: ViewProps) {
 }
 
 function columns(width: number) {
-  const fixed = 2 + 1 + 12 + 1 + 9 + 1 + 6 + 1 + 19 + 1;
+  const fixed = 2 + 1 + 14 + 1 + 8 + 1 + 5 + 1 + 18 + 1;
   const rest = Math.max(16, width - fixed);
-  const name = clampNum(Math.floor(rest * 0.5), 8, 40);
+  const name = clampNum(Math.floor(rest * 0.65), 10, 40);
   return { name, image: Math.max(4, rest - name) };
 }

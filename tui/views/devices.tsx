@@ -81,7 +81,7 @@ function hostColumns(width: number) {
 function gpuColumns(width: number) {
   const fixed = 4 + 2 + 1 + 1 + 1 + 4 + 1 + 15 + 1 + 5 + 1 + 6 + 1 + 4;
   const rest = Math.max(16, width - fixed);
-  const name = clampNum(Math.floor(rest * 0.4), 8, 28);
+  const name = clampNum(Math.floor(rest * 0.45), 14, 28);
   return { name, bar: clampNum(rest - name, 6, 60) };
 }
 

@@ -14,7 +14,7 @@ export function JobView({ state, width, height, now }: ViewProps) {
   const head: React.ReactNode[] = [];
   head.push(
     <Text key="title" wrap="truncate-end">
-      <Text bold>job {j.id}</Text> {j.name} · {j.project} · <Text color={jobStateColour[j.state]}>{j.state}</Text> · {j.priority} priority · attempt {j.attempt}/{j.maxRetries + 1}
+      <Text bold>job {j.id}</Text> {j.name} · {j.project} · <Text color={jobStateColour[j.state]}>{j.state}</Text> · attempt {j.attempt}/{j.maxRetries + 1} · {j.priority} priority
     </Text>,
   );
   const where = j.hostId ? `host ${j.hostId}${j.gpuIndices.length ? ` GPUs ${j.gpuIndices.join(",")}` : ""}` : "not placed yet";
@@ -23,7 +23,7 @@ export function JobView({ state, width, height, now }: ViewProps) {
     <Line key="where">
       {where} · wants {j.gpus} GPU{j.gpus === 1 ? "" : "s"}
       <Text color={j.exitCode ? "red" : undefined}>{exit}</Text>
-      {j.reason ? ` · ${j.reason}` : ""}
+      {j.reason && j.reason !== `exit code ${j.exitCode}` ? ` · ${j.reason}` : ""}
     </Line>,
   );
   const times = [`created ${clock(j.createdAt)} (${age(j.createdAt, now)} ago)`];

@@ -42,7 +42,7 @@ function columns(width: number) {
   const fixed = 2 + 10 + 1 + 1 + 1 + 4 + 1 + 4 + 1 + 1 + 5 + 1 + 9;
   const rest = Math.max(24, width - fixed);
   const project = clampNum(Math.floor(rest * 0.2), 7, 24);
-  const host = clampNum(Math.floor(rest * 0.3), 11, 28);
+  const host = clampNum(Math.floor(rest * 0.3), 12, 28);
   return { name: rest - project - host, project, host };
 }
 

@@ -1,0 +1,232 @@
+// Every dashboard view rendered from hand-built states with ink-testing-library: an 80×24
+// terminal, a big one, 200 hosts, long names, missing GPU figures, an empty lab, a lost dispatcher.
+import { render } from "ink-testing-library";
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+// Colours are part of what is tested (the temperature warning); chalk reads this at import.
+vi.hoisted(() => {
+  process.env.FORCE_COLOR = "1";
+});
+
+import { cleanup } from "ink-testing-library";
+import { Screen } from "../../tui/app.js";
+import { reduceAction } from "../../tui/keys.js";
+import { type TuiState, addEvent, setConnection, startLog, appendLogText } from "../../tui/state.js";
+import { NOW, device, gpu, iso, job, labState, smallLab } from "./fixtures.js";
+
+afterEach(() => cleanup());
+
+const ANSI = /\x1b\[[0-9;]*m/g;
+const plain = (s: string) => s.replace(ANSI, "");
+
+function frame(state: TuiState, width = 80, height = 23): string {
+  const r = render(<Screen state={state} width={width} height={height} now={NOW} />);
+  return r.lastFrame() ?? "";
+}
+
+function expectFits(f: string, width: number, height: number) {
+  const lines = plain(f).split("\n");
+  expect(lines.length).toBeLessThanOrEqual(height);
+  for (const l of lines) expect([...l].length, `line too wide: ${l}`).toBeLessThanOrEqual(width);
+}
+
+describe("Devices view", () => {
+  it("shows each host's status, last seen, GPU bars, memory, temperature, power and running job in 80×24", () => {
+    const f = frame(smallLab());
+    const text = plain(f);
+    expectFits(f, 80, 23);
+    expect(text).toMatch(/gpu-a100\s+● healthy\s+2s/);
+    expect(text).toMatch(/gpu-3090\s+● stale\s+15s/);
+    expect(text).toContain("1/2"); // busy GPUs of the A100 host
+    expect(text).toContain("01jobrun00");
+    expect(text).toMatch(/0 A100-SXM4-80GB\s+█+.*97%\s+20\.0\/80\.0 GiB\s+84°C\s+390W busy/);
+    expect(text).toMatch(/1 A100-SXM4-80GB.*3%.*41°C\s+200W free/);
+  });
+
+  it("colours a GPU at 80 °C or more as a warning and leaves a cool one plain", () => {
+    const f = frame(smallLab());
+    expect(f).toMatch(/\x1b\[31m(\x1b\[1m)?\s*84°C/);
+    expect(f).not.toMatch(/\x1b\[31m(\x1b\[1m)?\s*41°C/);
+    expect(f).toMatch(/\x1b\[32m● healthy/);
+    expect(f).toMatch(/\x1b\[33m● stale/);
+  });
+
+  it("shows missing GPU figures as dashes instead of numbers", () => {
+    const text = plain(frame(smallLab()));
+    expect(text).toMatch(/0 RTX 3090\s+·+\s+—\s+—\/24\.0 GiB\s+—\s+— free/);
+  });
+
+  it("scrolls 200 hosts of 8 GPUs to the selected host and expands only that one in 80×24", () => {
+    const devices = Array.from({ length: 200 }, (_, i) => device(`node-${String(i).padStart(3, "0")}`, { gpus: Array.from({ length: 8 }, (_, g) => gpu(g, { utilizationPct: (i + g) % 100 })) }));
+    let s = labState(devices, []);
+    s = reduceAction(s, { type: "move", delta: 150 }).state;
+    const f = frame(s);
+    const text = plain(f);
+    expectFits(f, 80, 23);
+    expect(text).toMatch(/▸ node-150/);
+    expect(text).not.toContain("node-000");
+    // Only the selected host has GPU lines: 8 of them.
+    expect(text.match(/^\s+\d A100/gm)).toHaveLength(8);
+  });
+
+  it("cuts long host names, GPU names and job lists with an ellipsis instead of wrapping", () => {
+    const long = "h".repeat(60);
+    const s = labState([device(long, { gpus: [gpu(0, { name: "NVIDIA Some Extremely Long Accelerator Name Edition 2000" })], runningJobs: ["01aaaaaaaa", "01bbbbbbbb", "01cccccccc"] })], []);
+    const f = frame(s);
+    expectFits(f, 80, 23);
+    expect(plain(f)).toContain("hhh…");
+    expect(plain(f)).toContain("01aaaaaaaa +2");
+  });
+
+  it("uses a wide terminal: every host expanded and names shown whole", () => {
+    const devices = Array.from({ length: 5 }, (_, i) => device(`a-rather-long-hostname-${i}.lab.example`, { gpus: [gpu(0), gpu(1), gpu(2)] }));
+    const f = frame(labState(devices, []), 160, 50);
+    const text = plain(f);
+    expectFits(f, 160, 50);
+    expect(text.match(/^\s+\d A100-SXM4-80GB /gm)).toHaveLength(15);
+    expect(text).toContain("a-rather-long-hostname-4.lab.example");
+    expect(text).not.toContain("…");
+  });
+
+  it("tells an operator with an empty lab how to add a host and submit a job", () => {
+    const text = plain(frame(labState([], [])));
+    expect(text).toContain("no devices yet");
+    expect(text).toContain("pnpm labrig agent --url http://127.0.0.1:8000");
+    expect(text).toContain("pnpm submit -- python train.py");
+  });
+});
+
+describe("a lost dispatcher", () => {
+  it("shows a banner with the reason, the retry countdown and how old the data is, and keeps the last data", () => {
+    let s = setConnection(smallLab(), "disconnected", new Date(NOW - 7000), { error: "ECONNREFUSED", retryAt: NOW + 3000 });
+    s = { ...s, connection: { ...s.connection, lastSyncAt: iso(20) } };
+    const f = frame(s);
+    const text = plain(f);
+    expectFits(f, 80, 23);
+    expect(text).toContain("✖ disconnected");
+    expect(text).toContain("dispatcher unreachable for 7s (ECONNREFUSED); retrying in 3s");
+    expect(text).toContain("gpu-a100");
+  });
+
+  it("says it is waiting for the dispatcher rather than that the lab is empty before the first connection", () => {
+    const s = { ...labState([], []), connection: { status: "connecting" as const, since: null, error: null, retryAt: null, lastSyncAt: null } };
+    const text = plain(frame(s));
+    expect(text).toContain("waiting for the dispatcher at http://127.0.0.1:8000");
+    expect(text).not.toContain("no devices yet");
+  });
+});
+
+describe("Queue view", () => {
+  it("lists running, then queued by priority, then finished jobs with project, GPUs, host, age and state", () => {
+    const s = labState(
+      [],
+      [
+        job("01done0000", { state: "succeeded", endedAt: iso(60), hostId: "h1", gpuIndices: [0], exitCode: 0 }),
+        job("01low00000", { priority: "low", createdAt: iso(500) }),
+        job("01high0000", { priority: "high", createdAt: iso(10) }),
+        job("01run00000", { state: "running", hostId: "gpu-a100", gpuIndices: [2, 3], gpus: 2, startedAt: iso(90) }),
+        job("01lost0000", { state: "failed", reason: "lost", endedAt: iso(30) }),
+      ],
+      { view: "queue" },
+    );
+    const f = frame(s);
+    expectFits(f, 80, 23);
+    const rows = plain(f)
+      .split("\n")
+      .filter((l) => /^[▸ ] 01/.test(l));
+    expect(rows.map((r) => r.slice(2, 12))).toEqual(["01run00000", "01high0000", "01low00000", "01lost0000", "01done0000"]);
+    expect(rows[0]).toMatch(/vision\s+norm\s+2 gpu-a100:2,3\s+1m running/);
+    expect(rows[3]).toMatch(/lost/);
+    expect(plain(f)).toContain("1 running · 0 assigned · 2 queued · 2 finished");
+  });
+
+  it("keeps 1,000 queued jobs with 200-character names inside 80×24", () => {
+    const jobs = Array.from({ length: 1000 }, (_, i) => job(`01q${String(i).padStart(7, "0")}`, { name: "x".repeat(200), createdAt: iso(5000 - i) }));
+    const f = frame(labState([], jobs, { view: "queue" }));
+    expectFits(f, 80, 23);
+    expect(plain(f)).toContain("(1-17 of 1000)");
+  });
+
+  it("says how to submit a job when there are none", () => {
+    expect(plain(frame(labState([], [], { view: "queue" })))).toContain("pnpm submit -- python train.py");
+  });
+});
+
+describe("Job view", () => {
+  it("shows the command, attempts, exit code, synced files and the end of the log", () => {
+    const j = job("01jobx0000", { state: "failed", attempt: 2, maxRetries: 2, exitCode: 137, reason: "exit code 137", hostId: "gpu-a100", gpuIndices: [1], startedAt: iso(100), endedAt: iso(10), image: "pytorch/pytorch:2.4" });
+    let s = labState([], [j], { view: "job", detailJobId: j.id });
+    s = startLog(s, j.id);
+    s = appendLogText(s, j.id, Array.from({ length: 300 }, (_, i) => `step ${i} loss ${(1 / (i + 1)).toFixed(4)}`).join("\n") + "\nKilled");
+    s = { ...s, synced: { jobId: j.id, attempt: 2, files: [{ path: "job.log", size: 12_345, updatedAt: iso(10) }, { path: "metrics.csv", size: 2048, updatedAt: iso(10) }], error: null } };
+    const f = frame(s);
+    const text = plain(f);
+    expectFits(f, 80, 23);
+    expect(text).toContain("job 01jobx0000 train-01jobx0000 · vision · failed · attempt 2/3");
+    expect(text).toContain("host gpu-a100 GPUs 1 · wants 1 GPU · exit code 137");
+    expect(text).toContain("$ python train.py --lr 0.1");
+    expect(text).toContain("image pytorch/pytorch:2.4");
+    expect(text).toContain("synced (attempt 2): job.log 12.1 KiB · metrics.csv 2.0 KiB");
+    expect(text).toContain("following");
+    // The tail: the last lines, the unfinished one included; not the first.
+    expect(text).toContain("step 299 loss 0.0033");
+    expect(text).toContain("Killed");
+    expect(text).not.toContain("step 0 loss");
+  });
+
+  it("says which job it is loading and what to do when none is open", () => {
+    expect(plain(frame(labState([], [], { view: "job" })))).toContain("no job open: pick one in the Queue (2)");
+    expect(plain(frame(labState([], [], { view: "job", detailJobId: "01zzzz0000" })))).toContain("loading job 01zzzz0000");
+  });
+});
+
+describe("Containers view", () => {
+  it("lists each host's labrig containers with state, CPU and memory, and a host's error in place of rows", () => {
+    const s = labState([], [], {
+      view: "containers",
+      containers: {
+        error: null,
+        hosts: [
+          {
+            host: "local",
+            via: "DOCKER_HOST unix:///run/docker.sock",
+            updatedAt: iso(3),
+            error: null,
+            rows: [
+              { id: "abc", name: "labrig-dispatcher", image: "labrig/dispatcher:latest", state: "running", status: "Up 2 hours", role: "dispatcher", jobId: null, cpuPct: 1.5, memUsedBytes: 80 * 1024 ** 2, memLimitBytes: 1024 ** 3 },
+              { id: "def", name: "labrig-job-01jobrun00", image: "pytorch/pytorch:2.4", state: "exited", status: "Exited (0)", role: "job", jobId: "01jobrun00", cpuPct: null, memUsedBytes: null, memLimitBytes: null },
+            ],
+          },
+          { host: "gpu-b", via: "ssh deploy@10.0.0.3:22", updatedAt: iso(3), error: "connect ECONNREFUSED 10.0.0.3:22", rows: [] },
+        ],
+      },
+    });
+    const f = frame(s);
+    const text = plain(f);
+    expectFits(f, 80, 23);
+    expect(text).toMatch(/labrig-dispatcher\s+dispatcher\s+running\s+2%\s+80\.0 MiB \/ 1\.0 GiB/);
+    expect(text).toMatch(/labrig-job-01jobr…\s+job 01jobrun00\s+exited\s+—\s+—/);
+    expect(text).toContain("gpu-b ssh deploy@10.0.0.3:22 · 3s ago connect ECONNREFUSED");
+  });
+});
+
+describe("Events view and the frame", () => {
+  it("lists events newest first with their time and level", () => {
+    let s = labState([], [], { view: "events" });
+    s = addEvent(s, { at: iso(30), kind: "device", level: "info", text: "host gpu-a joined with 2 GPUs (healthy)" });
+    s = addEvent(s, { at: iso(5), kind: "job", level: "error", text: "job 01x (t) running → failed exit 1" });
+    const lines = plain(frame(s)).split("\n");
+    const a = lines.findIndex((l) => l.includes("running → failed"));
+    const b = lines.findIndex((l) => l.includes("joined with 2 GPUs"));
+    expect(a).toBeGreaterThan(0);
+    expect(b).toBeGreaterThan(a);
+  });
+
+  it("shows the question of a pending action in the footer and the help on ?", () => {
+    const s = smallLab({ view: "queue", modal: { kind: "confirm", command: { kind: "cancel", jobId: "01jobrun00" }, prompt: "cancel job 01jobrun00 (resnet50-sweep), now running on gpu-a100?" } });
+    expect(plain(frame(s))).toContain("cancel job 01jobrun00 (resnet50-sweep), now running on gpu-a100? y yes · n no");
+    const help = plain(frame(smallLab({ modal: { kind: "help" } })));
+    expect(help).toContain("drain or undrain the selected host");
+    expect(help).toContain("Esc or ? closes this help");
+  });
+});
