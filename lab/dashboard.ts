@@ -19,7 +19,7 @@ export interface DashboardOptions {
   print: (line: string) => void;
 }
 
-type RunTui = (opts: { url: string; token: string; onQuit?: () => void }) => Promise<void>;
+type RunTui = (opts: { url: string; token: string; onQuit?: () => void; signal?: AbortSignal }) => Promise<void>;
 
 export async function runDashboard(opts: DashboardOptions): Promise<void> {
   if (opts.mode === "tui") {
@@ -50,7 +50,10 @@ async function runTuiUntil(runTui: RunTui, opts: DashboardOptions): Promise<void
   let quit!: () => void;
   const quitted = new Promise<void>((r) => (quit = r));
   const aborted = new Promise<void>((r) => opts.signal.addEventListener("abort", () => r(), { once: true }));
-  await Promise.race([runTui({ url: opts.url, token: opts.token, onQuit: quit }), quitted, aborted]);
+  const tui = runTui({ url: opts.url, token: opts.token, onQuit: quit, signal: opts.signal });
+  await Promise.race([tui, quitted, aborted]);
+  // On a stop from outside, let the dashboard give the terminal back before the lab prints.
+  if (opts.signal.aborted) await Promise.race([tui.catch(() => {}), sleep(2000)]);
 }
 
 async function snapshot(client: DispatcherClient): Promise<LabSnapshot> {
