@@ -13,8 +13,10 @@ import { parseInventory, type HostConfig, type Inventory } from "../../provision
 import { SshRemote } from "../../provision/ssh-remote.js";
 import type { StepContext } from "../../provision/step.js";
 import { dispatcherContainerStep, savedDispatcherDir, type DispatcherSettings } from "../../provision/steps/dispatcher-container.js";
+import { dispatcherFirewallStep, hookRule } from "../../provision/steps/dispatcher-firewall.js";
+import { execa } from "execa";
 import { ensureDispatcherImage } from "../compose/dispatcher-image.js";
-import { createSshKey, createTestNetwork, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
+import { createSshKey, createTestNetwork, ensureTestHostImage, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
 import { waitFor } from "../helpers/wait.js";
 
 let net: TestNetwork;
@@ -50,8 +52,9 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-function context(settings: Partial<DispatcherSettings>, log: string[] = []): StepContext & { done: Change[] } {
-  const host = { ...inventory.hosts[0]!, dispatcher: { image, dataDir: "/srv/labrig", healthTimeoutS: 40, ...settings } } as HostConfig;
+function context(settings: Partial<DispatcherSettings>, hostOverrides: Partial<HostConfig> = {}): StepContext & { done: Change[] } {
+  const log: string[] = [];
+  const host = { ...inventory.hosts[0]!, ...hostOverrides, dispatcher: { image, dataDir: "/srv/labrig", healthTimeoutS: 40, ...settings } } as HostConfig;
   const done: Change[] = [];
   return { host, inventory, remote, assets: {}, applied: (c) => done.push(c), log: (m) => log.push(m), done };
 }
@@ -91,7 +94,7 @@ describe("dispatcher-container step", () => {
     admin = new DispatcherClient({ url: info.url, token: adminToken });
     expect((await admin.health()).status).toBe("ok");
     jobId = (await admin.submit({ name: "kept", project: "p", command: "true", gpus: 0 })).id;
-  });
+  }, 240_000);
 
   it("a second run finds nothing to change", async () => {
     const plan = await dispatcherContainerStep.check(context({}));
@@ -114,7 +117,7 @@ describe("dispatcher-container step", () => {
     expect((await nas.exec("docker inspect labrig-dispatcher-previous")).exitCode, "the previous container is removed once the new one is healthy").not.toBe(0);
     expect((await admin.job(jobId)).name).toBe("kept");
     expect((await dispatcherContainerStep.check(ctx)).changes).toEqual([]);
-  });
+  }, 120_000);
 
   it("a new container that never becomes healthy is removed and the previous one runs again", async () => {
     const before = await containerOnNas();
@@ -128,5 +131,48 @@ describe("dispatcher-container step", () => {
     expect(after.Config.Labels["org.labrig.config-hash"]).toBe(before.Config.Labels["org.labrig.config-hash"]);
     await waitFor("the previous dispatcher to answer again", () => admin.job(jobId), (j) => j.name === "kept", 30_000, 500);
     expect((await dispatcherContainerStep.check(context({ env: { LABRIG_HEARTBEAT_S: "5" } }))).changes).toEqual([]);
-  });
+  }, 120_000);
+});
+
+describe("dispatcher-firewall step", () => {
+  /** curl from another machine on the lab network (a throwaway container): the HTTP status, or "blocked". */
+  async function probeFromOtherMachine(): Promise<string> {
+    const res = await execa("docker", ["run", "--rm", "--network", net.name, "--entrypoint", "curl", await ensureTestHostImage(), "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", `http://${nas.ip}:8000/api/health`], { reject: false });
+    return res.exitCode === 0 ? res.stdout : "blocked";
+  }
+  const fromHere = async () => (await fetch(`http://${nas.ip}:8000/api/health`, { signal: AbortSignal.timeout(3000) })).status;
+  const firewall = (allowFrom: string[]) => ({ firewall: { enabled: true, allowFrom } });
+  const settings = { env: { LABRIG_HEARTBEAT_S: "5" } };
+
+  it("lets only firewall.allowFrom reach the dispatcher's published port, and a second run changes nothing", async () => {
+    expect(await probeFromOtherMachine(), "reachable before the step").toBe("200");
+    const onlyHere = context(settings, firewall([net.gateway]));
+    const plan = await dispatcherFirewallStep.check(onlyHere);
+    expect(plan.changes.map((c) => c.kind)).toEqual(["write-file", "write-file", "daemon-reload", "enable-unit", "restart-unit"]);
+    await dispatcherFirewallStep.apply(onlyHere, plan.changes);
+    expect(await fromHere()).toBe(200);
+    expect(await probeFromOtherMachine()).toBe("blocked");
+    expect((await dispatcherFirewallStep.check(onlyHere)).changes).toEqual([]);
+
+    const wholeNetwork = context(settings, firewall([net.gateway, net.subnet]));
+    const widen = await dispatcherFirewallStep.check(wholeNetwork);
+    expect(widen.changes.map((c) => c.kind)).toEqual(["write-file", "restart-unit"]);
+    await dispatcherFirewallStep.apply(wholeNetwork, widen.changes);
+    expect(await probeFromOtherMachine()).toBe("200");
+    expect((await dispatcherFirewallStep.check(wholeNetwork)).changes).toEqual([]);
+  }, 120_000);
+
+  it("puts the rules back when the engine restarts, as after a reboot", async () => {
+    const ctx = context(settings, firewall([net.gateway]));
+    await dispatcherFirewallStep.apply(ctx, (await dispatcherFirewallStep.check(ctx)).changes);
+    expect(await probeFromOtherMachine()).toBe("blocked");
+    // What a reboot does to the rules: gone.
+    await nas.sh(`iptables -D ${hookRule(8000)} && iptables -F LABRIG-DISPATCHER && iptables -X LABRIG-DISPATCHER`);
+    expect(await probeFromOtherMachine()).toBe("200");
+    expect((await dispatcherFirewallStep.check(ctx)).changes.map((c) => c.kind)).toEqual(["restart-unit"]);
+    await nas.sh("systemctl restart docker");
+    await waitFor("the dispatcher to answer after the engine restart", fromHere, (s) => s === 200, 60_000, 500);
+    expect(await probeFromOtherMachine()).toBe("blocked");
+    expect((await dispatcherFirewallStep.check(ctx)).changes).toEqual([]);
+  }, 120_000);
 });
