@@ -1,0 +1,53 @@
+// What the agent asks Docker for when a job names an image: one container with exactly the job's
+// GPUs, its output dir mounted, and labels the dashboard finds it by. Pure, so the spec is tested
+// without an engine.
+import type { ContainerCreateOptions } from "dockerode";
+
+/** Where the output dir appears inside a job's container. */
+export const CONTAINER_OUTPUT_DIR = "/output";
+
+export interface ContainerJob {
+  jobId: string;
+  attempt: number;
+  hostId: string;
+  image: string;
+  command: string | string[];
+  /** The job's env plus labrig's variables (LABRIG_OUTPUT_DIR is set to CONTAINER_OUTPUT_DIR here). */
+  env: Record<string, string>;
+  gpuIndices: number[];
+  outputDir: string;
+  workdir?: string | null;
+}
+
+export function containerName(jobId: string, attempt: number): string {
+  return `labrig-${jobId}-a${attempt}`;
+}
+
+export function buildContainerSpec(job: ContainerJob): ContainerCreateOptions {
+  const cmd = typeof job.command === "string" ? ["sh", "-c", job.command] : job.command;
+  // Inside the container the GPUs Docker hands over are numbered from 0; NVIDIA's images set
+  // NVIDIA_VISIBLE_DEVICES=all, which would expose every GPU to a 0-GPU job, hence "void".
+  const gpuEnv =
+    job.gpuIndices.length > 0
+      ? { NVIDIA_VISIBLE_DEVICES: job.gpuIndices.join(","), CUDA_VISIBLE_DEVICES: job.gpuIndices.map((_, i) => i).join(",") }
+      : { NVIDIA_VISIBLE_DEVICES: "void", CUDA_VISIBLE_DEVICES: "" };
+  const env = { ...job.env, ...gpuEnv, LABRIG_OUTPUT_DIR: CONTAINER_OUTPUT_DIR };
+  return {
+    name: containerName(job.jobId, job.attempt),
+    Image: job.image,
+    Cmd: cmd,
+    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    WorkingDir: job.workdir ?? CONTAINER_OUTPUT_DIR,
+    Labels: { "labrig.job": job.jobId, "labrig.attempt": String(job.attempt), "labrig.host": job.hostId },
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    HostConfig: {
+      Binds: [`${job.outputDir}:${CONTAINER_OUTPUT_DIR}`],
+      Init: true,
+      AutoRemove: false,
+      DeviceRequests:
+        job.gpuIndices.length > 0 ? [{ Driver: "nvidia", DeviceIDs: job.gpuIndices.map(String), Capabilities: [["gpu"]] }] : [],
+    },
+  };
+}
