@@ -46,7 +46,11 @@ for (const dep of ["bindings", "file-uri-to-path"]) {
   cpSync(depDir, join(modules, dep), { recursive: true, dereference: true });
 }
 
+// The agent bundle, built fresh from agent/ (its own esbuild script) so the image never carries a stale one.
 const agentBundle = join(root, "dist", "agent", "labrig-agent.mjs");
+if (existsSync(join(root, "agent", "bundle.ts"))) {
+  execFileSync(process.execPath, ["--import", "tsx", join(root, "agent", "bundle.ts"), "--out", agentBundle], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+}
 if (existsSync(agentBundle)) {
   mkdirSync(join(out, "agent"), { recursive: true });
   cpSync(agentBundle, join(out, "agent", "labrig-agent.mjs"));

@@ -78,11 +78,13 @@ describe("docker-compose.yml", () => {
     await p?.down();
   });
 
-  it("runs the image as a non-root user that becomes healthy through the image's own HEALTHCHECK", async () => {
+  it("runs the image as a non-root user that becomes healthy through the image's own HEALTHCHECK, with the agent bundle inside", async () => {
     const id = await p.containerId();
     await waitFor("the container's health check to pass", () => health(id), (s) => s === "healthy", 40_000, 500);
     expect(await docker(["exec", id, "id", "-u"])).toBe("10001");
     expect(JSON.parse(await docker(["inspect", id, "--format", "{{json .HostConfig.Init}}"]))).toBe(true);
+    // The agent bundle rides along for provisioning to fetch, and parses with the image's node.
+    await docker(["exec", id, "node", "--check", "/opt/labrig/agent/labrig-agent.mjs"]);
     const res = await fetch(`http://127.0.0.1:${port}/api/health`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ status: "ok", api: 1 });
