@@ -239,31 +239,41 @@ describe("retention", () => {
 });
 
 describe("failures are visible", () => {
-  it("a failed backup exits non-zero, says why, and posts the webhook", async () => {
+  it("a failed backup exits non-zero, says why, posts the webhook and an error notice to the dispatcher's POST /api/notices", async () => {
     const fx = fixture();
     const { stateDir } = await stateAtRest();
     await fx.restic(["init"]);
     writeFileSync(fx.passwordFile, "not the password\n");
 
-    const received: { body: string; type?: string }[] = [];
+    // One loopback server stands in for the chat webhook and for the dispatcher's notice endpoint
+    // (which the dispatcher does not have yet: see the report).
+    const received: { path?: string; body: string; type?: string; auth?: string }[] = [];
     const server = createServer((req: IncomingMessage, res) => {
       let body = "";
       req.on("data", (c) => (body += c));
       req.on("end", () => {
-        received.push({ body, type: req.headers["content-type"] });
-        res.end("ok");
+        received.push({ path: req.url, body, type: req.headers["content-type"], auth: req.headers.authorization });
+        res.statusCode = req.url === "/api/notices" ? 201 : 200;
+        res.end("{}");
       });
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const webhook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const tokenFile = join(fx.dir, "admin-token");
+    writeFileSync(tokenFile, "lra_test-admin\n");
 
-    const r = await runScript("backup", ["--state", stateDir, "--lab", "weblab", "--webhook", webhook], fx);
+    const r = await runScript("backup", ["--state", stateDir, "--lab", "weblab", "--webhook", `${base}/hook`, "--dispatcher", base, "--token-file", tokenFile], fx);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/labrig backup FAILED on .* \(lab weblab\): restic backup: .*wrong password/);
-    expect(received).toHaveLength(1);
-    expect(received[0].type).toBe("application/json");
-    expect(JSON.parse(received[0].body).text).toMatch(/FAILED.*wrong password/);
+    expect(r.stderr).not.toContain("warning:");
+    const hook = received.find((x) => x.path === "/hook");
+    expect(hook?.type).toBe("application/json");
+    expect(JSON.parse(hook!.body).text).toMatch(/FAILED.*wrong password/);
+    const notice = received.find((x) => x.path === "/api/notices");
+    expect(notice?.auth).toBe("Bearer lra_test-admin");
+    expect(JSON.parse(notice!.body)).toMatchObject({ level: "error", message: expect.stringMatching(/FAILED.*wrong password/) });
+    expect(received).toHaveLength(2);
     expect(existsSync(join(stateDir, ".labrig-backup")), "the staging folder is removed after a failure").toBe(false);
   });
 
