@@ -1,0 +1,101 @@
+// sync-throughput-ratio: delta appends through `POST /api/sync/{jobId}/files/{path}?offset=N`,
+// sent as the agent sends them (core/client.ts) to a leased job whose attempt is current, in MB/s,
+// divided by appending the same chunks to a local file in the same run. Measured at 256 KiB appends
+// (a log growing between sync rounds) and at 8 MiB, the most the agent sends in one append.
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cpuSecondsOf, machineLoad, registerAgents, withDispatcher } from "./lab-dispatcher.js";
+import { LoopbackHttp } from "./loopback-http.js";
+import { round, type Benchmark, type BenchResult } from "./types.js";
+
+const ROUNDS = 3;
+/** Append sizes and the result name each one reports under. */
+const SIZES = [
+  { chunk: 256 * 1024, name: "sync-throughput-ratio" },
+  { chunk: 8 * 1024 * 1024, name: "sync-throughput-ratio-8mib-appends" },
+];
+
+export const syncThroughput: Benchmark = {
+  name: "sync-throughput-ratio",
+  description: "delta-append MB/s through the API divided by local file appends of the same bytes",
+  async run({ quick, log }) {
+    return withDispatcher(async (d) => {
+      const [agent] = await registerAgents(d, 1);
+      await d.admin().submit({ command: ["true"], constraints: { hostId: agent!.hostId } });
+      const lease = await agent!.lease(5);
+      if (!lease) throw new Error("the benchmark's job was not leased to its agent within 5 s");
+      await agent!.report(lease, "running");
+      const jobId = lease.job.id;
+      const total = (quick ? 16 : 64) * 1024 * 1024;
+      const raw = new LoopbackHttp(d.url, 2);
+      const dir = mkdtempSync(join(tmpdir(), "labrig-bench-"));
+
+      const viaClient = async (path: string, chunk: Buffer) => {
+        let offset = 0;
+        for (let i = 0; i < total / chunk.length; i++) offset = (await agent!.client.syncAppend(jobId, path, offset, chunk)).size;
+        if (offset !== total) throw new Error(`the dispatcher holds ${offset} bytes of ${path}, expected ${total}`);
+      };
+      // The same appends over node:http: shows how much of the gap is the client (fetch), not the service.
+      const viaNodeHttp = async (path: string, chunk: Buffer) => {
+        let offset = 0;
+        for (let i = 0; i < total / chunk.length; i++) {
+          const a = await raw.request("POST", `/api/sync/${jobId}/files/${path}?offset=${offset}`, { token: agent!.client.token, body: chunk });
+          if (a.status !== 200) throw new Error(`append to ${path} at ${offset} answered ${a.status}: ${a.body.toString("utf8")}`);
+          offset = (JSON.parse(a.body.toString("utf8")) as { size: number }).size;
+        }
+      };
+      const local = (path: string, chunk: Buffer) => {
+        const file = join(dir, path);
+        const fd = openSync(file, "a");
+        for (let i = 0; i < total / chunk.length; i++) writeSync(fd, chunk);
+        closeSync(fd);
+        rmSync(file);
+      };
+      const time = async (fn: () => unknown) => {
+        const t0 = performance.now();
+        await fn();
+        return (performance.now() - t0) / 1000;
+      };
+
+      try {
+        await viaClient("warmup.log", Buffer.alloc(1024 * 1024, 7));
+        const results: BenchResult[] = [];
+        for (const { chunk: size, name } of SIZES) {
+          const chunk = Buffer.alloc(size, 7);
+          // Interleaved rounds, best of each: the machine is shared, and the page cache makes single runs noisy.
+          const runs = { local: [] as number[], client: [] as number[], nodeHttp: [] as number[] };
+          const cpu0 = cpuSecondsOf(d.child.pid!);
+          for (let r = 0; r < ROUNDS; r++) {
+            runs.local.push(await time(() => local(`local-${size}-${r}.log`, chunk)));
+            runs.client.push(await time(() => viaClient(`client-${size}-${r}.log`, chunk)));
+            runs.nodeHttp.push(await time(() => viaNodeHttp(`node-http-${size}-${r}.log`, chunk)));
+          }
+          const serverS = cpuSecondsOf(d.child.pid!) - cpu0;
+          const mb = total / 1e6;
+          const rate = (s: number[]) => mb / Math.min(...s);
+          const apiRate = rate(runs.client);
+          const localRate = rate(runs.local);
+          const nodeHttpRate = rate(runs.nodeHttp);
+          const serverMsPerMiB = (serverS * 1000) / ((2 * ROUNDS * total) / 2 ** 20);
+          const load = machineLoad();
+          const kib = size / 1024;
+          log(`  ${kib} KiB appends: API (core/client.ts) ${round(apiRate)} MB/s, API (node:http) ${round(nodeHttpRate)} MB/s, local file ${round(localRate)} MB/s; ${load}`);
+          results.push({
+            name,
+            value: round(apiRate / localRate, 3),
+            unit: "ratio",
+            reference: { name: "local-append-mb-per-s", value: round(localRate), unit: "MB/s" },
+            goal: ">= 0.3",
+            met: apiRate / localRate >= 0.3,
+            note: `API ${round(apiRate)} MB/s through core/client.ts (node:http client: ${round(nodeHttpRate)} MB/s, ratio ${round(nodeHttpRate / localRate, 3)}), ${round(mb, 1)} MB in ${kib} KiB appends, best of ${ROUNDS}; dispatcher ${round(serverMsPerMiB)} ms CPU per MiB received; ${load}`,
+          });
+        }
+        return results;
+      } finally {
+        raw.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+};
