@@ -241,7 +241,7 @@ export class JobSync {
         headers: { authorization: `Bearer ${client.token}`, "content-type": "application/octet-stream" },
         body,
         duplex: "half",
-        signal: AbortSignal.timeout(120_000 + size / 1000),
+        signal: AbortSignal.timeout(120_000 + Math.ceil(size / 1000)),
       } as RequestInit);
     } catch (err) {
       throw new LabrigError(`cannot reach the dispatcher at ${client.url} (PUT ${path} of job ${jobId}): ${(err as Error).message}`, { cause: err });

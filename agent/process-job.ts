@@ -36,14 +36,18 @@ export function startProcessJob(spec: ProcessJobSpec): JobHandle {
     closeSync(fd);
   }
   let detached = false;
+  let stopping: Promise<void> | undefined;
   const ended = new Promise<JobExit>((resolve) => {
     child.once("error", (err) => resolve({ exitCode: null, message: `could not start the job: ${err.message}` }));
     child.once("exit", (code, signal) => resolve({ exitCode: code, signal }));
   });
   const pgid = child.pid;
   const exited: Promise<JobExit> = ended.then(async (exit) => {
+    // While a stop runs, the rest of the group gets its grace period (the wrapper sh dies at the
+    // first SIGTERM; the job itself may still be saving a checkpoint).
+    if (stopping) await stopping;
     // What the job left in its group (a background `sleep &`) goes with it.
-    if (pgid !== undefined && !detached && liveGroupMembers(pgid).length > 0) {
+    else if (pgid !== undefined && !detached && liveGroupMembers(pgid).length > 0) {
       signalGroup(pgid, "SIGKILL");
       await waitGroupGone(pgid, 5_000);
     }
@@ -54,7 +58,8 @@ export function startProcessJob(spec: ProcessJobSpec): JobHandle {
     pgid,
     exited,
     async stop(graceMs) {
-      if (pgid !== undefined) await terminateGroup(pgid, graceMs);
+      if (pgid !== undefined) stopping ??= terminateGroup(pgid, graceMs);
+      await stopping;
       await exited;
     },
     detach() {

@@ -1,0 +1,44 @@
+// Shared bits of the agent's integration tests: short dispatcher thresholds, waiting for job
+// states, reading an agent's /status, and checking that a job's process group is gone.
+import type { Job, JobState } from "../../core/api.js";
+import type { DispatcherClient } from "../../core/client.js";
+import { liveGroupMembers } from "../../agent/process-group.js";
+import type { AgentProcess } from "../helpers/agent-process.js";
+import { waitFor } from "../helpers/wait.js";
+
+export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
+
+export function waitForJob(admin: DispatcherClient, id: string, ok: (j: Job) => boolean, what: string, timeoutMs = 20_000): Promise<Job> {
+  return waitFor(`job ${id} ${what}`, () => admin.job(id), ok, timeoutMs, 100);
+}
+
+export function waitForState(admin: DispatcherClient, id: string, state: JobState, timeoutMs = 20_000): Promise<Job> {
+  return waitForJob(admin, id, (j) => j.state === state, `to be ${state}`, timeoutMs);
+}
+
+export interface AgentStatus {
+  hostId: string;
+  gpus: { index: number; name: string }[];
+  runningJobs: { id: string; attempt: number; pgid: number | null; phase: string }[];
+}
+
+export async function agentStatus(agent: AgentProcess, token = agent.agentToken()): Promise<AgentStatus> {
+  const res = await fetch(`${agent.url}/status`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET ${agent.url}/status: ${res.status} ${await res.text()}`);
+  return (await res.json()) as AgentStatus;
+}
+
+/** The process group of a job while it runs on this agent, from the agent's /status. */
+export async function jobGroup(agent: AgentProcess, jobId: string): Promise<number> {
+  const s = await waitFor(
+    `job ${jobId} running with a process group on ${agent.hostId}`,
+    () => agentStatus(agent),
+    (st) => st.runningJobs.some((j) => j.id === jobId && j.pgid !== null),
+    15_000,
+  );
+  return s.runningJobs.find((j) => j.id === jobId)!.pgid!;
+}
+
+export function groupGone(pgid: number): boolean {
+  return liveGroupMembers(pgid).length === 0;
+}

@@ -1,0 +1,177 @@
+// A real dispatcher and two real agents (processes, loopback HTTP, fake nvidia-smi since there is
+// no GPU here): registration and heartbeats, jobs spread over both, outputs synced byte-exact,
+// exit codes, timeouts and cancels with no process left behind, and the agents' local servers.
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
+import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
+import { waitFor } from "../helpers/wait.js";
+import { agentStatus, fastDispatcherEnv, groupGone, jobGroup, waitForJob, waitForState } from "./agent-helpers.js";
+
+let d: DispatcherProcess;
+let a: AgentProcess;
+let b: AgentProcess;
+const agents = () => [a, b];
+const byHost = (hostId: string) => agents().find((x) => x.hostId === hostId)!;
+
+beforeAll(async () => {
+  d = await startDispatcher({ env: fastDispatcherEnv });
+  [a, b] = await Promise.all([
+    startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-a", gpus: "h100-80gb-x1.txt", args: ["--labels", "room=b12"] }),
+    startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-b", gpus: "rtx-4090-x2.txt" }),
+  ]);
+});
+
+afterEach((ctx) => {
+  if (ctx.task.result?.state === "fail") for (const x of [a, b]) if (x) console.error(`--- agent ${x.hostId} ---\n${x.output().slice(-4000)}`);
+});
+
+afterAll(async () => {
+  for (const x of [a, b]) {
+    if (!x) continue;
+    await x.stop();
+    x.cleanup();
+  }
+  if (d) {
+    await d.stop();
+    d.cleanup();
+  }
+});
+
+describe("agents against a real dispatcher", () => {
+  it("register their GPUs from nvidia-smi and heartbeat host figures", async () => {
+    const devices = await waitFor("both devices with heartbeat figures", () => d.admin().devices(), (ds) => ds.length === 2 && ds.every((x) => x.status === "healthy" && x.diskFreeGiB !== null));
+    const ga = devices.find((x) => x.hostId === "gpu-a")!;
+    const gb = devices.find((x) => x.hostId === "gpu-b")!;
+    expect(ga.gpus.map((g) => g.name)).toEqual(["NVIDIA H100 80GB HBM3"]);
+    expect(ga.gpus[0]).toMatchObject({ memoryTotalMiB: 81559, temperatureC: 33, powerW: 71.94 });
+    expect(ga.labels).toEqual({ room: "b12" });
+    expect(ga.agentUrl).toBe(a.url);
+    expect(gb.gpus.map((g) => g.index)).toEqual([0, 1]);
+    expect(ga.memoryTotalMiB).toBeGreaterThan(0);
+    expect(ga.gpuProblem).toBeNull();
+    expect(statSync(join(a.workdir, "agent-token.json")).mode & 0o777).toBe(0o600);
+  });
+
+  it("spreads jobs over both agents and syncs job.log and appended CSVs byte-exact", async () => {
+    const admin = d.admin();
+    // Interleaved stdout/stderr, a CSV past the 64 KiB fingerprint windows appended in bursts,
+    // and a config file rewritten shorter.
+    const script = [
+      "echo v1-first-version-of-the-config > config.yaml",
+      "for i in $(seq 1 12); do",
+      '  echo "step $i"; echo "warn $i" >&2',
+      "  seq $((i*1000)) $((i*1000+999)) | sed 's/$/,0.125,train-loss/' >> metrics.csv",
+      "  sleep 0.15",
+      "done",
+      "echo v3 > config.yaml",
+    ].join("\n");
+    // gpu-a has one GPU and gpu-b two: three 1-GPU jobs fill both hosts.
+    const jobs = await Promise.all([1, 2, 3].map((n) => admin.submit({ name: `spread-${n}`, command: script, gpus: 1 })));
+    const done = await Promise.all(jobs.map((j) => waitForState(admin, j.id, "succeeded", 30_000)));
+    expect(new Set(done.map((j) => j.hostId))).toEqual(new Set(["gpu-a", "gpu-b"]));
+
+    const expectedLog = Array.from({ length: 12 }, (_, k) => `step ${k + 1}\nwarn ${k + 1}\n`).join("");
+    let expectedCsv = "";
+    for (let i = 1; i <= 12; i++) for (let n = i * 1000; n <= i * 1000 + 999; n++) expectedCsv += `${n},0.125,train-loss\n`;
+    for (const j of done) {
+      const local = join(byHost(j.hostId!).workdir, "jobs", j.id, "attempt-1");
+      const log = await admin.syncGet(j.id, "job.log");
+      expect(log.toString()).toBe(expectedLog);
+      expect(log.equals(readFileSync(join(local, "job.log")))).toBe(true);
+      const csv = await admin.syncGet(j.id, "metrics.csv");
+      expect(csv.length).toBeGreaterThan(128 * 1024);
+      expect(csv.toString()).toBe(expectedCsv);
+      expect((await admin.syncGet(j.id, "config.yaml")).toString()).toBe("v3\n");
+    }
+  }, 45_000);
+
+  it("gives a job its GPUs, id, attempt and output dir, and archives the run with secrets redacted", async () => {
+    const admin = d.admin();
+    const job = await admin.submit({
+      command: ["sh", "-c", 'echo "gpus=$CUDA_VISIBLE_DEVICES id=$LABRIG_JOB_ID attempt=$LABRIG_ATTEMPT pwd=$(pwd) out=$LABRIG_OUTPUT_DIR join=${LABRIG_JOIN_TOKEN:-none}"'],
+      gpus: 2,
+      env: { HF_TOKEN: "hf_very_secret", LR: "0.001" },
+    });
+    const done = await waitForState(admin, job.id, "succeeded");
+    expect(done.hostId).toBe("gpu-b");
+    const out = join(b.workdir, "jobs", job.id, "attempt-1");
+    expect((await admin.syncGet(job.id, "job.log")).toString()).toBe(`gpus=0,1 id=${job.id} attempt=1 pwd=${out} out=${out} join=none\n`);
+    const run = JSON.parse((await admin.syncGet(job.id, "run.json")).toString());
+    expect(run).toMatchObject({ jobId: job.id, attempt: 1, host: { hostId: "gpu-b" }, gpuIndices: [0, 1], state: "succeeded", exitCode: 0 });
+    expect(run.gpus.map((g: { name: string }) => g.name)).toEqual(["NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"]);
+    expect(run.env).toMatchObject({ HF_TOKEN: "<redacted>", LR: "0.001", CUDA_VISIBLE_DEVICES: "0,1" });
+    expect(JSON.stringify(run)).not.toContain("hf_very_secret");
+    expect(Date.parse(run.endedAt)).toBeGreaterThanOrEqual(Date.parse(run.startedAt));
+  });
+
+  it("reports a non-zero exit as failed with its exit code, and a missing command as exit 127", async () => {
+    const admin = d.admin();
+    const [three, missing] = await Promise.all([admin.submit({ command: "echo bye; exit 3", gpus: 0 }), admin.submit({ command: ["no-such-program-here"], gpus: 0 })]);
+    expect(await waitForState(admin, three.id, "failed")).toMatchObject({ exitCode: 3 });
+    expect(await waitForState(admin, missing.id, "failed")).toMatchObject({ exitCode: 127 });
+    expect((await admin.syncGet(three.id, "job.log")).toString()).toBe("bye\n");
+  });
+
+  it("times a job out: SIGTERM to its whole group, SIGKILL after the grace, state timed_out", async () => {
+    const admin = d.admin();
+    // The job ignores SIGTERM and leaves a background child: only the group SIGKILL ends both.
+    const job = await admin.submit({ command: "trap 'echo got TERM' TERM; sleep 300 & while true; do sleep 0.2; done", gpus: 0, timeoutS: 2 });
+    const running = await waitForState(admin, job.id, "running");
+    const pgid = await jobGroup(byHost(running.hostId!), job.id);
+    const done = await waitForState(admin, job.id, "timed_out", 20_000);
+    expect(done.reason).toBe("timed out after 2 s");
+    expect(groupGone(pgid)).toBe(true);
+    expect((await admin.syncGet(job.id, "job.log")).toString()).toContain("got TERM");
+  });
+
+  it("cancels a running job when the heartbeat says so, and leaves no process behind", async () => {
+    const admin = d.admin();
+    const job = await admin.submit({ command: "sleep 300 & sleep 300 & wait", gpus: 1 });
+    const running = await waitForState(admin, job.id, "running");
+    const pgid = await jobGroup(byHost(running.hostId!), job.id);
+    await admin.cancel(job.id);
+    const done = await waitForState(admin, job.id, "cancelled", 15_000);
+    expect(done.attempt).toBe(1);
+    expect(groupGone(pgid)).toBe(true);
+    const st = await agentStatus(byHost(running.hostId!));
+    expect(st.runningJobs.map((j) => j.id)).not.toContain(job.id);
+  });
+
+  it("serves /status, a job's log (tail and follow) and /metrics to its own or the admin token only", async () => {
+    const admin = d.admin();
+    expect((await fetch(`${a.url}/status`)).status).toBe(401);
+    expect((await fetch(`${a.url}/status`, { headers: { authorization: "Bearer nope" } })).status).toBe(401);
+    expect((await fetch(`${a.url}/status`, { headers: { authorization: `Bearer ${b.agentToken()}` } })).status).toBe(401);
+    const st = await agentStatus(a, d.adminToken);
+    expect(st.hostId).toBe("gpu-a");
+    expect(st.gpus.map((g) => g.name)).toEqual(["NVIDIA H100 80GB HBM3"]);
+
+    const job = await admin.submit({ command: "for i in $(seq 1 15); do echo line $i; sleep 0.1; done", gpus: 1, constraints: { hostId: "gpu-a" } });
+    await waitForState(admin, job.id, "running");
+    const res = await fetch(`${a.url}/jobs/${job.id}/log?follow=1`, { headers: { authorization: `Bearer ${d.adminToken}` } });
+    expect(res.status).toBe(200);
+    // The followed stream ends by itself once the job has ended, holding every line.
+    const followed = await res.text();
+    expect(followed).toBe(Array.from({ length: 15 }, (_, i) => `line ${i + 1}\n`).join(""));
+    await waitForState(admin, job.id, "succeeded");
+    const tail = await fetch(`${a.url}/jobs/${job.id}/log?tail=2`, { headers: { authorization: `Bearer ${a.agentToken()}` } });
+    expect(await tail.text()).toBe("line 14\nline 15\n");
+    expect((await fetch(`${a.url}/jobs/nosuchjob/log`, { headers: { authorization: `Bearer ${a.agentToken()}` } })).status).toBe(404);
+
+    const metrics = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${b.agentToken()}` } })).text();
+    expect(metrics).toMatch(/labrig_agent_gpu_utilization_percent\{gpu="0",uuid="GPU-c8a2e6f4-[^"]+",name="NVIDIA GeForce RTX 4090",host="gpu-b"\} 99/);
+    expect(metrics).toMatch(/labrig_agent_gpu_temperature_celsius\{gpu="1",[^}]*\} 34/);
+    expect(metrics).toMatch(/labrig_agent_disk_free_gib\{host="gpu-b"\} \d/);
+  }, 30_000);
+
+  it("keeps heartbeating through a job's life, listing it as running", async () => {
+    const admin = d.admin();
+    const job = await admin.submit({ command: "sleep 2.5", gpus: 1, constraints: { hostId: "gpu-b" } });
+    await waitForState(admin, job.id, "running");
+    const dev = await waitFor("gpu-b listing the job", () => admin.devices(), (ds) => ds.find((x) => x.hostId === "gpu-b")!.runningJobs.includes(job.id));
+    expect(dev.find((x) => x.hostId === "gpu-b")!.status).toBe("healthy");
+    await waitForJob(admin, job.id, (j) => j.state === "succeeded", "to succeed");
+  });
+});
