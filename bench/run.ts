@@ -3,9 +3,10 @@
 import { Command } from "commander";
 import { dispatchLatency, heartbeatsPerSecond, syncThroughput } from "./http.js";
 import { leaseDecision } from "./lease-decision.js";
+import { provisionNoopVsAnsible } from "./provision-noop.js";
 import type { Benchmark, BenchResult } from "./types.js";
 
-export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput];
+export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, provisionNoopVsAnsible];
 
 const program = new Command("bench")
   .description("labrig's benchmarks; each prints a figure beside a reference measured in the same run")
