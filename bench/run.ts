@@ -3,10 +3,11 @@
 import { Command } from "commander";
 import { dispatchLatency, heartbeatsPerSecond, syncThroughput } from "./http.js";
 import { leaseDecision } from "./lease-decision.js";
+import { tuiCpu } from "./tui-cpu.js";
 import { provisionNoopVsAnsible } from "./provision-noop.js";
 import type { Benchmark, BenchResult } from "./types.js";
 
-export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, provisionNoopVsAnsible];
+export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, provisionNoopVsAnsible, tuiCpu];
 
 const program = new Command("bench")
   .description("labrig's benchmarks; each prints a figure beside a reference measured in the same run")

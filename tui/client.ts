@@ -12,7 +12,7 @@ import { type ContainerSource, pollSources } from "./containers.js";
 import {
   type Command,
   appendLogText,
-  applyDispatcherEvent,
+  applyDispatcherEvents,
   applySnapshot,
   flash,
   replaceLogText,
@@ -125,11 +125,18 @@ export class DataClient {
       onConnected();
       this.store.update((s) => setConnection(s, "connected", this.opts.now()));
       void this.resync();
-      const parser = createParser({ onEvent: (m) => this.onMessage(m) });
+      let burst: DispatcherEvent[] = [];
+      const parser = createParser({ onEvent: (m) => this.onMessage(m, burst) });
       const decoder = new TextDecoder();
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         feedWatchdog();
         parser.feed(decoder.decode(chunk, { stream: true }));
+        if (burst.length) {
+          const evs = burst;
+          burst = [];
+          this.store.update((s) => applyDispatcherEvents(s, evs, this.opts.now()));
+          for (const ev of evs) this.afterEvent(ev);
+        }
       }
     } catch (err) {
       throw conn.signal.aborted && conn.signal.reason ? conn.signal.reason : err;
@@ -139,15 +146,18 @@ export class DataClient {
     }
   }
 
-  private onMessage(m: EventSourceMessage): void {
+  private onMessage(m: EventSourceMessage, burst: DispatcherEvent[]): void {
     let ev: DispatcherEvent;
     try {
       ev = JSON.parse(m.data) as DispatcherEvent;
     } catch {
       return;
     }
-    if (!ev || typeof ev !== "object" || !("type" in ev)) return;
-    this.store.update((s) => applyDispatcherEvent(s, ev, this.opts.now()));
+    if (ev && typeof ev === "object" && "type" in ev) burst.push(ev);
+  }
+
+  /** What an event means beyond the state: the open job's log and synced files. */
+  private afterEvent(ev: DispatcherEvent): void {
     if (ev.type === "log" && this.syncedReread?.jobId === ev.jobId && ev.path === "job.log") this.scheduleSyncedReread();
     if (ev.type === "log" && this.store.get().detailJobId === ev.jobId && Date.now() - this.syncedLoadedAt > 2000) {
       this.syncedLoadedAt = Date.now();

@@ -16,7 +16,7 @@ export function visibleDevices(s: TuiState): Device[] {
   const out: Device[] = [];
   for (const id in s.devices) {
     const d = s.devices[id]!;
-    if (matches(s.filter, d.hostId, d.hostname, d.status, ...Object.entries(d.labels).map(([k, v]) => `${k}=${v}`), ...d.gpus.map((g) => g.name))) out.push(d);
+    if (!s.filter || matches(s.filter, d.hostId, d.hostname, d.status, ...Object.entries(d.labels).map(([k, v]) => `${k}=${v}`), ...d.gpus.map((g) => g.name))) out.push(d);
   }
   return out.sort((a, b) => a.hostId.localeCompare(b.hostId));
 }

@@ -150,6 +150,31 @@ export function applyDispatcherEvent(s: TuiState, ev: DispatcherEvent, now: Date
   }
 }
 
+/** Applies a burst of events (one network read) with one copy of the device and job maps. */
+export function applyDispatcherEvents(s: TuiState, evs: DispatcherEvent[], now: Date = new Date()): TuiState {
+  if (evs.length === 1) return applyDispatcherEvent(s, evs[0]!, now);
+  // Device updates that change nothing but figures are the flood (every host, every second):
+  // merge those into one new map; everything else goes through applyDispatcherEvent in order.
+  let devices: Record<string, Device> | null = null;
+  let next = s;
+  for (const ev of evs) {
+    if (ev.type === "device") {
+      const before = (devices ?? next.devices)[ev.device.hostId];
+      if (before && before.status === ev.device.status && before.gpuProblem === ev.device.gpuProblem) {
+        devices ??= { ...next.devices };
+        devices[ev.device.hostId] = ev.device;
+        continue;
+      }
+    }
+    if (devices) {
+      next = { ...next, devices };
+      devices = null;
+    }
+    next = applyDispatcherEvent(next, ev, now);
+  }
+  return devices ? { ...next, devices } : next;
+}
+
 /** Replaces devices and jobs with a full listing (after connecting, and periodically). */
 export function applySnapshot(s: TuiState, devices: Device[], jobs: Job[], now: Date = new Date()): TuiState {
   const byHost: Record<string, Device> = {};
