@@ -145,7 +145,7 @@ export class Agent {
       }
       if (this.stopping) throw new LabrigError("stopped before registering");
       await sleep(delay);
-      delay = Math.min(delay * 2, 10_000);
+      delay = Math.min(delay * 2, 5_000);
     }
   }
 
@@ -213,7 +213,7 @@ export class Agent {
         }
         this.log(`lease: ${errorMessage(err)} (retrying in ${delay / 1000} s)`);
         await this.pause(delay);
-        delay = Math.min(delay * 2, 10_000);
+        delay = Math.min(delay * 2, 5_000);
         continue;
       }
       if (!lease) continue;

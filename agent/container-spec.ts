@@ -24,7 +24,11 @@ export function containerName(jobId: string, attempt: number): string {
 }
 
 export function buildContainerSpec(job: ContainerJob): ContainerCreateOptions {
-  const cmd = typeof job.command === "string" ? ["sh", "-c", job.command] : job.command;
+  const argv = typeof job.command === "string" ? ["sh", "-c", job.command] : job.command;
+  // The engine keeps stdout and stderr in two pipes and loses their order; one sh (exec'ed away
+  // at once) puts stderr on stdout inside, as the process path does with its one descriptor.
+  // So an image needs /bin/sh.
+  const cmd = ["sh", "-c", 'exec "$@" 2>&1', "labrig-job", ...argv];
   // Inside the container the GPUs Docker hands over are numbered from 0; NVIDIA's images set
   // NVIDIA_VISIBLE_DEVICES=all, which would expose every GPU to a 0-GPU job, hence "void".
   const gpuEnv =

@@ -1,6 +1,6 @@
 // The host's figures the agent heartbeats besides its GPUs: CPU busy % since the last reading,
 // memory, and free disk where job outputs go.
-import { statfsSync } from "node:fs";
+import * as fs from "node:fs";
 import { cpus, freemem, totalmem } from "node:os";
 
 export interface HostStats {
@@ -45,10 +45,11 @@ export class HostStatsReader {
     const MiB = 1024 * 1024;
     let diskFreeGiB: number | undefined;
     try {
-      const s = statfsSync(this.diskPath);
-      diskFreeGiB = Math.round(((s.bavail * s.bsize) / 1024 ** 3) * 100) / 100;
+      // statfs came in Node 18.15; older Nodes leave the figure out.
+      const s = fs.statfsSync?.(this.diskPath);
+      if (s) diskFreeGiB = Math.round(((s.bavail * s.bsize) / 1024 ** 3) * 100) / 100;
     } catch {
-      /* statfs unsupported here: leave it out */
+      /* not here: leave it out */
     }
     return {
       cpuPct,

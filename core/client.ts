@@ -50,7 +50,7 @@ export class DispatcherClient {
       body = JSON.stringify(opts.body);
     }
     const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const signal = opts.signal ? anySignal([opts.signal, timeout]) : timeout;
     let res: Response;
     try {
       res = await fetch(this.url + path, { method, headers, body, signal });
@@ -162,6 +162,20 @@ export class DispatcherClient {
     }
     return Buffer.from(await res.arrayBuffer());
   }
+}
+
+/** AbortSignal.any, which Node 18 (the agent bundle's floor) lacks. */
+function anySignal(signals: AbortSignal[]): AbortSignal {
+  if (typeof AbortSignal.any === "function") return AbortSignal.any(signals);
+  const c = new AbortController();
+  for (const s of signals) {
+    if (s.aborted) {
+      c.abort(s.reason);
+      break;
+    }
+    s.addEventListener("abort", () => c.abort(s.reason), { once: true });
+  }
+  return c.signal;
 }
 
 const enc = encodeURIComponent;

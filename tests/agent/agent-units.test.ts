@@ -46,14 +46,14 @@ describe("buildContainerSpec", () => {
     expect(spec.HostConfig?.DeviceRequests).toEqual([{ Driver: "nvidia", DeviceIDs: ["2", "3"], Capabilities: [["gpu"]] }]);
     expect(spec.Env).toContain("NVIDIA_VISIBLE_DEVICES=2,3");
     expect(spec.Env).toContain("CUDA_VISIBLE_DEVICES=0,1");
-    expect(spec.Cmd).toEqual(["python", "train.py"]);
+    expect(spec.Cmd).toEqual(["sh", "-c", 'exec "$@" 2>&1', "labrig-job", "python", "train.py"]);
   });
 
-  it("gives a 0-GPU job no device request and hides every GPU", () => {
+  it("gives a 0-GPU job no device request and hides every GPU; stderr joins stdout inside so job.log keeps their order", () => {
     const spec = buildContainerSpec({ ...base, command: "echo hi", gpuIndices: [] });
     expect(spec.HostConfig?.DeviceRequests).toEqual([]);
     expect(spec.Env).toContain("NVIDIA_VISIBLE_DEVICES=void");
-    expect(spec.Cmd).toEqual(["sh", "-c", "echo hi"]);
+    expect(spec.Cmd).toEqual(["sh", "-c", 'exec "$@" 2>&1', "labrig-job", "sh", "-c", "echo hi"]);
   });
 
   it("mounts the output dir at /output, points LABRIG_OUTPUT_DIR there and labels the container", () => {
