@@ -8,6 +8,7 @@ import { App, type EffectHandler } from "../../tui/app.js";
 import { DataClient } from "../../tui/client.js";
 import { initialState } from "../../tui/state.js";
 import { TuiStore } from "../../tui/store.js";
+import { startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { SimAgent, fakeGpus } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
@@ -138,6 +139,36 @@ describe("dashboard and a dispatcher that goes away", () => {
       }
     } finally {
       own.cleanup();
+    }
+  });
+});
+
+describe("dashboard and a real agent", () => {
+  it("follows a running job's log live from the agent's HTTP, line by line as it is written", async () => {
+    const agent = await startAgent({ url: dispatcher.url, joinToken: dispatcher.joinToken, hostId: "real-agent" });
+    try {
+      const job = await dispatcher.admin().submit({
+        name: "ticker",
+        project: "tuitest",
+        command: ["sh", "-c", "for i in $(seq 1 60); do echo tick $i; sleep 0.1; done"],
+        gpus: 0,
+        constraints: { hostId: "real-agent" },
+      });
+      await waitFor("the job running", () => dispatcher.admin().job(job.id), (j) => j.state === "running");
+      const d = startDashboard();
+      await d.see("the agent's host", (t) => t.includes("real-agent"));
+      await d.key("2");
+      await d.key("/");
+      for (const ch of "ticker") await d.key(ch);
+      await d.key("\r");
+      await d.key("l");
+      const first = await d.see("the live log", (t) => t.includes("live from the agent") && /tick \d+/.test(t));
+      const firstTick = Number(/tick (\d+)/.exec(first.split("· following")[1]!)![1]);
+      // Later lines arrive without a key press while the job writes them.
+      await d.see("later lines", (t) => /tick (\d+)/.test(t) && Math.max(...[...t.matchAll(/tick (\d+)/g)].map((m) => Number(m[1]))) >= firstTick + 10);
+    } finally {
+      await agent.stop();
+      agent.cleanup();
     }
   });
 });

@@ -136,7 +136,7 @@ function EmptyLab({ url, connected }: { url: string; connected: boolean }) {
     <Note
       lines={[
         "no devices yet: start an agent on each GPU host, pointing it at this dispatcher:",
-        `  pnpm labrig agent --url ${url}`,
+        `  pnpm labrig agent --url ${url} --join-token <the dispatcher's join-token>`,
         "(on this machine, `pnpm start` runs a dispatcher and an agent together), then submit a job:",
         "  pnpm submit -- python train.py",
       ]}
