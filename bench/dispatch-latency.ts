@@ -87,20 +87,23 @@ export const dispatchLatency: Benchmark = {
         await new Promise((r) => setTimeout(r, 1000)); // every agent is in its long poll
         const n = quick ? 50 : 300;
         const latencies: number[] = [];
+        const submits: number[] = [];
         for (let i = 0; i < n; i++) {
           if (loopFailure) throw loopFailure;
           const t0 = performance.now();
           const { body: job } = await ops.json<{ id: string }>("POST", "/api/jobs", d.adminToken, { command: ["true"], name: `bench-${i}` });
+          submits.push(performance.now() - t0);
           latencies.push((await arrivals.take(job!.id, ARRIVAL_TIMEOUT_MS, "the lease")) - t0);
           await endings.take(job!.id, ARRIVAL_TIMEOUT_MS, "the end report");
           await new Promise((r) => setTimeout(r, 20)); // the agent is back in its long poll
         }
         latencies.sort((a, b) => a - b);
+        submits.sort((a, b) => a - b);
         const rtt = await healthRoundTrips(ops, n);
         const p50 = percentile(latencies, 50);
         const p99 = percentile(latencies, 99);
         const load = machineLoad();
-        log(`  dispatch p50 ${round(p50)} ms, p99 ${round(p99)} ms; loopback GET /api/health p50 ${round(percentile(rtt, 50))} ms, p99 ${round(percentile(rtt, 99))} ms; ${load}`);
+        log(`  dispatch p50 ${round(p50)} ms, p99 ${round(p99)} ms; submit answered p50 ${round(percentile(submits, 50))} ms; loopback GET /api/health p50 ${round(percentile(rtt, 50))} ms, p99 ${round(percentile(rtt, 99))} ms; ${load}`);
         return [
           {
             name: "dispatch-latency-p99-ms",
@@ -109,7 +112,7 @@ export const dispatchLatency: Benchmark = {
             reference: { name: "loopback-http-rtt-p99-ms", value: round(percentile(rtt, 99)), unit: "ms" },
             goal: "< 50 ms",
             met: p99 < 50,
-            note: `p50 ${round(p50)} ms, max ${round(latencies[latencies.length - 1]!)} ms over ${n} jobs with ${AGENTS} agents long-polling and heartbeating every ${HEARTBEAT_S} s; loopback GET p50 ${round(percentile(rtt, 50))} ms; ${load}`,
+            note: `p50 ${round(p50)} ms, max ${round(latencies[latencies.length - 1]!)} ms over ${n} jobs (the submit's own answer: p50 ${round(percentile(submits, 50))} ms, p99 ${round(percentile(submits, 99))} ms) with ${AGENTS} agents long-polling and heartbeating every ${HEARTBEAT_S} s; loopback GET p50 ${round(percentile(rtt, 50))} ms; ${load}`,
           },
         ];
       } finally {
