@@ -44,6 +44,8 @@ export class Agent {
   private loops: Promise<void>[] = [];
   private server?: Server;
   private serverUrl: string | null = null;
+  /** The server's URL for the rest of the lab: the host's name when it listens on every address. */
+  private advertisedUrl: string | null = null;
   private syncedBytesDone = 0;
   private wakers = new Set<() => void>();
 
@@ -68,9 +70,17 @@ export class Agent {
       const addr = await listen(this.server, this.opts.listen.host, this.opts.listen.port);
       const host = addr.address === "0.0.0.0" || addr.address === "::" ? "127.0.0.1" : addr.address.includes(":") ? `[${addr.address}]` : addr.address;
       this.serverUrl = `http://${host}:${addr.port}`;
-      this.log(`local server at ${this.serverUrl}`);
+      const wildcard = addr.address === "0.0.0.0" || addr.address === "::";
+      this.advertisedUrl = this.opts.advertiseUrl ?? (wildcard ? `http://${hostname()}:${addr.port}` : this.serverUrl);
+      this.log(`local server at ${this.serverUrl}${this.advertisedUrl !== this.serverUrl ? ` (advertised as ${this.advertisedUrl})` : ""}`);
     }
-    await this.registerUntilDone(true);
+    try {
+      await this.registerUntilDone(true);
+    } catch (err) {
+      this.server?.close();
+      this.server?.closeAllConnections();
+      throw err;
+    }
     for (const record of loadJobRecords(this.paths)) {
       if (this.jobs.has(record.jobId)) continue;
       this.log(`job ${record.jobId} attempt ${record.attempt}: picked up from the last run`);
@@ -117,7 +127,7 @@ export class Agent {
       gpus: this.probe.gpus.map((g) => ({ index: g.index, uuid: g.uuid, name: g.name, memoryTotalMiB: g.memoryTotalMiB })),
       labels: this.opts.labels,
       agentVersion,
-      agentUrl: this.serverUrl ?? undefined,
+      agentUrl: this.advertisedUrl ?? undefined,
     };
   }
 

@@ -19,6 +19,8 @@ export function defineAgentOptions(cmd: Command): Command {
       `
 Also from the environment:
   LABRIG_AGENT_ADMIN_TOKENS  admin tokens the local server accepts without asking the dispatcher
+  LABRIG_AGENT_URL           the local server's URL as the lab reaches it (default: http://HOSTNAME:PORT
+                             when listening on every address)
   LABRIG_SYNC_INTERVAL_S     seconds between syncs of a running job's outputs (default 1)
   LABRIG_LEASE_WAIT_S        seconds one long poll for work waits (default 30, at most 60)
 

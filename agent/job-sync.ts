@@ -27,6 +27,7 @@ export interface JobSyncOptions {
   stateFile: string;
   /** A rewritten file is sent once it has not changed for this long (or at the final sync). */
   quietMs?: number;
+  log?: (message: string) => void;
 }
 
 interface SyncStateFile {
@@ -100,13 +101,18 @@ function isStale(err: unknown): boolean {
 export class JobSync {
   private acked: Record<string, AckedFile> = {};
   private needStatus = true;
+  /** Files the dispatcher refused (a name it does not take, too large): left out of this attempt's sync. */
+  private refused = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
   readonly quietMs: number;
   /** Bytes sent in appends and puts, for metrics. */
   bytesSent = 0;
 
+  private readonly log?: (message: string) => void;
+
   constructor(private readonly opts: JobSyncOptions) {
     this.quietMs = opts.quietMs ?? 2_000;
+    this.log = opts.log;
     if (existsSync(opts.stateFile)) {
       try {
         const s = JSON.parse(readFileSync(opts.stateFile, "utf8")) as SyncStateFile;
@@ -127,7 +133,17 @@ export class JobSync {
   private async round(final: boolean): Promise<void> {
     try {
       if (this.needStatus) await this.reconcile();
-      for (const path of listOutputFiles(this.opts.outputDir)) await this.syncFile(path, final);
+      for (const path of listOutputFiles(this.opts.outputDir)) {
+        if (this.refused.has(path)) continue;
+        try {
+          await this.syncFile(path, final);
+        } catch (err) {
+          // A file the dispatcher will never take must not hold back the job's end report.
+          if (!(err instanceof ApiError) || err.status >= 500 || [401, 403, 404, 409].includes(err.status)) throw err;
+          this.refused.add(path);
+          this.log?.(`job ${this.opts.jobId}: the dispatcher refused ${path}; it is left out: ${err.message}`);
+        }
+      }
     } catch (err) {
       if (isStale(err)) throw new StaleAttemptError(`attempt ${this.opts.attempt} of job ${this.opts.jobId} is no longer this agent's: ${(err as Error).message}`, { cause: err });
       if (!(err instanceof ApiError) || err.status >= 500 || err.status === 401) this.needStatus = true;

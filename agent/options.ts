@@ -33,6 +33,8 @@ export interface AgentOptions {
   killGraceMs: number;
   syncIntervalMs: number;
   leaseWaitS: number;
+  /** The local server's URL as the lab should reach it (sent at registration); derived when unset. */
+  advertiseUrl?: string;
   /** Admin tokens the local server accepts without asking the dispatcher. */
   adminTokens: string[];
 }
@@ -103,6 +105,7 @@ export function resolveAgentOptions(flags: AgentFlags, env: NodeJS.ProcessEnv = 
     killGraceMs: seconds(flags.killGrace ?? env.LABRIG_KILL_GRACE_S, flags.killGrace !== undefined ? "--kill-grace" : "LABRIG_KILL_GRACE_S", 10) * 1000,
     syncIntervalMs: seconds(env.LABRIG_SYNC_INTERVAL_S, "LABRIG_SYNC_INTERVAL_S", 1) * 1000,
     leaseWaitS: Math.min(60, Math.max(1, Math.round(seconds(env.LABRIG_LEASE_WAIT_S, "LABRIG_LEASE_WAIT_S", 30)))),
+    advertiseUrl: env.LABRIG_AGENT_URL?.replace(/\/+$/, "") || undefined,
     adminTokens: (env.LABRIG_AGENT_ADMIN_TOKENS ?? "").split(",").map((t) => t.trim()).filter(Boolean),
   };
 }

@@ -105,6 +105,7 @@ export class RunningJob {
       attempt: this.attempt,
       outputDir: this.outputDir,
       stateFile: ctx.paths.syncStateFile(this.jobId, this.attempt),
+      log: ctx.log,
     });
     this.done = this.life().catch((err) => ctx.log(`job ${this.jobId} attempt ${this.attempt}: ${errorMessage(err)}`));
   }

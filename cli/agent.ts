@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { defineAgentOptions } from "../agent/command.js";
 import type { AgentFlags } from "../agent/options.js";
+import { errorMessage } from "../core/errors.js";
 
 export function registerAgentCommands(program: Command): void {
   const agent = defineAgentOptions(
@@ -12,7 +13,12 @@ export function registerAgentCommands(program: Command): void {
       .enablePositionalOptions(),
   ).action(async (flags: AgentFlags) => {
     const { runAgent } = await import("../agent/main.js");
-    process.exitCode = await runAgent(flags);
+    try {
+      process.exitCode = await runAgent(flags);
+    } catch (err) {
+      process.stderr.write(`labrig: ${errorMessage(err)}\n`);
+      process.exitCode = 1;
+    }
     // Idle keep-alive sockets of fetch would hold the process a few seconds more.
     process.exit();
   });

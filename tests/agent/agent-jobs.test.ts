@@ -166,6 +166,19 @@ describe("agents against a real dispatcher", () => {
     expect(metrics).toMatch(/labrig_agent_disk_free_gib\{host="gpu-b"\} \d/);
   }, 30_000);
 
+  it("syncs the files the dispatcher takes and still ends a job whose other file it refuses", async () => {
+    const admin = d.admin();
+    const job = await admin.submit({ command: "echo kept > good.txt; echo x > 'back\\slash.txt'; echo done", gpus: 0 });
+    await waitForState(admin, job.id, "succeeded");
+    expect((await admin.syncGet(job.id, "good.txt")).toString()).toBe("kept\n");
+    expect((await admin.syncGet(job.id, "job.log")).toString()).toBe("done\n");
+  });
+
+  it("refuses to start with a wrong join token: exit 1, naming the join-token file", async () => {
+    const bad = startAgent({ url: d.url, joinToken: "not-the-join-token", hostId: "gpu-x" });
+    await expect(bad).rejects.toThrow(/exited \(1\) before it was ready:[\s\S]*refused the join token[\s\S]*join-token file/);
+  });
+
   it("keeps heartbeating through a job's life, listing it as running", async () => {
     const admin = d.admin();
     const job = await admin.submit({ command: "sleep 2.5", gpus: 1, constraints: { hostId: "gpu-b" } });
