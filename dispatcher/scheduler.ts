@@ -16,7 +16,9 @@
 //   in all, the one with the most matching GPUs free now (ties: lowest hostId). Lower-ranked jobs
 //   may not take GPUs there in this decision. Only that one job reserves. So a 4-GPU job waiting
 //   behind a stream of 1-GPU jobs gets the first host that drains to 4 free GPUs, and aging makes
-//   it the best-ranked waiting job in the end even when the stream has higher priority.
+//   it the best-ranked waiting job in the end even when the stream has higher priority. Its wait
+//   is bounded: nothing new starts on the reserved host, and the reservation only moves to a host
+//   with more matching GPUs free, so the free count it waits on only grows as running jobs end.
 // - A job that can never fit (no schedulable host has enough matching GPUs in all) reserves
 //   nothing and blocks nobody.
 // - `gpus: 0` jobs take no GPU and run on the first schedulable host (by hostId) that matches their
