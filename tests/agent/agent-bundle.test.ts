@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleAgent } from "../../agent/bundle.js";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
-import { fastDispatcherEnv, waitForState } from "./agent-helpers.js";
+import { steadyDispatcherEnv, waitForState } from "./agent-helpers.js";
 
 const nodes = [process.execPath, ...(process.env.LABRIG_TEST_NODE18 ? [process.env.LABRIG_TEST_NODE18] : [])];
 let dir: string;
@@ -45,7 +45,7 @@ describe("the bundled agent", () => {
     let d: DispatcherProcess;
     let a: AgentProcess;
     beforeAll(async () => {
-      d = await startDispatcher({ env: fastDispatcherEnv });
+      d = await startDispatcher({ env: steadyDispatcherEnv });
       // No engine at this socket: a container job must fail on the connection, not on a missing module.
       a = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-bundle", command: [node, bundle], env: { DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
     });

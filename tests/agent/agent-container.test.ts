@@ -12,7 +12,7 @@ import { docker, requireDocker } from "../infra/docker.js";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
-import { fastDispatcherEnv, waitForState } from "./agent-helpers.js";
+import { steadyDispatcherEnv, waitForState } from "./agent-helpers.js";
 
 const image = "labrig-test-agent-sh:1";
 
@@ -44,7 +44,7 @@ let a: AgentProcess;
 beforeAll(async () => {
   await requireDocker();
   await buildShImage();
-  d = await startDispatcher({ env: fastDispatcherEnv });
+  d = await startDispatcher({ env: steadyDispatcherEnv });
   a = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-docker" });
 });
 

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
-import { fastDispatcherEnv, groupGone, jobGroup, waitForState } from "./agent-helpers.js";
+import { fastDispatcherEnv, groupGone, jobGroup, steadyDispatcherEnv, waitForState } from "./agent-helpers.js";
 import { signalGroup } from "../../agent/process-group.js";
 
 const started: { agents: AgentProcess[]; dispatchers: DispatcherProcess[]; groups: number[] } = { agents: [], dispatchers: [], groups: [] };
@@ -75,7 +75,7 @@ describe("agent failover", () => {
   }, 60_000);
 
   it("finishes a job across a dispatcher kill -9 and restart: succeeded, its log whole, in order, without duplicates", async () => {
-    const first = await dispatcher();
+    const first = await dispatcher({ env: steadyDispatcherEnv });
     const a = await agent(first, "gpu-a");
     const admin = first.admin();
     const job = await admin.submit({
@@ -87,7 +87,7 @@ describe("agent failover", () => {
     await sleep(800);
     await first.kill();
     await sleep(1_500);
-    const second = await dispatcher({ stateDir: first.stateDir, port: first.port });
+    const second = await dispatcher({ env: steadyDispatcherEnv, stateDir: first.stateDir, port: first.port });
     expect(second.url).toBe(first.url);
 
     const done = await waitForState(second.admin(), job.id, "succeeded", 30_000);
@@ -101,7 +101,7 @@ describe("agent failover", () => {
 
 describe("agent SIGTERM", () => {
   // Slow disconnects here: the agent's restart must not count as a lost host.
-  const env = { ...fastDispatcherEnv, LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "20" };
+  const env = { ...steadyDispatcherEnv, LABRIG_DISCONNECT_AFTER_S: "20" };
 
   it("stops its running jobs, reports them failed ('agent stopped') and exits 0", async () => {
     const d = await dispatcher({ env });

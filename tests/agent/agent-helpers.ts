@@ -6,7 +6,10 @@ import { liveGroupMembers } from "../../agent/process-group.js";
 import type { AgentProcess } from "../helpers/agent-process.js";
 import { waitFor } from "../helpers/wait.js";
 
+/** Short thresholds for tests that wait for a silent agent to be declared lost. */
 export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
+/** For the rest: heartbeats as fast, but a busy CI machine delaying one must not lose a host. */
+export const steadyDispatcherEnv = { LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_HEARTBEAT_S: "1" };
 
 export function waitForJob(admin: DispatcherClient, id: string, ok: (j: Job) => boolean, what: string, timeoutMs = 20_000): Promise<Job> {
   return waitFor(`job ${id} ${what}`, () => admin.job(id), ok, timeoutMs, 100);

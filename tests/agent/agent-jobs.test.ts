@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
-import { agentStatus, fastDispatcherEnv, groupGone, jobGroup, waitForJob, waitForState } from "./agent-helpers.js";
+import { agentStatus, steadyDispatcherEnv, groupGone, jobGroup, waitForJob, waitForState } from "./agent-helpers.js";
 
 let d: DispatcherProcess;
 let a: AgentProcess;
@@ -16,7 +16,7 @@ const agents = () => [a, b];
 const byHost = (hostId: string) => agents().find((x) => x.hostId === hostId)!;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: fastDispatcherEnv });
+  d = await startDispatcher({ env: steadyDispatcherEnv });
   [a, b] = await Promise.all([
     startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-a", gpus: "h100-80gb-x1.txt", args: ["--labels", "room=b12"] }),
     startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-b", gpus: "rtx-4090-x2.txt" }),
