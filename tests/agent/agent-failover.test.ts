@@ -118,6 +118,25 @@ describe("agent SIGTERM", () => {
     expect(existsSync(join(a.workdir, "agent.json"))).toBe(false);
   }, 30_000);
 
+  it("re-adopts its running job after a kill -9 and restart on its workdir; sync resumes from its saved state: the log arrives whole, once", async () => {
+    const d = await dispatcher({ env });
+    const a = await agent(d, "gpu-a");
+    const admin = d.admin();
+    const job = await admin.submit({ command: 'for i in $(seq 1 80); do echo "attempt $LABRIG_ATTEMPT line $i"; sleep 0.05; done', gpus: 1 });
+    await waitForState(admin, job.id, "running");
+    const pgid = await jobGroup(a, job.id);
+    started.groups.push(pgid);
+    await waitFor("some lines synced", () => admin.syncGet(job.id, "job.log").then((b) => b.length), (n) => n > 0);
+    await a.kill();
+    expect(groupGone(pgid)).toBe(false);
+    expect(existsSync(join(a.workdir, "state", "sync", `${job.id}.attempt-1.json`))).toBe(true);
+
+    await agent(d, "gpu-a", { workdir: a.workdir });
+    const done = await waitForState(admin, job.id, "succeeded", 30_000);
+    expect(done).toMatchObject({ attempt: 1, exitCode: 0 });
+    expect((await admin.syncGet(job.id, "job.log")).toString()).toBe(lines(1, 80));
+  }, 40_000);
+
   it("with --keep-jobs leaves its jobs running and re-adopts them at the next start, which reports how they ended", async () => {
     const d = await dispatcher({ env });
     const a = await agent(d, "gpu-a", { args: ["--keep-jobs"] });

@@ -54,6 +54,28 @@ describe("agents against a real dispatcher", () => {
     expect(statSync(join(a.workdir, "agent-token.json")).mode & 0o777).toBe(0o600);
   });
 
+  it("registers only the healthy GPUs of a host with a GPU off the bus, or none without a driver, and heartbeats the reason", async () => {
+    const [bus, nodriver] = await Promise.all([
+      startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-bus", gpus: "fallen-off-bus.txt" }),
+      startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-nodriver", gpus: "no-driver.txt" }),
+    ]);
+    try {
+      const ds = await waitFor("both with their GPU problem", () => d.admin().devices(), (x) => ["gpu-bus", "gpu-nodriver"].every((h) => x.find((y) => y.hostId === h)?.gpuProblem));
+      const busDev = ds.find((x) => x.hostId === "gpu-bus")!;
+      expect(busDev.gpus.map((g) => g.index)).toEqual([0, 2]);
+      expect(busDev.gpuProblem).toMatch(/GPU0000:41:00.0: Unknown Error/);
+      const nd = ds.find((x) => x.hostId === "gpu-nodriver")!;
+      expect(nd.gpus).toEqual([]);
+      expect(nd.gpuProblem).toMatch(/no NVIDIA driver/);
+    } finally {
+      // Drained first, so no later test's job is handed to a host that is going away.
+      await Promise.all([d.admin().drain("gpu-bus"), d.admin().drain("gpu-nodriver")]);
+      await Promise.all([bus.stop(), nodriver.stop()]);
+      bus.cleanup();
+      nodriver.cleanup();
+    }
+  });
+
   it("spreads jobs over both agents and syncs job.log and appended CSVs byte-exact", async () => {
     const admin = d.admin();
     // Interleaved stdout/stderr, a CSV past the 64 KiB fingerprint windows appended in bursts,
