@@ -59,6 +59,10 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
     [...cmd.slice(1), "--url", opts.url, "--host-id", opts.hostId, "--join-token", opts.joinToken, "--workdir", workdir, "--listen", "127.0.0.1:0", "--nvidia-smi", smi, ...(opts.args ?? [])],
     { cwd: repoRoot, env: { ...process.env, LABRIG_KILL_GRACE_S: "2", ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
+  const removeOwn = () => {
+    rmSync(toolDir, { recursive: true, force: true });
+    if (ownWorkdir) rmSync(workdir, { recursive: true, force: true });
+  };
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
@@ -68,7 +72,10 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
   const deadline = Date.now() + 30_000;
   let url = "";
   while (Date.now() < deadline) {
-    if (exitCode !== undefined) throw new Error(`agent ${opts.hostId} exited (${exitCode}) before it was ready:\n${out}`);
+    if (exitCode !== undefined) {
+      removeOwn();
+      throw new Error(`agent ${opts.hostId} exited (${exitCode}) before it was ready:\n${out}`);
+    }
     if (existsSync(infoFile)) {
       try {
         const info = JSON.parse(readFileSync(infoFile, "utf8")) as { url: string; pid: number };
@@ -84,6 +91,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
   }
   if (!url) {
     child.kill("SIGKILL");
+    await exited;
+    removeOwn();
     throw new Error(`agent ${opts.hostId} did not become ready in 30 s:\n${out}`);
   }
   const signal = async (s: NodeJS.Signals) => {
@@ -101,9 +110,6 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
     kill: async () => void (await signal("SIGKILL")),
     stop: () => signal("SIGTERM"),
     exited,
-    cleanup: () => {
-      rmSync(toolDir, { recursive: true, force: true });
-      if (ownWorkdir) rmSync(workdir, { recursive: true, force: true });
-    },
+    cleanup: removeOwn,
   };
 }
