@@ -203,6 +203,12 @@ export type DispatcherEvent =
   | { type: "log"; jobId: string; attempt: number; path: string; offset: number; size: number }
   | { type: "notice"; level: "info" | "warn" | "error"; message: string; at: string };
 
+/** `POST /api/notices` (admin): a line for the events stream, e.g. a failed nightly backup. */
+export const noticeRequestSchema = z.object({
+  level: z.enum(["info", "warn", "error"]).default("info"),
+  message: z.string().min(1).max(2000),
+});
+
 export const errorResponseSchema = z.object({
   error: z.string(),
   message: z.string(),

@@ -7,6 +7,7 @@ import {
   jobEventRequestSchema,
   jobStates,
   priorities,
+  noticeRequestSchema,
   queueAddRequestSchema,
   registerRequestSchema,
   submitJobRequestSchema,
@@ -250,6 +251,14 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     const body = parse(queueAddRequestSchema, req.body);
     const job = service.queueAdd(body.config_path, toPriority(body.priority));
     return reply.code(201).send({ ...job, status: "queued", job_id: job.id });
+  });
+
+  app.post("/api/notices", async (req, reply) => {
+    requireAdmin(req);
+    const body = parse(noticeRequestSchema, req.body);
+    const notice = { type: "notice" as const, level: body.level, message: body.message, at: new Date().toISOString() };
+    service.events.emit(notice);
+    return reply.code(202).send(notice);
   });
 
   // ---- devices ----

@@ -578,6 +578,24 @@ describe("events and metrics", () => {
     expect(text).toContain(`"hostId":"${a.hostId}"`);
   });
 
+  it("puts an admin's notice on the event stream and refuses an empty one", async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${d.url}/api/events`, { headers: { authorization: `Bearer ${d.adminToken}` }, signal: ac.signal });
+    const reader = res.body!.getReader();
+    const posted = await raw("POST", "/api/notices", { token: d.adminToken, body: { level: "error", message: "nightly backup failed: restic exit 1" } });
+    expect(posted.status).toBe(202);
+    expect((await raw("POST", "/api/notices", { token: d.adminToken, body: { level: "error", message: "" } })).json.field).toBe("message");
+    let text = "";
+    const deadline = Date.now() + 5000;
+    while (!text.includes("nightly backup failed") && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    ac.abort();
+    expect(text).toMatch(/event: notice\ndata: \{.*"level":"error".*nightly backup failed/);
+  });
+
   it("exposes Prometheus metrics", async () => {
     const res = await fetch(`${d.url}/metrics`);
     const text = await res.text();
