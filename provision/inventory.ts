@@ -64,6 +64,8 @@ const hostFields = {
   docker: dockerSchema.default(dockerSchema.parse({})),
   nvidia: nvidiaSchema.default(nvidiaSchema.parse({})),
   agent: agentSchema.default(agentSchema.parse({})),
+  /** Role dispatcher: the container's settings, checked by the dispatcher-container step itself. */
+  dispatcher: z.record(z.string(), z.unknown()).optional(),
 };
 const hostSchema = z.strictObject(hostFields);
 

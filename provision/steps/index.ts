@@ -4,8 +4,19 @@ import type { Step } from "../step.js";
 import { agentStep } from "./agent.js";
 import { backupTimerStep } from "./backup-timer.js";
 import { baseStep } from "./base.js";
+import { dispatcherContainerStep } from "./dispatcher-container.js";
+import { dispatcherFirewallStep } from "./dispatcher-firewall.js";
 import { dockerStep } from "./docker.js";
 import { firewallStep } from "./firewall.js";
 import { nvidiaToolkitStep } from "./nvidia-toolkit.js";
 
-export const allSteps: Step[] = [baseStep, dockerStep, nvidiaToolkitStep, agentStep, firewallStep, backupTimerStep];
+export const allSteps: Step[] = [
+  baseStep,
+  dockerStep,
+  nvidiaToolkitStep,
+  agentStep,
+  firewallStep,
+  dispatcherContainerStep,
+  dispatcherFirewallStep,
+  backupTimerStep,
+];
