@@ -34,6 +34,8 @@ export async function runDashboard(opts: DashboardOptions): Promise<void> {
 /** The Ink dashboard, when tui/app.tsx exists and exports runTui. */
 async function loadRunTui(print: (line: string) => void): Promise<RunTui | undefined> {
   const spec = new URL("../tui/app.js", import.meta.url).href;
+  // React's development build costs several times more per frame; `labrig tui` sets this too.
+  process.env.NODE_ENV ??= "production";
   try {
     const mod = (await import(spec)) as { runTui?: RunTui };
     return typeof mod.runTui === "function" ? mod.runTui : undefined;
