@@ -67,7 +67,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
     const run = await provisionCli(["--dry-run", ...common]);
     expect(run.exitCode).toBe(0);
     expect(run.report.dryRun).toBe(true);
-    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "backup-timer": "changed" });
+    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
     expect(stepOf(run, hostName, "docker").changes.map((c) => c.kind)).toContain("install-packages");
     expect(stepOf(run, hostName, "firewall").changes.map((c) => c.line)).toContain("ufw allow 22/tcp (SSH, before enabling)");
     expect(run.stderr).toContain(`recorded the host key of ${hostName}`);
@@ -78,7 +78,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
   it("provisions it: docker, firewall, agent, backups, all checked inside the host", async () => {
     const run = await provisionCli(common);
     expect(run.exitCode, JSON.stringify(run.report, null, 1)).toBe(0);
-    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "backup-timer": "changed" });
+    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
     expect(stepOf(run, hostName, "nvidia-toolkit").reason).toMatch(/no working NVIDIA driver/);
 
     // Docker runs, with log rotation, and the login user may use it.
