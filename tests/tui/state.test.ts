@@ -112,8 +112,11 @@ describe("store", () => {
       await sleep(5);
     }
     await sleep(300);
+    // At most one notification per 1/maxHz of the time that really passed (a busy CI machine
+    // stretches the loop), plus the leading one.
+    const elapsedMs = Date.now() - t0;
     expect(seen.length).toBeGreaterThanOrEqual(3);
-    expect(seen.length).toBeLessThanOrEqual(5);
+    expect(seen.length).toBeLessThanOrEqual(Math.floor(elapsedMs / 250) + 1);
     expect(seen.at(-1)).toBe(n);
     store.close();
   });
