@@ -1,9 +1,11 @@
 // What `labrig provision` does, apart from parsing flags: load the inventory, connect over SSH,
 // run the steps with live progress on stderr, then print the summary or the JSON report on stdout.
 import { defaultKnownHostsFile } from "./known-hosts.js";
-import { loadInventory, selectHosts } from "./inventory.js";
+import { type Inventory, loadInventory, selectHosts } from "./inventory.js";
 import { listrProgress } from "./progress.js";
 import { anyFailed, provision, selectSteps, type ProvisionReport } from "./runner.js";
+import { shq } from "./remote.js";
+import { readSavedDispatcher } from "./saved-dispatcher.js";
 import { SshRemote } from "./ssh-remote.js";
 import { allSteps } from "./steps/index.js";
 
@@ -43,8 +45,32 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
     onEvent: progress.onEvent,
   });
   await progress.done;
-  process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + "\n" : formatSummary(report));
+  const next = nextCommands(report, inventory, opts.inventoryFile);
+  process.stdout.write(opts.json ? JSON.stringify({ ...report, next }, null, 2) + "\n" : formatSummary(report) + formatNext(next));
   return anyFailed(report);
+}
+
+/** What to run after this run: the failed hosts again, or the lab's dashboard and a first job. */
+export function nextCommands(report: ProvisionReport, inventory: Inventory, inventoryFile: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const inv = inventoryFile === "inventory.yaml" ? "" : ` --inventory ${shq(inventoryFile)}`;
+  const failed = report.hosts.filter((h) => h.steps.some((s) => s.status === "failed")).map((h) => h.host);
+  if (report.dryRun) return [`apply these changes: labrig provision --host ${report.hosts.map((h) => h.host).join(",")}${inv}`];
+  const next: string[] = [];
+  if (failed.length) next.push(`fix what failed above, then run again (what converged stays as it is): labrig provision --host ${failed.join(",")}${inv}`);
+  const saved = readSavedDispatcher(inventory.lab.name, env);
+  const url = inventory.lab.dispatcher?.url ?? saved?.url;
+  if (url && saved) {
+    const target = `LABRIG_URL=${url} LABRIG_TOKEN=$(cat ${shq(saved.adminTokenFile)})`;
+    next.push(`watch the lab: ${target} labrig tui --inventory ${shq(inventoryFile)}`);
+    next.push(`run a first job: ${target} labrig submit --gpus 1 --wait -- nvidia-smi`);
+  } else if (!url) {
+    next.push(`no dispatcher yet: give one host roles: [dispatcher] (or set lab.dispatcher.url) and run labrig provision --host all${inv}`);
+  }
+  return next;
+}
+
+function formatNext(next: string[]): string {
+  return next.length ? `\nNext:\n${next.map((n) => `  ${n}`).join("\n")}\n` : "";
 }
 
 export function formatSummary(report: ProvisionReport): string {

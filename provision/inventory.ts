@@ -5,12 +5,13 @@
 //
 //   const inv = loadInventory("inventory.yaml");
 //   const hosts = selectHosts(inv, "gpu-a100,gpu-b");   // or "all"
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument, type Document } from "yaml";
 import { z } from "zod";
 import { InputError } from "../core/errors.js";
+import { readSavedDispatcher, savedDispatcherDir } from "./saved-dispatcher.js";
 
 const cidr = z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "expected an address or CIDR such as 192.168.1.0/24");
 
@@ -149,16 +150,32 @@ export function selectHosts(inv: Inventory, spec: string): HostConfig[] {
   });
 }
 
-/** Reads the join token agents register with: LABRIG_JOIN_TOKEN, else lab.dispatcher.joinTokenFile. */
+/**
+ * Reads the join token agents register with: LABRIG_JOIN_TOKEN, else lab.dispatcher.joinTokenFile,
+ * else the one the dispatcher-container step read back from the lab's dispatcher host.
+ */
 export function readJoinToken(inv: Inventory, env: NodeJS.ProcessEnv = process.env): string {
   if (env.LABRIG_JOIN_TOKEN) return env.LABRIG_JOIN_TOKEN.trim();
   const file = inv.lab.dispatcher?.joinTokenFile;
-  if (!file) throw new InputError(`${inv.file}: lab.dispatcher.joinTokenFile`, "no join token: set lab.dispatcher.joinTokenFile or LABRIG_JOIN_TOKEN");
-  try {
-    return readFileSync(file, "utf8").trim();
-  } catch (err) {
-    throw new InputError(`${inv.file}: lab.dispatcher.joinTokenFile`, `cannot read the join token from ${file}; the dispatcher writes it to its state folder as join-token`, { cause: err });
+  if (file) {
+    try {
+      return readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new InputError(`${inv.file}: lab.dispatcher.joinTokenFile`, `cannot read the join token from ${file}; the dispatcher writes it to its state folder as join-token`, { cause: err });
+    }
   }
+  const saved = readSavedDispatcher(inv.lab.name, env);
+  if (saved && existsSync(saved.joinTokenFile)) return readFileSync(saved.joinTokenFile, "utf8").trim();
+  const deployer = inv.hosts.find((h) => h.roles.includes("dispatcher"));
+  throw new InputError(
+    `${inv.file}: lab.dispatcher`,
+    `no join token: ${deployer ? `provision the dispatcher host first (labrig provision --host ${deployer.name}; --host all does it first), or ` : ""}set lab.dispatcher.joinTokenFile or LABRIG_JOIN_TOKEN (looked in ${savedDispatcherDir(inv.lab.name, env)} too)`,
+  );
+}
+
+/** The URL agents reach the dispatcher at: lab.dispatcher.url, else the one saved when its container was deployed. */
+export function dispatcherUrl(inv: Inventory, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return inv.lab.dispatcher?.url ?? readSavedDispatcher(inv.lab.name, env)?.url;
 }
 
 function schemaError(err: z.ZodError, prefix: (string | number)[], where: (p: (string | number)[]) => string, host?: string, hostValue?: unknown): InputError {

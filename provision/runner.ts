@@ -1,5 +1,7 @@
 // Runs steps on hosts: hosts in parallel (up to `concurrency`), steps in order on each host;
 // check, then apply the changes (unless a dry run), then check again to prove the host converged.
+// Hosts with role dispatcher go first, as a wave of their own: the others' agents join the
+// dispatcher those hosts bring up, with the URL and join token its step read back.
 // A failed step stops its host's remaining steps and says what it left changed; other hosts go
 // on. The runner only produces events and a report: listr2 shows the events, --json prints the
 // report, tests read either.
@@ -67,19 +69,28 @@ export function stepAppliesTo(step: Step, host: HostConfig): boolean {
   return step.roles === "all" || step.roles.some((r) => host.roles.includes(r));
 }
 
+/** The order hosts are brought up in: dispatcher hosts, then every other host; empty waves left out. */
+export function provisionWaves(hosts: HostConfig[]): HostConfig[][] {
+  const first = hosts.filter((h) => h.roles.includes("dispatcher"));
+  const then = hosts.filter((h) => !h.roles.includes("dispatcher"));
+  return [first, then].filter((wave) => wave.length > 0);
+}
+
 export async function provision(opts: ProvisionOptions): Promise<ProvisionReport> {
   const steps = selectSteps(opts.steps, opts.only, opts.skip);
   const emit = opts.onEvent ?? (() => undefined);
-  const reports: HostReport[] = new Array(opts.hosts.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < opts.hosts.length) {
-      const i = next++;
-      reports[i] = await provisionHost(opts, opts.hosts[i]!, steps, emit);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 8, opts.hosts.length)) }, worker));
-  return { dryRun: !!opts.dryRun, hosts: reports };
+  const byHost = new Map<HostConfig, HostReport>();
+  for (const wave of provisionWaves(opts.hosts)) {
+    let next = 0;
+    const worker = async () => {
+      while (next < wave.length) {
+        const host = wave[next++]!;
+        byHost.set(host, await provisionHost(opts, host, steps, emit));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 8, wave.length)) }, worker));
+  }
+  return { dryRun: !!opts.dryRun, hosts: opts.hosts.map((h) => byHost.get(h)!) };
 }
 
 async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: Step[], emit: (e: ProvisionEvent) => void): Promise<HostReport> {

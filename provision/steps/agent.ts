@@ -10,7 +10,7 @@ import type { Change } from "../change.js";
 import { commandOutput, nodeMajor } from "../facts/commands.js";
 import { fileStates } from "../facts/files.js";
 import { unitStates } from "../facts/systemd.js";
-import { readJoinToken } from "../inventory.js";
+import { dispatcherUrl, readJoinToken } from "../inventory.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import type { Step, StepContext } from "../step.js";
 
@@ -25,8 +25,8 @@ const createUser = `create the system user ${agentUser}`;
 
 export function renderAgentEnv(ctx: Pick<StepContext, "host" | "inventory">, joinToken: string): string {
   const { host, inventory } = ctx;
-  const url = inventory.lab.dispatcher?.url;
-  if (!url) throw new InputError(`${inventory.file}: lab.dispatcher.url`, "the agent needs the dispatcher's URL (lab.dispatcher.url)");
+  const url = dispatcherUrl(inventory);
+  if (!url) throw new InputError(`${inventory.file}: lab.dispatcher.url`, "the agent needs the dispatcher's URL: set lab.dispatcher.url, or give a host role dispatcher and provision it first");
   const lines = {
     LABRIG_URL: url,
     LABRIG_HOST_ID: host.name,

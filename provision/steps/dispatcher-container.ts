@@ -17,13 +17,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type Docker from "dockerode";
 import { z } from "zod";
-import { labrigHome } from "../../core/config.js";
 import { LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
 import type { HostConfig } from "../inventory.js";
 import { defaultKnownHostsFile } from "../known-hosts.js";
 import { applyChanges } from "../ops.js";
 import { shq } from "../remote.js";
+import { savedDispatcherDir } from "../saved-dispatcher.js";
 import type { Step, StepContext } from "../step.js";
 import { connectDockerOverSsh, type DockerConnection, dialStdioCommand, dockerOverStreams, imageId, localDocker, pullImage, transferImage } from "./dispatcher-container-docker.js";
 
@@ -100,10 +100,7 @@ function bytes(size: string): number {
   return Number(m[1]) * { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
 }
 
-/** Where this machine keeps what it learned about the lab's dispatcher. */
-export function savedDispatcherDir(lab: string, env: NodeJS.ProcessEnv = process.env): string {
-  return join(labrigHome(env), "labs", lab);
-}
+export { savedDispatcherDir };
 
 interface ContainerFact {
   id: string;

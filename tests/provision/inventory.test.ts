@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { InputError } from "../../core/errors.js";
-import { loadInventory, parseInventory, selectHosts } from "../../provision/inventory.js";
+import { dispatcherUrl, loadInventory, parseInventory, readJoinToken, selectHosts } from "../../provision/inventory.js";
+import { savedDispatcherDir } from "../../provision/saved-dispatcher.js";
 
 const dir = mkdtempSync(join(tmpdir(), "labrig-inv-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,6 +84,26 @@ describe("inventory", () => {
     expect(selectHosts(inv, "a, b").map((h) => h.name)).toEqual(["a", "b"]);
     expect(selectHosts(inv, "all").map((h) => h.name)).toEqual(["a", "b"]);
     expect(errorOf(() => selectHosts(inv, "a,gpu-z")).message).toBe("--host: unknown host 'gpu-z' in inv.yaml; known hosts: a, b");
+  });
+
+  it("joins agents to the dispatcher the dispatcher host's provisioning saved, with nothing copied by hand", () => {
+    const lab = `lab: {name: l1}\nhosts:\n  nas: {address: 10.0.0.9, roles: [dispatcher]}\n  g: {address: 10.0.0.2, roles: [gpu]}\n`;
+    const home = join(dir, "home-saved");
+    const env = { LABRIG_HOME: home };
+    const inv = parseInventory(lab, "inv.yaml", env);
+    expect(errorOf(() => readJoinToken(inv, env)).message).toBe(
+      `inv.yaml: lab.dispatcher: no join token: provision the dispatcher host first (labrig provision --host nas; --host all does it first), or set lab.dispatcher.joinTokenFile or LABRIG_JOIN_TOKEN (looked in ${join(home, "labs", "l1")} too)`,
+    );
+    expect(dispatcherUrl(inv, env)).toBeUndefined();
+    const saved = savedDispatcherDir("l1", env);
+    mkdirSync(saved, { recursive: true });
+    writeFileSync(join(saved, "join-token"), "jt-from-nas\n");
+    writeFileSync(join(saved, "dispatcher.json"), JSON.stringify({ host: "nas", url: "http://10.0.0.9:8000", adminTokenFile: join(saved, "admin-token"), joinTokenFile: join(saved, "join-token") }));
+    expect(readJoinToken(inv, env)).toBe("jt-from-nas");
+    expect(dispatcherUrl(inv, env)).toBe("http://10.0.0.9:8000");
+    // What the inventory or the environment says still wins.
+    expect(readJoinToken(inv, { ...env, LABRIG_JOIN_TOKEN: "from-env" })).toBe("from-env");
+    expect(dispatcherUrl(parseInventory(`lab: {name: l1, dispatcher: {url: "http://nas.lab:8000"}}\nhosts: {g: {address: x}}\n`, "i.yaml", env), env)).toBe("http://nas.lab:8000");
   });
 
   it("loads the worked example at the repository root", () => {

@@ -153,6 +153,19 @@ describe("runner", () => {
     expect(events[0]).toEqual({ type: "host-start", host: "h1", steps: ["one", "two"] });
   });
 
+  it("brings dispatcher hosts up first, then every other host in parallel, even when a dispatcher host fails", async () => {
+    states.clear();
+    const lab = parseInventory("hosts:\n  g1: {address: a, roles: [gpu]}\n  nas: {address: b, roles: [dispatcher]}\n  g2: {address: c, roles: [gpu]}\n", "i.yaml", {});
+    const events: ProvisionEvent[] = [];
+    const anyRole = (s: Step): Step => ({ ...s, roles: "all" });
+    const steps = [anyRole(flagStep("one", ["a", "b"], { failOn: "b", failHost: "nas" }))];
+    const report = await provision({ inventory: lab, hosts: lab.hosts, steps, connect, onEvent: (e) => events.push(e) });
+    const order = events.filter((e) => e.type === "host-start" || e.type === "host-end").map((e) => `${e.type}:${e.host}`);
+    expect(order.slice(0, 2)).toEqual(["host-start:nas", "host-end:nas"]);
+    expect(order.slice(2, 4).sort()).toEqual(["host-start:g1", "host-start:g2"]);
+    expect(report.hosts.map((h) => [h.host, h.steps[0]!.status])).toEqual([["g1", "changed"], ["nas", "failed"], ["g2", "changed"]]);
+  });
+
   it("fails a step whose apply does not converge", async () => {
     states.clear();
     const stubborn: Step = { ...flagStep("s", ["a"]), apply: async () => undefined };
