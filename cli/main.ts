@@ -6,6 +6,7 @@ import { LabrigError } from "../core/errors.js";
 import { registerAgentCommands } from "./agent.js";
 import { registerBackupCommands } from "./backup.js";
 import { registerDispatcherCommands } from "./dispatcher.js";
+import { registerImageCommands } from "./image.js";
 import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
 import { registerProvisionCommands } from "./provision.js";
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerAgentCommands(program);
   registerJobCommands(program);
   registerProvisionCommands(program);
+  registerImageCommands(program);
   registerTuiCommands(program);
   registerBackupCommands(program);
   return program;

@@ -185,7 +185,7 @@ export function planDispatcherContainer(facts: Facts, s: DispatcherSettings, pul
     if (!facts.imageHere) {
       return {
         changes: [],
-        fail: `image ${s.image} is not on this machine's Docker engine, and the host does not pull it: build it here (docker build -f compose/Dockerfile -t ${s.image} .) or set dispatcher.pull: true`,
+        fail: `image ${s.image} is not on this machine's Docker engine, and the host does not pull it: build it here with \`labrig image build --tag ${s.image}\` (--base IMAGE for an air-gapped lab), or set dispatcher.pull: true for an image in a registry`,
       };
     }
     wantImageId = facts.imageHere;

@@ -1,8 +1,9 @@
-// Builds the dispatcher image the way CI can (no registry): compose/build-app.mjs on this machine,
-// then compose/Dockerfile with PREBUILT=1 on the node base image from tests/infra. Test files that
-// need the image share one build through a lock; Docker's layer cache makes a repeat quick.
+// Builds the dispatcher image the way CI can (no registry), with the command a user runs:
+// `labrig image build --base <node base from tests/infra> --tag labrig-dispatcher:test` (the app
+// assembled here by compose/build-app.mjs, then compose/Dockerfile with PREBUILT=1). Test files
+// that need the image share one build through a lock; Docker's layer cache makes a repeat quick.
 import { execa } from "execa";
-import { repoRoot } from "../helpers/dispatcher-process.js";
+import { nodeWithTsx, repoRoot } from "../helpers/dispatcher-process.js";
 import { requireDocker } from "../infra/docker.js";
 import { ensureNodeBaseImage } from "../infra/node-base-image.js";
 
@@ -10,23 +11,21 @@ export const dispatcherTestImage = "labrig-dispatcher:test";
 const lockFile = "/tmp/labrig-dispatcher-image.lock";
 
 let built: Promise<string> | undefined;
+/** What `labrig image build` printed on stdout the last time this process built the image. */
+export let lastImageBuildOutput = "";
 
 export function ensureDispatcherImage(): Promise<string> {
   built ??= (async () => {
     await requireDocker();
     const base = await ensureNodeBaseImage();
-    const script = [
-      "node compose/build-app.mjs",
-      `docker build -q -f compose/Dockerfile --build-arg BASE_IMAGE=${base} --build-arg PREBUILT=1 -t ${dispatcherTestImage} .`,
-    ].join(" && ");
-    const res = await execa("flock", [lockFile, "sh", "-c", script], {
+    const res = await execa("flock", [lockFile, ...nodeWithTsx, "cli/main.ts", "image", "build", "--base", base, "--tag", dispatcherTestImage], {
       cwd: repoRoot,
       reject: false,
-      all: true,
       env: { DOCKER_BUILDKIT: "0" },
-      timeout: 300_000,
+      timeout: 600_000,
     });
-    if (res.exitCode !== 0) throw new Error(`building ${dispatcherTestImage} failed:\n${res.all}`);
+    if (res.exitCode !== 0) throw new Error(`labrig image build of ${dispatcherTestImage} failed:\n${res.stderr}\n${res.stdout}`);
+    lastImageBuildOutput = res.stdout;
     return dispatcherTestImage;
   })();
   return built;
