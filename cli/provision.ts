@@ -1,5 +1,5 @@
 // Registers `labrig provision`: turns the inventory's hosts into lab workers over SSH.
-//   labrig provision --host gpu-a100 [--dry-run] [--json] [--only docker,firewall] [--skip ...]
+//   labrig provision --host gpu-a100 [--dry-run] [--json] [--only docker,firewall] [--skip ...] [--ask-sudo-pass]
 import type { Command } from "commander";
 import { InputError } from "../core/errors.js";
 
@@ -13,6 +13,7 @@ interface ProvisionFlags {
   concurrency: number;
   knownHosts?: string;
   agentBundle?: string;
+  askSudoPass?: boolean;
 }
 
 export function registerProvisionCommands(program: Command): void {
@@ -28,8 +29,10 @@ export function registerProvisionCommands(program: Command): void {
     .option("--concurrency <n>", "hosts provisioned at once", parseConcurrency, 8)
     .option("--known-hosts <path>", "pinned SSH host keys (default ~/.labrig/known_hosts)")
     .option("--agent-bundle <path>", "the bundled agent to install (default dist/agent/labrig-agent.mjs)")
+    .option("--ask-sudo-pass", "ask once for the login user's sudo password (hosts without passwordless sudo, e.g. a Synology); held in memory only, read from stdin when it is not a terminal")
     .action(async (flags: ProvisionFlags) => {
       const { runProvisionCommand } = await import("../provision/command.js");
+      const { askSecret } = await import("./ask-secret.js");
       const failed = await runProvisionCommand({
         hostSpec: flags.host,
         inventoryFile: flags.inventory,
@@ -40,6 +43,7 @@ export function registerProvisionCommands(program: Command): void {
         concurrency: flags.concurrency,
         knownHostsFile: flags.knownHosts,
         agentBundle: flags.agentBundle,
+        askSudoPassword: flags.askSudoPass ? () => askSecret("sudo password for the hosts' login user: ", "--ask-sudo-pass") : undefined,
       });
       if (failed) process.exitCode = 1;
     });

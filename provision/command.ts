@@ -1,12 +1,13 @@
 // What `labrig provision` does, apart from parsing flags: load the inventory, connect over SSH,
 // run the steps with live progress on stderr, then print the summary or the JSON report on stdout.
 import { defaultKnownHostsFile } from "./known-hosts.js";
-import { type Inventory, loadInventory, selectHosts } from "./inventory.js";
+import { type HostConfig, type Inventory, loadInventory, selectHosts } from "./inventory.js";
 import { listrProgress } from "./progress.js";
 import { anyFailed, provision, selectSteps, type ProvisionReport } from "./runner.js";
 import { shq } from "./remote.js";
 import { readSavedDispatcher } from "./saved-dispatcher.js";
-import { SshRemote } from "./ssh-remote.js";
+import { parseProxyJump } from "./proxy-jump.js";
+import { SshRemote, type SshTarget } from "./ssh-remote.js";
 import { allSteps } from "./steps/index.js";
 
 export interface ProvisionCommandOptions {
@@ -19,6 +20,14 @@ export interface ProvisionCommandOptions {
   concurrency: number;
   knownHostsFile?: string;
   agentBundle?: string;
+  /** --ask-sudo-pass: asked once, after the inventory and flags are checked; used for every host whose sudo asks, held in memory only. */
+  askSudoPassword?: () => Promise<string>;
+}
+
+export function sshTarget(host: HostConfig): SshTarget {
+  const target: SshTarget = { host: host.name, address: host.address, port: host.port, user: host.user, identityFile: host.identityFile };
+  if (host.proxyJump) target.jumps = parseProxyJump(host.proxyJump);
+  return target;
 }
 
 /** Runs it and returns whether any step failed. */
@@ -27,6 +36,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
   const hosts = selectHosts(inventory, opts.hostSpec);
   selectSteps(allSteps, opts.only, opts.skip); // flag errors before connecting anywhere
   const knownHostsFile = opts.knownHostsFile ?? defaultKnownHostsFile();
+  const sudoPassword = await opts.askSudoPassword?.();
   const progress = listrProgress(hosts.map((h) => h.name));
   const report = await provision({
     inventory,
@@ -38,10 +48,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
     skip: opts.skip,
     assets: { agentBundle: opts.agentBundle },
     connect: (host) =>
-      new SshRemote(
-        { host: host.name, address: host.address, port: host.port, user: host.user, identityFile: host.identityFile },
-        { knownHostsFile, onNotice: (m) => process.stderr.write(`${m}\n`) },
-      ),
+      new SshRemote(sshTarget(host), { knownHostsFile, onNotice: (m) => process.stderr.write(`${m}\n`), sudoPassword }),
     onEvent: progress.onEvent,
   });
   await progress.done;

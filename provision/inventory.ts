@@ -11,6 +11,7 @@ import { resolve } from "node:path";
 import { isMap, isScalar, LineCounter, parseDocument, type Document } from "yaml";
 import { z } from "zod";
 import { InputError } from "../core/errors.js";
+import { parseProxyJump } from "./proxy-jump.js";
 import { readSavedDispatcher, savedDispatcherDir } from "./saved-dispatcher.js";
 
 const cidr = z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "expected an address or CIDR such as 192.168.1.0/24");
@@ -56,6 +57,18 @@ const hostFields = {
   user: z.string().min(1).default("deploy"),
   port: z.number().int().min(1).max(65535).default(22),
   identityFile: z.string().optional(),
+  /** Jump hosts, as SSH's ProxyJump: `[user@]host[:port]`, several separated by commas or as a list. */
+  proxyJump: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .optional()
+    .superRefine((v, ctx) => {
+      if (v === undefined) return;
+      try {
+        parseProxyJump(v);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
   roles: z.array(z.enum(["gpu", "dispatcher"])).default([]),
   labels: z.record(z.string(), z.string()).default({}),
   /** "auto": set up the NVIDIA toolkit when a driver is there. "required": fail without one. "none": never. */

@@ -60,9 +60,18 @@ export class SudoPasswordRequiredError extends LabrigError {
     readonly user: string,
   ) {
     super(
-      `on ${host}: sudo asks ${user} for a password, and provisioning needs sudo without one. ` +
-        `On the host, run: echo '${user} ALL=(ALL) NOPASSWD:ALL' | sudo tee /etc/sudoers.d/${user} && sudo chmod 0440 /etc/sudoers.d/${user}`,
+      `on ${host}: sudo asks ${user} for a password: run again with --ask-sudo-pass (asked once, kept in memory only), ` +
+        `or give ${user} sudo without one; on the host: echo '${user} ALL=(ALL) NOPASSWD:ALL' | sudo tee /etc/sudoers.d/${user} && sudo chmod 0440 /etc/sudoers.d/${user}`,
     );
+  }
+}
+
+export class SudoPasswordWrongError extends LabrigError {
+  constructor(
+    readonly host: string,
+    readonly user: string,
+  ) {
+    super(`on ${host}: sudo refused the password given with --ask-sudo-pass for ${user}; run again and type ${user}'s login password on that host`);
   }
 }
 
@@ -82,13 +91,20 @@ function abbreviate(command: string): string {
 
 /** What an implementation supplies; the rest is shared. */
 export abstract class ShellRemote implements Remote {
+  /** The login user's sudo password (--ask-sudo-pass): in memory only, sent on stdin, never in a command line. */
+  readonly #sudoPassword: string | undefined;
+  #sudoMode?: Promise<"nopasswd" | "password">;
+
   constructor(
     readonly host: string,
     /** The login user, for messages. */
     protected readonly user: string,
     /** True when commands already run as root (then sudo is not used). */
     protected readonly isRoot = false,
-  ) {}
+    sudoPassword?: string,
+  ) {
+    this.#sudoPassword = sudoPassword;
+  }
 
   protected abstract execShell(command: string, input: string | Buffer | undefined, timeoutMs: number): Promise<ExecResult>;
   /** Places bytes in a new file readable only by the login user, and returns its path. */
@@ -96,12 +112,39 @@ export abstract class ShellRemote implements Remote {
   abstract close(): Promise<void>;
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const wrapped = opts.sudo && !this.isRoot ? `sudo -n -- sh -c ${shq(command)}` : command;
-    const res = await this.execShell(wrapped, opts.input, opts.timeoutMs ?? 600_000);
+    const { wrapped, preamble } = await this.asRoot(command, !!opts.sudo);
+    const input = preamble ? Buffer.concat([preamble, Buffer.from(opts.input ?? "")]) : opts.input;
+    const res = await this.execShell(wrapped, input, opts.timeoutMs ?? 600_000);
     if (opts.sudo && !this.isRoot && res.exitCode === 1 && /sudo: (a password is required|a terminal is required)/.test(res.stderr)) {
       throw new SudoPasswordRequiredError(this.host, this.user);
     }
     return res;
+  }
+
+  /**
+   * The command as root: as is for root, `sudo -n` without a password, and with one `sudo -k -S`
+   * reading it as the first line of stdin (-k: always asked, so the line is never left over for
+   * the command). Whether this host's sudo wants it at all is checked once, and a wrong one stops here.
+   */
+  protected async asRoot(command: string, sudo: boolean): Promise<{ wrapped: string; preamble?: Buffer }> {
+    if (!sudo || this.isRoot) return { wrapped: command };
+    const password = this.#sudoPassword;
+    if (password === undefined || (await this.sudoMode(password)) === "nopasswd") return { wrapped: `sudo -n -- sh -c ${shq(command)}` };
+    return { wrapped: `sudo -k -S -p '' -- sh -c ${shq(command)}`, preamble: Buffer.from(`${password}\n`) };
+  }
+
+  private sudoMode(password: string): Promise<"nopasswd" | "password"> {
+    this.#sudoMode ??= (async () => {
+      if ((await this.execShell("sudo -n -k -- true", undefined, 60_000)).exitCode === 0) return "nopasswd";
+      const res = await this.execShell("sudo -k -S -p '' -- true", `${password}\n`, 60_000);
+      if (res.exitCode !== 0) throw new SudoPasswordWrongError(this.host, this.user);
+      return "password";
+    })();
+    // A refused password is not tried again (each try may count towards a lockout); anything else may be.
+    this.#sudoMode.catch((err: unknown) => {
+      if (!(err instanceof SudoPasswordWrongError)) this.#sudoMode = undefined;
+    });
+    return this.#sudoMode;
   }
 
   async run(command: string, opts: ExecOptions = {}): Promise<string> {

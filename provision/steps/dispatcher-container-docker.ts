@@ -6,14 +6,12 @@
 //   const conn = await connectDockerOverSsh(target, { knownHostsFile });
 //   await conn.docker.ping();  ...  await conn.close();
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { Agent } from "node:http";
 import { Duplex } from "node:stream";
 import Docker from "dockerode";
-import ssh2, { type ConnectConfig } from "ssh2";
 import { LabrigError } from "../../core/errors.js";
-import { verifyHostKey } from "../known-hosts.js";
-import type { SshTarget } from "../ssh-remote.js";
+import { HostKeyChangedError } from "../known-hosts.js";
+import { connectSsh, type SshTarget } from "../ssh-remote.js";
 
 /** Opens one byte stream to the engine's API (one HTTP connection). */
 export type StreamOpener = () => Promise<Duplex>;
@@ -46,28 +44,10 @@ export function dockerOverStreams(open: StreamOpener): Docker {
 
 export class DockerOverSshError extends LabrigError {}
 
-/** One SSH connection (host key pinned like every provisioning connection), a channel per API connection. */
+/** One SSH connection (host keys pinned, jump hosts passed, like every provisioning connection), a channel per API connection. */
 export async function connectDockerOverSsh(target: SshTarget, opts: { knownHostsFile: string; connectTimeoutMs?: number }): Promise<DockerConnection> {
-  const config: ConnectConfig = {
-    host: target.address,
-    port: target.port,
-    username: target.user,
-    readyTimeout: opts.connectTimeoutMs ?? 20_000,
-    keepaliveInterval: 15_000,
-  };
-  if (process.env.SSH_AUTH_SOCK) config.agent = process.env.SSH_AUTH_SOCK;
-  if (target.identityFile) config.privateKey = readFileSync(target.identityFile);
-  let hostKeyError: LabrigError | undefined;
-  config.hostVerifier = (key: Buffer) => {
-    const verdict = verifyHostKey(opts.knownHostsFile, target.host, target.address, target.port, key);
-    if (verdict.status === "changed") hostKeyError = verdict.error;
-    return verdict.status !== "changed";
-  };
-  const client = await new Promise<ssh2.Client>((resolve, reject) => {
-    const c = new ssh2.Client();
-    c.once("ready", () => resolve(c));
-    c.once("error", (err) => reject(hostKeyError ?? new DockerOverSshError(`cannot reach the Docker engine of ${target.host} over SSH (${target.user}@${target.address}:${target.port}): ${err.message}`, { cause: err })));
-    c.connect(config);
+  const client = await connectSsh(target, opts).catch((err: unknown) => {
+    throw err instanceof HostKeyChangedError ? err : new DockerOverSshError(`cannot reach the Docker engine of ${target.host} over SSH: ${(err as Error).message}`, { cause: err });
   });
   const command = dialStdioCommand(target.user === "root");
   const open: StreamOpener = () =>

@@ -22,6 +22,7 @@ import type { Change } from "../change.js";
 import type { HostConfig } from "../inventory.js";
 import { defaultKnownHostsFile } from "../known-hosts.js";
 import { applyChanges } from "../ops.js";
+import { parseProxyJump } from "../proxy-jump.js";
 import { shq } from "../remote.js";
 import { savedDispatcherDir } from "../saved-dispatcher.js";
 import type { Step, StepContext } from "../step.js";
@@ -128,7 +129,7 @@ async function connect(ctx: StepContext): Promise<DockerConnection> {
   }
   const h = ctx.host;
   return connectDockerOverSsh(
-    { host: h.name, address: h.address, port: h.port, user: h.user, identityFile: h.identityFile },
+    { host: h.name, address: h.address, port: h.port, user: h.user, identityFile: h.identityFile, ...(h.proxyJump ? { jumps: parseProxyJump(h.proxyJump) } : {}) },
     { knownHostsFile: process.env.LABRIG_KNOWN_HOSTS ?? defaultKnownHostsFile() },
   );
 }

@@ -16,8 +16,10 @@ export interface TestHostOptions {
   network: TestNetwork;
   /** Put in /home/deploy/.ssh/authorized_keys. */
   publicKey: string;
-  /** "nopasswd" (default): `sudo -n` works. "password": sudo asks for the password "deploy". */
+  /** "nopasswd" (default): `sudo -n` works. "password": sudo asks for `sudoPassword`. */
   sudo?: "nopasswd" | "password";
+  /** deploy's password when `sudo: "password"` (default "deploy"). */
+  sudoPassword?: string;
 }
 
 export interface ExecResult {
@@ -36,6 +38,8 @@ export interface TestHost {
   exec(cmd: string): Promise<ExecResult>;
   /** Like exec, but throws unless it exits 0, and returns stdout trimmed. */
   sh(cmd: string): Promise<string>;
+  /** Closes its SSH port to every address but these (raw-table DROP, which ufw never touches): a host reached only through a jump host. */
+  closeSshExceptFrom(addresses: string[]): Promise<void>;
   /** Removes the container and its volumes. */
   stop(): Promise<void>;
 }
@@ -72,10 +76,14 @@ export async function startTestHost(opts: TestHostOptions): Promise<TestHost> {
       `install -m 0600 -o deploy -g deploy /dev/stdin /home/deploy/.ssh/authorized_keys <<'KEY'\n${opts.publicKey}\nKEY`,
     );
     if (opts.sudo === "password") {
-      await sh("echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy && echo deploy:deploy | chpasswd");
+      await sh(`echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy && chpasswd <<'PW'\ndeploy:${opts.sudoPassword ?? "deploy"}\nPW`);
     }
     await waitForPort(ip, 22, opts.name);
-    return { name: opts.name, container, ip, sshPort: 22, exec, sh, stop };
+    const closeSshExceptFrom = async (addresses: string[]) => {
+      await sh("command -v iptables >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=120 update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 install --no-install-recommends iptables >/dev/null; }");
+      await sh(`${addresses.map((a) => `iptables -t raw -A PREROUTING -p tcp --dport 22 -s ${a} -j ACCEPT`).join(" && ")} && iptables -t raw -A PREROUTING -p tcp --dport 22 -j DROP`);
+    };
+    return { name: opts.name, container, ip, sshPort: 22, exec, sh, stop, closeSshExceptFrom };
   } catch (err) {
     const logs = await docker(["logs", "--tail", "40", container]).catch(() => "");
     await stop();
