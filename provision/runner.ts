@@ -13,7 +13,11 @@ import type { Step, StepContext } from "./step.js";
 
 export type StepStatus = "ok" | "changed" | "skipped" | "failed";
 
-export type ReportedChange = Change & { line: string };
+export type ReportedChange = Change & {
+  line: string;
+  /** When it was done, in ms since its step started (absent in a dry run): where a step's time went. */
+  doneAtMs?: number;
+};
 
 export interface StepReport {
   id: string;
@@ -102,8 +106,14 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
     for (const step of steps) {
       emit({ type: "step-start", host: host.name, step: step.id });
       const started = Date.now();
+      const doneAt = new Map<Change, number>();
       const done = (status: StepStatus, changes: Change[], reason?: string) => {
-        const r: StepReport = { id: step.id, status, changes: changes.map((c) => ({ ...c, line: describeChange(c) })), durationMs: Date.now() - started };
+        const r: StepReport = {
+          id: step.id,
+          status,
+          changes: changes.map((c) => ({ ...c, line: describeChange(c), ...(doneAt.has(c) ? { doneAtMs: doneAt.get(c)! } : {}) })),
+          durationMs: Date.now() - started,
+        };
         if (reason !== undefined) r.reason = reason;
         report.steps.push(r);
         emit({ type: "step-end", host: host.name, report: r });
@@ -122,7 +132,10 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
         inventory: opts.inventory,
         remote,
         assets: opts.assets ?? {},
-        applied: (c) => applied.push(c),
+        applied: (c) => {
+          applied.push(c);
+          doneAt.set(c, Date.now() - started);
+        },
         log: (message) => emit({ type: "log", host: host.name, step: step.id, message }),
       };
       let planned: Change[] = [];

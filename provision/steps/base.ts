@@ -1,7 +1,9 @@
-// Step `base`: the packages the other steps rely on (curl, ca-certificates, gnupg, jq), and a
-// look at whether the clock is synchronised (reported, not changed: timekeeping is the admin's).
+// Step `base`: first, the host's OS release (one labrig does not provision is refused here, before
+// any step changes anything); then the packages the other steps rely on (curl, ca-certificates,
+// gnupg, jq), and a look at whether the clock is synchronised (reported, not changed).
 import type { Change } from "../change.js";
 import { commandOutput } from "../facts/commands.js";
+import { osRelease, supportedOs } from "../facts/os-release.js";
 import { installedPackages, missingPackages } from "../facts/packages.js";
 import { applyChanges } from "../ops.js";
 import type { Step } from "../step.js";
@@ -13,6 +15,8 @@ export const baseStep: Step = {
   description: "packages the other steps need; clock sync check",
   roles: "all",
   async check(ctx) {
+    const os = supportedOs(await osRelease(ctx.remote));
+    if (!os.supported) return { facts: { os: os.name }, changes: [], fail: `refused before any change: ${os.reason}` };
     const [installed, ntp] = await Promise.all([
       installedPackages(ctx.remote, basePackages),
       commandOutput(ctx.remote, "timedatectl show -p NTPSynchronized --value"),
@@ -20,7 +24,7 @@ export const baseStep: Step = {
     const missing = missingPackages(installed);
     const changes: Change[] = missing.length ? [{ kind: "install-packages", packages: missing, reason: "not installed" }] : [];
     if (ntp === "no") ctx.log("the clock is not NTP-synchronised (timedatectl); job times and TLS may be off");
-    return { facts: { clockSynchronised: ntp === undefined ? "unknown" : ntp === "yes" }, changes };
+    return { facts: { os: os.name, clockSynchronised: ntp === undefined ? "unknown" : ntp === "yes" }, changes };
   },
   apply: (ctx, changes) => applyChanges(ctx, changes),
 };

@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { describeChange, type Change } from "../../provision/change.js";
 import { fileStates } from "../../provision/facts/files.js";
+import { parseOsRelease, supportedOs } from "../../provision/facts/os-release.js";
 import { parseUfwState } from "../../provision/facts/ufw.js";
+import { baseStep } from "../../provision/steps/base.js";
 import { parseInventory } from "../../provision/inventory.js";
 import { LocalRemote } from "../../provision/local-remote.js";
 import { planFile } from "../../provision/ops.js";
@@ -81,6 +83,42 @@ ufw allow from 10.1.0.0/16 to any port 8020 proto tcp comment 'monitoring'
   });
 });
 
+describe("os release", () => {
+  const release = (id: string, version: string, pretty: string) => parseOsRelease(`PRETTY_NAME="${pretty}"\nNAME="x"\nVERSION_ID="${version}"\nID=${id}\n`);
+
+  it("accepts the Debian and Ubuntu releases the README names", () => {
+    expect(supportedOs(release("debian", "12", "Debian GNU/Linux 12 (bookworm)"))).toEqual({ supported: true, name: "Debian GNU/Linux 12 (bookworm)" });
+    expect(supportedOs(release("ubuntu", "24.04", "Ubuntu 24.04.1 LTS")).supported).toBe(true);
+    expect(supportedOs(release("ubuntu", "22.04", "Ubuntu 22.04.5 LTS")).supported).toBe(true);
+  });
+
+  it("refuses anything else with the reason and what is supported", () => {
+    expect(supportedOs(release("ubuntu", "20.04", "Ubuntu 20.04.6 LTS"))).toEqual({
+      supported: false,
+      name: "Ubuntu 20.04.6 LTS",
+      reason: "ubuntu 20.04 is not a release labrig was tested on; labrig provisions Debian 11/12/13 and Ubuntu 22.04/24.04",
+    });
+    expect(supportedOs(release("rocky", "9.3", "Rocky Linux 9.3 (Blue Onyx)"))).toEqual({
+      supported: false,
+      name: "Rocky Linux 9.3 (Blue Onyx)",
+      reason: "Rocky Linux 9.3 (Blue Onyx) is not Debian or Ubuntu (labrig's steps use apt, systemd and Debian's package names); labrig provisions Debian 11/12/13 and Ubuntu 22.04/24.04",
+    });
+    expect(supportedOs(undefined)).toMatchObject({ supported: false, reason: expect.stringContaining("no /etc/os-release") });
+  });
+
+  it("stops a host at the base step, before any change, on an unsupported release", async () => {
+    const remote = new LocalRemote();
+    const fake = { ...remote, exec: async (cmd: string) => (cmd === "cat /etc/os-release" ? { stdout: 'ID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME="Alpine Linux v3.20"\n', stderr: "", exitCode: 0 } : { stdout: "", stderr: "unexpected", exitCode: 1 }) } as unknown as LocalRemote;
+    const inv = parseInventory("hosts:\n  h: {address: a}\n", "i.yaml", {});
+    const ctx = { host: inv.hosts[0]!, inventory: inv, remote: fake, assets: {}, applied: () => undefined, log: () => undefined };
+    expect(await baseStep.check(ctx)).toEqual({
+      facts: { os: "Alpine Linux v3.20" },
+      changes: [],
+      fail: "refused before any change: Alpine Linux v3.20 is not Debian or Ubuntu (labrig's steps use apt, systemd and Debian's package names); labrig provisions Debian 11/12/13 and Ubuntu 22.04/24.04",
+    });
+  });
+});
+
 describe("files", () => {
   it("plans a write only when content differs, and a mode fix when only the mode does", async () => {
     const remote = new LocalRemote();
@@ -133,7 +171,7 @@ describe("runner", () => {
     expect(states.get("h1")?.size ?? 0).toBe(0);
     const first = await provision({ inventory, hosts: inventory.hosts, steps, connect });
     expect(first.hosts.flatMap((h) => h.steps.map((s) => s.status))).toEqual(["changed", "changed", "changed", "changed"]);
-    expect(first.hosts[0]!.steps[0]!.changes[0]).toEqual({ kind: "run", what: "set a", reason: "unset", line: "set a (unset)" });
+    expect(first.hosts[0]!.steps[0]!.changes[0]).toEqual({ kind: "run", what: "set a", reason: "unset", line: "set a (unset)", doneAtMs: expect.any(Number) });
     const second = await provision({ inventory, hosts: inventory.hosts, steps, connect });
     expect(second.hosts.flatMap((h) => h.steps.map((s) => s.status))).toEqual(["ok", "ok", "ok", "ok"]);
   });
