@@ -2,12 +2,13 @@
 // with --json stdout holds exactly one document {results:[...]}.
 import { Command } from "commander";
 import { dispatchLatency, heartbeatsPerSecond, syncThroughput } from "./http.js";
+import { labBringUp } from "./lab-bring-up.js";
 import { leaseDecision } from "./lease-decision.js";
 import { tuiCpu } from "./tui-cpu.js";
 import { provisionNoopVsAnsible } from "./provision-noop.js";
 import type { Benchmark, BenchResult } from "./types.js";
 
-export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, provisionNoopVsAnsible, tuiCpu];
+export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, provisionNoopVsAnsible, tuiCpu, labBringUp];
 
 const program = new Command("bench")
   .description("labrig's benchmarks; each prints a figure beside a reference measured in the same run")

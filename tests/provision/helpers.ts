@@ -8,17 +8,19 @@ import type { ProvisionReport, StepStatus } from "../../provision/runner.js";
 
 export interface CliRun {
   exitCode: number;
-  report: ProvisionReport;
+  report: ProvisionReport & { next?: string[] };
   stderr: string;
+  stdout: string;
 }
 
 /** `labrig provision ... --json`; the report is parsed from stdout (exactly one JSON document). */
-export async function provisionCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+export async function provisionCli(args: string[], env: Record<string, string> = {}, opts: { input?: string; timeoutMs?: number } = {}): Promise<CliRun> {
   const res = await execa(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", "provision", ...args, "--json"], {
     cwd: repoRoot,
     reject: false,
     env: { ...env, CI: "1" },
-    timeout: 600_000,
+    timeout: opts.timeoutMs ?? 600_000,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
   });
   let report: ProvisionReport;
   try {
@@ -26,7 +28,7 @@ export async function provisionCli(args: string[], env: Record<string, string> =
   } catch {
     throw new Error(`labrig provision did not print one JSON document (exit ${res.exitCode}):\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
   }
-  return { exitCode: res.exitCode ?? -1, report, stderr: res.stderr };
+  return { exitCode: res.exitCode ?? -1, report, stderr: res.stderr, stdout: res.stdout };
 }
 
 /** step id → status for one host, e.g. {base: "ok", docker: "changed"}. */
