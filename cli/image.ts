@@ -7,7 +7,7 @@ export function registerImageCommands(program: Command): void {
   image
     .command("build")
     .description("build the dispatcher image from compose/Dockerfile on this machine's Docker engine (provision sends it to the NAS)")
-    .option("--base <image>", "a local base image with this machine's Node (air-gapped labs); default: the official Node image, built inside with the npm registry")
+    .option("--base <image>", "a local base image with Node >= 22.13 (air-gapped labs); default: the official Node image, built inside with the npm registry")
     .option("--tag <tag>", "the image's name (what the inventory's dispatcher.image says)", "labrig/dispatcher:latest")
     .option("--quiet", "print only the result, not the build's output")
     .action(async (flags: { base?: string; tag: string; quiet?: boolean }) => {

@@ -1,7 +1,7 @@
 // `labrig image build`: the dispatcher image from compose/Dockerfile, on this machine's Docker
 // engine, ready for the dispatcher-container step to send to the lab's NAS. Two ways, one
 // Dockerfile: from the official Node image, everything built inside (needs the npm registry); or,
-// for an air-gapped lab, on a local `--base` image that has this machine's Node, with the app
+// for an air-gapped lab, on a local `--base` image that has Node >= 22.13, with the app
 // assembled here first (compose/build-app.mjs, then PREBUILT=1), which is how the tests build it.
 //
 //   const built = await buildDispatcherImage({ tag: "labrig/dispatcher:latest", base: "debian-node:24" });
@@ -40,13 +40,21 @@ async function docker(args: string[], what: string, onLine?: (l: string) => void
   return String(res.stdout).trim();
 }
 
-/** The Node ABI inside a base image, so a prebuilt native module is known to load there before building. */
-async function nodeAbiOf(base: string): Promise<string> {
+/** The Node version inside a base image, checked before building: the dispatcher needs node:sqlite. */
+async function nodeVersionOf(base: string): Promise<string> {
   const present = await execa("docker", ["image", "inspect", "--format", "{{.Id}}", base], { reject: false });
   if (present.exitCode !== 0) throw new ImageBuildError(`the base image ${base} is not on this machine's Docker engine (docker image ls); load or build it first, or leave out --base to use the official Node image`);
-  const res = await execa("docker", ["run", "--rm", "--network", "none", "--entrypoint", "node", base, "-p", "process.versions.modules + ' ' + process.version"], { reject: false });
-  if (res.exitCode !== 0) throw new ImageBuildError(`the base image ${base} has no working node command (${String(res.stderr).trim() || `exit ${res.exitCode}`}); the dispatcher needs Node in its base`);
+  const res = await execa("docker", ["run", "--rm", "--network", "none", "--entrypoint", "node", base, "--version"], { reject: false });
+  if (res.exitCode !== 0) throw new ImageBuildError(`the base image ${base} has no working node command (${String(res.stderr).trim() || `exit ${res.exitCode}`}); the dispatcher needs Node >= ${minNode.join(".")} in its base`);
   return String(res.stdout).trim();
+}
+
+/** node:sqlite without a flag. */
+const minNode = [22, 13] as const;
+
+export function nodeIsRecentEnough(version: string): boolean {
+  const m = /^v(\d+)\.(\d+)\./.exec(version);
+  return !!m && (Number(m[1]) > minNode[0] || (Number(m[1]) === minNode[0] && Number(m[2]) >= minNode[1]));
 }
 
 export async function buildDispatcherImage(opts: ImageBuildOptions): Promise<BuiltImage> {
@@ -54,11 +62,9 @@ export async function buildDispatcherImage(opts: ImageBuildOptions): Promise<Bui
   let prebuilt = false;
   const args = ["build", "-f", "compose/Dockerfile", "-t", opts.tag];
   if (opts.base) {
-    const [abi, version] = (await nodeAbiOf(opts.base)).split(" ");
-    if (abi !== process.versions.modules) {
-      throw new ImageBuildError(
-        `the base image ${opts.base} has Node ${version}, this machine runs Node ${process.version}: the app assembled here carries a native SQLite module for ${process.version} that would not load there. Use a base with Node ${process.version.split(".")[0]}, or run labrig with that base's Node`,
-      );
+    const version = await nodeVersionOf(opts.base);
+    if (!nodeIsRecentEnough(version)) {
+      throw new ImageBuildError(`the base image ${opts.base} has Node ${version}; the dispatcher needs Node >= ${minNode.join(".")} (its database is node:sqlite). Use a base with Node 22.13 or later`);
     }
     line(`assembling the app on this machine (node compose/build-app.mjs) for ${opts.base}`);
     const app = await execa(process.execPath, ["compose/build-app.mjs"], { cwd: repoRoot, reject: false, all: true });
@@ -70,7 +76,7 @@ export async function buildDispatcherImage(opts: ImageBuildOptions): Promise<Bui
   line(`docker ${args.join(" ")}`);
   await docker(args, `building ${opts.tag}`, line);
   const [id, size] = (await docker(["image", "inspect", "--format", "{{.Id}} {{.Size}}", opts.tag], "reading the image")).split(" ");
-  return { tag: opts.tag, id: id!, sizeBytes: Number(size), base: opts.base ?? "the Dockerfile's default (node:22-bookworm-slim)", prebuilt };
+  return { tag: opts.tag, id: id!, sizeBytes: Number(size), base: opts.base ?? "the Dockerfile's default (node:24-bookworm-slim)", prebuilt };
 }
 
 export function formatBuiltImage(b: BuiltImage): string {

@@ -3,6 +3,7 @@
 // cannot use before building anything; provisioning names the command when the image is missing.
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
+import { nodeIsRecentEnough } from "../../provision/dispatcher-image.js";
 import { planDispatcherContainer, dispatcherSettingsSchema } from "../../provision/steps/dispatcher-container.js";
 import { nodeWithTsx, repoRoot } from "../helpers/dispatcher-process.js";
 import { docker, ensureTestHostImage } from "../infra/index.js";
@@ -36,6 +37,10 @@ describe("labrig image build", () => {
     expect(res.stderr).toContain(`the base image ${noNode} has no working node command`);
     expect(await docker(["image", "ls", "-q", "labrig-test-never:1"])).toBe("");
   }, 120_000);
+
+  it("wants Node >= 22.13 in a base (the database is node:sqlite)", () => {
+    expect(["v20.20.2", "v22.12.0", "v22.13.0", "v24.21.0", "v30.0.1"].map(nodeIsRecentEnough)).toEqual([false, false, true, true, true]);
+  });
 
   it("is what provisioning asks for when the image is not on this machine", () => {
     const s = dispatcherSettingsSchema.parse({});
