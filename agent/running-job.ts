@@ -14,6 +14,7 @@ import type { JobExit, JobHandle } from "./job-handle.js";
 import { JobSync, StaleAttemptError } from "./job-sync.js";
 import { readJsonFile, writeJsonFile } from "./json-file.js";
 import type { AgentPaths } from "./paths.js";
+import { withConfigPath, writeJobConfig, JOB_CONFIG_FILE } from "./job-config.js";
 import { adoptProcessJob, startProcessJob } from "./process-job.js";
 import { liveGroupMembers } from "./process-group.js";
 import { redactEnv } from "./redact.js";
@@ -260,15 +261,20 @@ export class RunningJob {
       CUDA_VISIBLE_DEVICES: this.lease.gpuIndices.join(","),
     };
     this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: starting ${job.image ? `container ${job.image}` : "process"} on GPUs [${this.lease.gpuIndices.join(",")}]`);
+    let command = job.command;
+    if (this.lease.config !== undefined) {
+      const local = writeJobConfig(this.outputDir, this.lease.config);
+      command = withConfigPath(job.command, job.image ? `${CONTAINER_OUTPUT_DIR}/${JOB_CONFIG_FILE}` : local);
+    }
     if (job.image) {
       const { startContainerJob } = await import("./container-job.js");
       return startContainerJob(
-        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command: job.command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir },
+        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir },
         `${this.outputDir}/job.log`,
       );
     }
     return startProcessJob({
-      command: job.command,
+      command,
       env: processJobEnv(process.env, job.env, { ...labrigVars, LABRIG_OUTPUT_DIR: this.outputDir }),
       cwd: job.workdir ?? this.outputDir,
       logFile: `${this.outputDir}/job.log`,

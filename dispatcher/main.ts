@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
+import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
 import { openDatabase } from "./db.js";
 import { createMetrics } from "./metrics.js";
 import { buildServer } from "./server.js";
@@ -36,7 +37,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv, queueCommand?: string): Se
     disconnectAfterMs: disconnectAfterS * 1000,
     heartbeatIntervalS: num("LABRIG_HEARTBEAT_S", 3),
     assignTimeoutMs: num("LABRIG_ASSIGN_TIMEOUT_S", 60) * 1000,
-    queueCommand: queueCommand ?? env.LABRIG_QUEUE_COMMAND ?? "python train.py --config {config_path}",
+    queueCommand: queueCommand ?? env.LABRIG_QUEUE_COMMAND ?? CVLAB_QUEUE_COMMAND,
+    cvlabDir: env.LABRIG_CVLAB_DIR || undefined,
     persistSeenEveryMs: 2000,
   };
 }

@@ -3,7 +3,7 @@
 // `nowMs`.
 //
 // Rules, in order:
-// - Ranking: effective priority (high > normal > low), then age (older first), then job id.
+// - Ranking: effective priority (urgent > high > normal > low), then age (older first), then job id.
 //   Aging: every AGING_STEP_MS of waiting raises a job one level (up to high), so a low job is not
 //   starved forever by a stream of newer high ones.
 // - A job's GPUs are all on one host, each free and matching its constraints: gpuName is a
@@ -59,12 +59,15 @@ export interface Assignment {
 }
 
 export const AGING_STEP_MS = 30 * 60 * 1000;
-const priorityRank: Record<Priority, number> = { low: 0, normal: 1, high: 2 };
-const HIGHEST = 2;
+const priorityRank: Record<Priority, number> = { low: 0, normal: 1, high: 2, urgent: 3 };
+/** Waiting lifts a job up to high, never to urgent: urgent is an admin's choice. */
+const HIGHEST_AGED = 2;
 
 export function effectiveRank(job: SchedJob, nowMs: number): number {
+  const rank = priorityRank[job.priority];
+  if (rank >= HIGHEST_AGED) return rank;
   const waited = Math.max(0, nowMs - job.createdAtMs);
-  return Math.min(priorityRank[job.priority] + Math.floor(waited / AGING_STEP_MS), HIGHEST);
+  return Math.min(rank + Math.floor(waited / AGING_STEP_MS), HIGHEST_AGED);
 }
 
 const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -72,7 +75,7 @@ const byAge = (a: SchedJob, b: SchedJob) => a.createdAtMs - b.createdAtMs || byI
 
 /**
  * The queue in the order jobs are considered. The dispatcher keeps its queue in age order, so this
- * is usually one pass that splits it into the three levels; any other order is sorted first.
+ * is usually one pass that splits it into the four levels; any other order is sorted first.
  */
 export function rankQueue(queue: SchedJob[], nowMs: number): SchedJob[] {
   // Inlined comparisons: this runs over the whole queue on every decision.
@@ -85,9 +88,9 @@ export function rankQueue(queue: SchedJob[], nowMs: number): SchedJob[] {
       break;
     }
   }
-  const levels: SchedJob[][] = [[], [], []];
+  const levels: SchedJob[][] = [[], [], [], []];
   for (const job of inAgeOrder) levels[effectiveRank(job, nowMs)]!.push(job);
-  return levels[2]!.concat(levels[1]!, levels[0]!);
+  return levels[3]!.concat(levels[2]!, levels[1]!, levels[0]!);
 }
 
 export function hostMatches(device: SchedDevice, c: Constraints): boolean {

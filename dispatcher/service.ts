@@ -5,8 +5,8 @@
 // Every job change goes through the store (one transaction each) and the job it returns is fed to
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
-import type { Device, HeartbeatRequest, JobEventRequest, Priority, RegisterRequest, SubmitJob } from "../core/api.js";
-import { shq } from "../core/shell.js";
+import type { Device, HeartbeatRequest, ImportedJob, JobEventRequest, Priority, QueueAddRequest, RegisterRequest, SubmitJob } from "../core/api.js";
+import { jobFromQueueAdd, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
 import { JobIndex } from "./job-index.js";
@@ -19,7 +19,10 @@ export interface ServiceConfig extends Thresholds {
   heartbeatIntervalS: number;
   /** A lease not started (no `running` event), or an assignment not picked up, within this goes back to the queue. */
   assignTimeoutMs: number;
+  /** What runs a CVLab-Kit config: `{config_path}` is its path on the GPU host. */
   queueCommand: string;
+  /** The lab's CVLab-Kit checkout on the GPU hosts, where its trainer runs. */
+  cvlabDir?: string;
   persistSeenEveryMs: number;
 }
 
@@ -224,24 +227,81 @@ export class DispatcherService {
   // ---- jobs ----
 
   submit(req: SubmitJob): StoredJob {
-    const name = req.name ?? defaultJobName(req.command);
-    const job = this.store.insertJob({ ...req, name, project: req.project ?? "default" });
-    this.queuedAtMs.set(job.id, Date.now());
-    this.changed(job);
+    const job = this.store.insertJob(settleJob(req, this.config, defaultJobName));
+    this.queued(job);
     this.requestSchedule();
     return job;
   }
 
-  /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
-  queueAdd(configPath: string, priority: Priority): StoredJob {
-    const command = this.config.queueCommand.replaceAll("{config_path}", shq(configPath));
-    return this.submit({
-      name: configPath.split("/").pop()!.replace(/\.ya?ml$/, ""),
-      command,
-      gpus: 1,
-      priority,
-      maxRetries: 0,
-    });
+  private queued(job: StoredJob): void {
+    this.queuedAtMs.set(job.id, Date.now());
+    this.changed(job);
+  }
+
+  /** CVLab-Kit's `POST /api/queue/add`: its inline YAML (or older config path) as a job running the lab's trainer. */
+  queueAdd(body: QueueAddRequest): StoredJob {
+    return this.submit(jobFromQueueAdd(body, this.config));
+  }
+
+  /** A sweep: all its jobs queued at once under one group. */
+  submitGroup(name: string, reqs: SubmitJob[]): { group: JobGroupView; jobs: StoredJob[] } {
+    const settled = reqs.map((r) => settleJob(r, this.config, defaultJobName));
+    const { group, jobs } = this.store.insertGroup(name, settled);
+    for (const j of jobs) this.queued(j);
+    this.requestSchedule();
+    return { group: this.groupView(group.id)!, jobs };
+  }
+
+  groupView(id: string): JobGroupView | undefined {
+    const g = this.store.getGroup(id);
+    if (!g) return undefined;
+    const jobs = this.store.groupJobs(id);
+    const states: Record<string, number> = {};
+    for (const j of jobs) states[j.state] = (states[j.state] ?? 0) + 1;
+    return { id: g.id, name: g.name, createdAt: g.created_at, jobs: jobs.length, states };
+  }
+
+  /** Cancels a group's jobs that have not ended, as one change. */
+  cancelGroup(id: string): StoredJob[] {
+    const jobs = this.store.cancelGroup(id).map((j) => this.changed(j));
+    for (const hostId of new Set(jobs.filter((j) => j.state === "cancelled" && j.hostId).map((j) => j.hostId!))) this.emitDevice(hostId);
+    this.requestSchedule();
+    return jobs;
+  }
+
+  /** Queues a group's failed, cancelled and timed-out jobs again, as one change. */
+  retryGroup(id: string): StoredJob[] {
+    const jobs = this.store.retryGroup(id);
+    for (const j of jobs) this.queued(j);
+    this.requestSchedule();
+    return jobs;
+  }
+
+  /**
+   * Brings another queue's jobs over: each not imported before is inserted in its state there
+   * (queued ones run here); one already imported is skipped. `dryRun` changes nothing.
+   */
+  importJobs(source: string, jobs: ImportedJob[], dryRun: boolean) {
+    const imported: { externalId: string; id: string | null; state: StoredJob["state"] }[] = [];
+    const skipped: { externalId: string; id: string; reason: string }[] = [];
+    for (const j of jobs) {
+      const existing = this.store.importedJobId(source, j.externalId);
+      if (existing) {
+        skipped.push({ externalId: j.externalId, id: existing, reason: `already imported as job ${existing}` });
+        continue;
+      }
+      const settled = settleJob({ ...j, config: j.config ?? undefined, gpus: 1, maxRetries: 0 }, this.config, defaultJobName);
+      if (dryRun) {
+        imported.push({ externalId: j.externalId, id: null, state: j.state });
+        continue;
+      }
+      const job = this.store.insertImported(source, { ...settled, ...j, config: settled.config });
+      if (job.state === "queued") this.queued(job);
+      else this.changed(job);
+      imported.push({ externalId: j.externalId, id: job.id, state: job.state });
+    }
+    if (!dryRun) this.requestSchedule();
+    return { imported, skipped };
   }
 
   cancel(jobId: string): StoredJob {
@@ -388,6 +448,14 @@ export class DispatcherService {
     const dirty = this.devices.takeDirty();
     this.store.saveSeen(dirty.map((a) => ({ hostId: a.hostId, lastSeenAt: new Date(a.lastSeenMs).toISOString(), stats: a.lastStats })));
   }
+}
+
+export interface JobGroupView {
+  id: string;
+  name: string;
+  createdAt: string;
+  jobs: number;
+  states: Record<string, number>;
 }
 
 export function defaultJobName(command: string | string[]): string {

@@ -4,7 +4,7 @@ import type { Device, Job, JobState, Priority } from "../core/api.js";
 import type { ContainerHost, ContainerRow, EventEntry, ListView, TuiState } from "./state.js";
 
 const stateOrder: Record<JobState, number> = { running: 0, assigned: 1, queued: 2, failed: 3, timed_out: 3, cancelled: 3, succeeded: 3 };
-const priorityOrder: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+const priorityOrder: Record<Priority, number> = { urgent: -1, high: 0, normal: 1, low: 2 };
 
 function matches(filter: string, ...fields: (string | null | undefined)[]): boolean {
   if (!filter) return true;

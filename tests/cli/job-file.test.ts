@@ -78,10 +78,10 @@ describe("job file → SubmitJobRequest", () => {
   });
 
   it("lists every refused field at once, using the file's key names", () => {
-    const text = ["command: echo hi", "timeout: soon", "priority: urgent", "retries: -1", "constraints:", "  minMemoryMiB: -5"].join("\n");
+    const text = ["command: echo hi", "timeout: soon", "priority: asap", "retries: -1", "constraints:", "  minMemoryMiB: -5"].join("\n");
     expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
       'jobs/train.yaml:2:10: timeout: expected a whole number of seconds > 0, got "soon"',
-      'jobs/train.yaml:3:11: priority: expected one of low, normal, high, got "urgent"',
+      'jobs/train.yaml:3:11: priority: expected one of low, normal, high, urgent, got "asap"',
       "jobs/train.yaml:4:10: retries: expected a whole number from 0 to 100, got -1",
       "jobs/train.yaml:6:17: constraints.minMemoryMiB: expected a whole number of MiB >= 0, got -5",
     ]);

@@ -109,7 +109,7 @@ describe("health and auth", () => {
     ["POST", "/api/agents/register", "join", { hostId: "bad host!", gpus: [] }, "hostId"],
     ["POST", "/api/agents/register", "join", { hostId: "ok", gpus: [{ index: -1, uuid: "u", name: "n", memoryTotalMiB: 1 }] }, "gpus.0.index"],
     ["POST", "/api/agents/register", "join", { hostId: "ok" }, "gpus"],
-    ["POST", "/api/queue/add", "admin", { priority: 1 }, "config_path"],
+    ["POST", "/api/queue/add", "admin", { priority: 1 }, "config"],
     ["POST", "/api/queue/add", "admin", { config_path: "a.yaml", priority: "soon" }, "priority"],
   ])("refuses %s %s with a malformed body, naming the field", async (method, path, who, body, field) => {
     const r = await raw(method, path, { token: who === "join" ? d.joinToken : d.adminToken, body });
@@ -129,7 +129,7 @@ describe("health and auth", () => {
     expect(ev2).toMatchObject({ status: 400, json: { field: "attempt" } });
     const w = await raw("GET", `/api/agents/${a.hostId}/lease?wait=soon`, { token: a.client.token });
     expect(w).toMatchObject({ status: 400, json: { field: "wait" } });
-    const p = await raw("POST", `/api/jobs/${j.id}/priority`, { token: d.adminToken, body: { priority: "urgent" } });
+    const p = await raw("POST", `/api/jobs/${j.id}/priority`, { token: d.adminToken, body: { priority: "asap" } });
     expect(p).toMatchObject({ status: 400, json: { field: "priority" } });
   });
 
@@ -177,7 +177,7 @@ describe("jobs", () => {
     [{}, "command"],
     [{ command: "x", gpus: -1 }, "gpus"],
     [{ command: "x", gpus: 1.5 }, "gpus"],
-    [{ command: "x", priority: "urgent" }, "priority"],
+    [{ command: "x", priority: "asap" }, "priority"],
     [{ command: "x", env: { "bad-name": "1" } }, "env.bad-name"],
     [{ command: "x", constraints: { minMemoryMiB: "lots" } }, "constraints.minMemoryMiB"],
     [{ command: "x", timeoutS: 0 }, "timeoutS"],
@@ -241,21 +241,7 @@ describe("jobs", () => {
   it("answers 404 for an unknown job", async () => {
     expect((await raw("GET", "/api/jobs/nosuchjob", { token: d.adminToken })).status).toBe(404);
   });
-
-  it("queues CVLab-Kit's POST /api/queue/add with the trainer command", async () => {
-    const r = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "configs/cifar.yaml", priority: 1 } });
-    expect(r.status).toBe(201);
-    expect(r.json.command).toBe("python train.py --config configs/cifar.yaml");
-    expect(r.json.priority).toBe("high");
-    expect(r.json.gpus).toBe(1);
-    await admin.cancel(r.json.id);
-    const low = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "my configs/a b.yaml", priority: -5 } });
-    expect(low.json).toMatchObject({ priority: "low", command: "python train.py --config 'my configs/a b.yaml'" });
-    await admin.cancel(low.json.id);
-    const named = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "c.yaml", priority: "normal" } });
-    expect(named.json.priority).toBe("normal");
-    await admin.cancel(named.json.id);
-  });
+  // CVLab-Kit's POST /api/queue/add: tests/dispatcher/cvlab-queue.test.ts.
 });
 
 describe("leases", () => {

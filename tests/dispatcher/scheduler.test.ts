@@ -72,6 +72,14 @@ describe("scheduleJobs", () => {
     expect(effectiveRank(low, T0 + 10 * AGING_STEP_MS)).toBe(2);
   });
 
+  it("puts urgent above high, and never ages a job past high", () => {
+    const oldHigh = job(1, { priority: "high", createdAtMs: T0 - 10 * AGING_STEP_MS });
+    const urgent = job(1, { priority: "urgent", createdAtMs: T0 });
+    expect(scheduleJobs([oldHigh, urgent], [host("a", 1)], T0).map((a) => a.jobId)).toEqual([urgent.id]);
+    expect(effectiveRank(job(1, { priority: "low", createdAtMs: T0 }), T0 + 100 * AGING_STEP_MS)).toBe(2);
+    expect(effectiveRank(urgent, T0 + 100 * AGING_STEP_MS)).toBe(3);
+  });
+
   it("lets an old low job run before a stream of fresh high ones", () => {
     const oldLow = job(1, { priority: "low", createdAtMs: T0 - 2 * AGING_STEP_MS - 1 });
     const freshHigh = job(1, { priority: "high", createdAtMs: T0 });
