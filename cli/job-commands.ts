@@ -7,9 +7,11 @@ import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
 import { formatDevicesTable, formatJobDetail, formatJobsTable, type JobTransition } from "./format.js";
-import { buildSubmitRequest } from "./job-file.js";
+import { buildSubmission } from "./cvlab-submit.js";
+import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
 import { followJobLog } from "./follow-log.js";
+import type { Sweep } from "../core/sweep.js";
 
 const out = (s: string): void => void process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
 const note = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -29,9 +31,11 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
       throw new InputError("--config", `cannot read ${opts.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
     }
   }
-  const req = buildSubmitRequest({
+  const submission = buildSubmission({
     file,
     command,
+    cvlab: opts.cvlab,
+    sweep: opts.sweep,
     flags: {
       name: opts.name,
       project: opts.project,
@@ -47,6 +51,8 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
     },
   });
   const client = clientFor(opts);
+  if (submission.kind === "sweep") return submitSweep(client, submission.sweep, opts);
+  const req = submission.request;
   await defaultGpusForGpulessLab(client, req);
   const job = await client.submit(req);
   if (opts.json && !opts.wait) return json(job);
@@ -60,6 +66,36 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
   if (end.state !== "succeeded") {
     throw new LabrigError(`job ${end.id} ended ${end.state}${end.exitCode !== null ? ` with exit code ${end.exitCode}` : ""}${end.reason ? ` (${end.reason})` : ""}; see: pnpm labrig logs ${end.id}`);
   }
+}
+
+async function submitSweep(client: DispatcherClient, sweep: Sweep, opts: SubmitFlags): Promise<void> {
+  const r = await client.submitGroup({ name: sweep.name, jobs: sweep.jobs });
+  if (opts.json && !opts.wait) return json(r);
+  if (!opts.json) {
+    out(`submitted group ${r.group.id} (${r.group.name}): ${r.jobs.length} jobs over ${sweep.axes.map((a) => `${a.key} (${a.values.length})`).join(" × ")}`);
+    for (const j of r.jobs) out(`  ${j.id}  ${j.name}`);
+    if (!opts.wait) note(`  watch it: pnpm labrig jobs --group ${r.group.id}; cancel it: pnpm labrig group cancel ${r.group.id}`);
+  }
+  if (!opts.wait) return;
+  let g = r;
+  while (g.jobs.some((j) => !isTerminalJobState(j.state))) {
+    await sleep(500);
+    g = await client.group(r.group.id);
+  }
+  if (opts.json) json(g);
+  else out(formatGroup(g.group, g.jobs, Date.now()));
+  const bad = g.jobs.filter((j) => j.state !== "succeeded");
+  if (bad.length) throw new LabrigError(`group ${r.group.id}: ${bad.length} of ${g.jobs.length} jobs did not succeed (${bad.map((j) => `${j.id} ${j.state}`).join(", ")})`);
+}
+
+export async function groupCommand(action: "show" | "cancel" | "retry", id: string, opts: TargetFlags & { json?: boolean }) {
+  const client = clientFor(opts);
+  const r = action === "show" ? await client.group(id) : action === "cancel" ? await client.cancelGroup(id) : await client.retryGroup(id);
+  if (opts.json) return json(r);
+  if (action === "cancel") out(`group ${id}: ${r.jobs.length} job${r.jobs.length === 1 ? "" : "s"} cancelled or asked to stop`);
+  if (action === "retry") out(`group ${id}: ${r.jobs.length} job${r.jobs.length === 1 ? "" : "s"} queued again`);
+  const all = action === "show" ? r : await client.group(id);
+  out(formatGroup(all.group, all.jobs, Date.now()));
 }
 
 /**
@@ -98,12 +134,13 @@ async function waitForEnd(client: DispatcherClient, job: Job, progress: (j: Job)
   return current;
 }
 
-export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; project?: string; host?: string; limit: number; json?: boolean }) {
+export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; project?: string; host?: string; group?: string; limit: number; json?: boolean }) {
   const client = clientFor(opts);
   const q = new URLSearchParams();
   if (opts.state) q.set("state", opts.state.join(","));
   if (opts.project) q.set("project", opts.project);
   if (opts.host) q.set("host", opts.host);
+  if (opts.group) q.set("group", opts.group);
   q.set("limit", String(opts.limit));
   const { jobs } = (await client.request<{ jobs: Job[] }>("GET", `/api/jobs?${q}`)).body;
   if (opts.json) return json(jobs);

@@ -55,6 +55,8 @@ const fileKeyToApi: Record<string, keyof SubmitJobRequest> = {
   priority: "priority",
   retries: "maxRetries",
   constraints: "constraints",
+  /** A CVLab-Kit experiment YAML's path (relative to the job file); the CLI sends its text. */
+  cvlab: "config",
 };
 const apiToFileKey = Object.fromEntries(Object.entries(fileKeyToApi).map(([k, v]) => [v, k])) as Record<string, string>;
 const constraintKeys = ["hostId", "labels", "gpuName", "minMemoryMiB"];
@@ -81,6 +83,7 @@ const expectations: Record<string, string> = {
   "constraints.labels.*": "expected a string value",
   "constraints.gpuName": "expected a GPU name (or part of one), e.g. A100",
   "constraints.minMemoryMiB": "expected a whole number of MiB >= 0",
+  config: "expected the path of a CVLab-Kit experiment YAML",
 };
 
 type Provenance = Map<string, string>;
@@ -97,7 +100,7 @@ interface ParsedFile {
  * command after `--` (which overrides the file's command). Throws JobSpecError listing every
  * problem found. Leaves out what neither gave, so the API's defaults apply and callers can tell.
  */
-export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFlags; command?: string[] }): SubmitJobRequest {
+export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFlags; command?: string[]; config?: string }): SubmitJobRequest {
   const parsed = input.file ? parseJobFile(input.file) : undefined;
   const merged: Record<string, unknown> = { ...(parsed?.fields ?? {}) };
   const fromFlags: Provenance = new Map();
@@ -137,7 +140,9 @@ export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFla
     merged.constraints = c;
   }
 
-  if (merged.command === undefined) {
+  // A CVLab-Kit config's text replaces the path the file named; it runs the lab's queue command.
+  if (input.config !== undefined) merged.config = input.config;
+  if (merged.command === undefined && merged.config === undefined) {
     const where = parsed ? `${parsed.file}:1:1` : "command line";
     throw new JobSpecError([
       {

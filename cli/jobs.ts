@@ -22,6 +22,8 @@ export interface SubmitFlags extends TargetFlags {
   label?: Record<string, string>;
   workdir?: string;
   config?: string;
+  cvlab?: string;
+  sweep?: string[];
   json?: boolean;
   wait?: boolean;
 }
@@ -81,7 +83,13 @@ export function registerJobCommands(program: Command): void {
       .option("--host <hostId>", "run only on this host")
       .option("--label <key=value>", "run only on hosts with this label (repeatable)", collectKeyValue)
       .option("--workdir <dir>", "working folder on the host")
-      .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints); flags override it")
+      .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints, cvlab); flags override it")
+      .option("--cvlab <exp.yaml>", "run a CVLab-Kit experiment YAML with the lab's queue command (GPUs from its device:, project from its project:)")
+      .addOption(
+        new Option("--sweep [KEY=V1,V2]", "a group with one job per grid point: bare, the --cvlab YAML's list values; KEY=V1,V2 an axis (a YAML key, or {KEY} in the command); repeatable")
+          .preset("")
+          .argParser((v: string, acc: string[] | undefined) => [...(acc ?? []), v]),
+      )
       .option("--json", "print the job as JSON")
       .option("--wait", "wait until the job ends; exit 0 only if it succeeded"),
   )
@@ -92,6 +100,10 @@ Examples:
   pnpm submit -- echo hi
   pnpm submit --gpus 2 --project vision --timeout 3600 -- python train.py --lr 0.001
   pnpm submit --config jobs/train.yaml --priority high
+  pnpm submit --cvlab config/example.yaml
+  pnpm submit --cvlab config/example.yaml --sweep                  (one job per point of its list values)
+  pnpm submit --cvlab exp.yaml --sweep lr=0.1,0.01 --sweep batch_size=32,64
+  pnpm submit --sweep seed=1,2,3 -- python train.py --seed {seed}
 ${targetHelp}`,
     )
     .action(async (command: string[], opts: SubmitFlags) => (await load()).submitCommand(command, opts));
@@ -103,6 +115,7 @@ ${targetHelp}`,
       .option("--state <states>", `only these states, comma-separated (${jobStates.join(", ")})`, parseStates)
       .option("--project <project>", "only this project")
       .option("--host <hostId>", "only jobs on this host")
+      .option("--group <groupId>", "only the jobs of this sweep group")
       .option("--limit <n>", "at most this many", parseWholeNumber(1), 50)
       .option("--json", "print JSON"),
   )
@@ -136,6 +149,17 @@ ${targetHelp}`,
   withTarget(program.command("devices").description("list the lab's hosts: status, GPUs, free GPUs, running jobs").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (opts) => (await load()).devicesCommand(opts));
+
+  const group = program.command("group").description("a sweep group: show it, or cancel or retry all its jobs at once");
+  for (const [action, description] of [
+    ["show", "the group's jobs and their states"],
+    ["cancel", "cancel every job of the group that has not ended"],
+    ["retry", "queue again every job of the group that failed, was cancelled or timed out"],
+  ] as const) {
+    withTarget(group.command(action).description(description).argument("<groupId>", "group id (g...)").option("--json", "print JSON"))
+      .addHelpText("after", targetHelp)
+      .action(async (id: string, opts) => (await load()).groupCommand(action, id, opts));
+  }
 
   for (const [name, description] of [
     ["drain", "stop giving a host new jobs (running ones finish)"],
