@@ -6,6 +6,7 @@ import { LabrigError } from "../core/errors.js";
 import { registerAgentCommands } from "./agent.js";
 import { registerBackupCommands } from "./backup.js";
 import { registerDispatcherCommands } from "./dispatcher.js";
+import { registerImportCommands } from "./import.js";
 import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
 import { registerProvisionCommands } from "./provision.js";
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerProvisionCommands(program);
   registerTuiCommands(program);
   registerBackupCommands(program);
+  registerImportCommands(program);
   return program;
 }
 
