@@ -6,6 +6,7 @@
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
 import type { Device, HeartbeatRequest, ImportedJob, JobEventRequest, Priority, QueueAddRequest, RegisterRequest, SubmitJob } from "../core/api.js";
+import { gpusForDevice, parseCvlabConfig } from "../core/cvlab-config.js";
 import { jobFromQueueAdd, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
@@ -290,7 +291,8 @@ export class DispatcherService {
         skipped.push({ externalId: j.externalId, id: existing, reason: `already imported as job ${existing}` });
         continue;
       }
-      const settled = settleJob({ ...j, config: j.config ?? undefined, gpus: 1, maxRetries: 0 }, this.config, defaultJobName);
+      const gpus = j.config ? gpusForDevice(parseCvlabConfig(j.config, `${j.externalId} config`).data.device) : 1;
+      const settled = settleJob({ ...j, config: j.config ?? undefined, gpus, maxRetries: 0 }, this.config, defaultJobName);
       if (dryRun) {
         imported.push({ externalId: j.externalId, id: null, state: j.state });
         continue;

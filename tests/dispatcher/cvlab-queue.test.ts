@@ -168,6 +168,39 @@ describe("POST /api/queue/add in CVLab-Kit's shapes", () => {
   });
 });
 
+describe("groups and imports over HTTP", () => {
+  it("submits a group in one call, lists it with ?group=, and answers 404 for an unknown group", async () => {
+    const { response, result } = await post("/api/groups", {
+      name: "seeds",
+      jobs: [1, 2, 3].map((s) => ({ name: `seed ${s}`, command: ["python", "t.py", `--seed=${s}`], constraints: { hostId: "nowhere" } })),
+    });
+    expect(response.status).toBe(201);
+    expect(result.group).toMatchObject({ name: "seeds", jobs: 3, states: { queued: 3 } });
+    const listed = await admin.request<{ jobs: { id: string; group: string }[] }>("GET", `/api/jobs?group=${result.group.id}`);
+    expect(listed.body.jobs.map((j) => j.group)).toEqual([result.group.id, result.group.id, result.group.id]);
+    const cancelled = await admin.cancelGroup(result.group.id);
+    expect(cancelled.group.states).toEqual({ cancelled: 3 });
+    expect((await admin.cancelGroup(result.group.id)).jobs).toEqual([]);
+    const unknown = await post("/api/groups/gnothere/cancel", {});
+    expect(unknown.response.status).toBe(404);
+    const empty = await post("/api/groups", { jobs: [] });
+    expect(empty.result).toMatchObject({ error: "invalid_body", field: "jobs" });
+  });
+
+  it("refuses to import a job as running, and takes GPUs from an imported config's device", async () => {
+    const base = { name: "x", project: "p", priority: "normal", createdAt: "2025-01-01T00:00:00.000Z" };
+    const running = await post("/api/import/jobs", { source: "cvlab-kit", jobs: [{ ...base, externalId: "u1", state: "running" }] });
+    expect(running.response.status).toBe(400);
+    expect(running.result).toMatchObject({ field: "jobs.0.state" });
+    const ok = await post("/api/import/jobs", { source: "test-src", jobs: [{ ...base, externalId: "u2", state: "queued", config: "device: [0, 1]\n" }] });
+    const job = await admin.job(ok.result.imported[0].id);
+    // A simulated host from an earlier test may take it at once: queued here means runnable.
+    expect(job).toMatchObject({ gpus: 2, createdAt: base.createdAt });
+    expect(["queued", "assigned"]).toContain(job.state);
+    await admin.cancel(job.id);
+  });
+});
+
 describe("who may ask for urgent", () => {
   it("lets an admin and refuses a member with 403 (roles are wired when people get their own tokens)", () => {
     expect(() => assertPriorityAllowed("urgent", "admin")).not.toThrow();
