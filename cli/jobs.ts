@@ -66,6 +66,7 @@ that 'pnpm start' runs under LABRIG_HOME (default ~/.labrig).`;
 const load = () => import("./job-commands.js");
 
 export function registerJobCommands(program: Command): void {
+  const sweeps: string[] = [];
   withTarget(
     program
       .command("submit")
@@ -85,11 +86,7 @@ export function registerJobCommands(program: Command): void {
       .option("--workdir <dir>", "working folder on the host")
       .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints, cvlab); flags override it")
       .option("--cvlab <exp.yaml>", "run a CVLab-Kit experiment YAML with the lab's queue command (GPUs from its device:, project from its project:)")
-      .addOption(
-        new Option("--sweep [KEY=V1,V2]", "a group with one job per grid point: bare, the --cvlab YAML's list values; KEY=V1,V2 an axis (a YAML key, or {KEY} in the command); repeatable")
-          .preset("")
-          .argParser((v: string, acc: string[] | undefined) => [...(acc ?? []), v]),
-      )
+      .option("--sweep [KEY=V1,V2]", "a group with one job per grid point: bare, the --cvlab YAML's list values; KEY=V1,V2 an axis (a YAML key, or {KEY} in the command); repeatable")
       .option("--json", "print the job as JSON")
       .option("--wait", "wait until the job ends; exit 0 only if it succeeded"),
   )
@@ -106,7 +103,9 @@ Examples:
   pnpm submit --sweep seed=1,2,3 -- python train.py --seed {seed}
 ${targetHelp}`,
     )
-    .action(async (command: string[], opts: SubmitFlags) => (await load()).submitCommand(command, opts));
+    // Each --sweep, bare ("") or KEY=V1,V2, in order: commander alone keeps only the last.
+    .on("option:sweep", (v: string | null | undefined) => void sweeps.push(v ?? ""))
+    .action(async (command: string[], opts: Omit<SubmitFlags, "sweep">) => (await load()).submitCommand(command, { ...opts, sweep: sweeps.length ? sweeps : undefined }));
 
   withTarget(
     program
