@@ -1,6 +1,7 @@
 // What the job and device commands do: find the dispatcher, call its API, print tables or JSON.
 // Loaded lazily by jobs.ts.
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminalJobState, type Job, type JobState, type SubmitJobRequest } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
@@ -20,11 +21,26 @@ function clientFor(flags: TargetFlags): DispatcherClient {
   return new DispatcherClient({ url: target.url, token: target.token });
 }
 
-export async function submitCommand(command: string[], opts: SubmitFlags): Promise<void> {
+/**
+ * The folder the user ran the command from. `pnpm submit` runs the script in the checkout and
+ * passes the caller's folder as INIT_CWD; outside a package script INIT_CWD may be left over from
+ * an outer one, so it counts only while npm_lifecycle_event says a script is running.
+ */
+export function invocationDir(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  return env.npm_lifecycle_event && env.INIT_CWD ? env.INIT_CWD : cwd;
+}
+
+export interface SubmitContext {
+  /** Whether `submit` offers --code (it comes with code snapshots), so a warning names it only then. */
+  hasCodeFlag: boolean;
+}
+
+export async function submitCommand(command: string[], opts: SubmitFlags, ctx: SubmitContext = { hasCodeFlag: false }): Promise<void> {
+  const here = invocationDir();
   let file: { file: string; text: string } | undefined;
   if (opts.config) {
     try {
-      file = { file: opts.config, text: readFileSync(opts.config, "utf8") };
+      file = { file: opts.config, text: readFileSync(resolve(here, opts.config), "utf8") };
     } catch (err) {
       throw new InputError("--config", `cannot read ${opts.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
     }
@@ -46,7 +62,9 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
       labels: opts.label,
     },
   });
-  const client = clientFor(opts);
+  const target = resolveDispatcher(opts);
+  const client = new DispatcherClient({ url: target.url, token: target.token });
+  placeJob(req, target.source === "local-lab", here, ctx);
   await defaultGpusForGpulessLab(client, req);
   const job = await client.submit(req);
   if (opts.json && !opts.wait) return json(job);
@@ -60,6 +78,37 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
   if (end.state !== "succeeded") {
     throw new LabrigError(`job ${end.id} ended ${end.state}${end.exitCode !== null ? ` with exit code ${end.exitCode}` : ""}${end.reason ? ` (${end.reason})` : ""}; see: pnpm labrig logs ${end.id}`);
   }
+}
+
+/**
+ * Where the job runs. The local lab's agent is on this machine, so a process job without a workdir
+ * runs in the folder `submit` ran from, as a command typed here would. Elsewhere the host has its
+ * own files: a command naming a relative path there would look for it in the job's output folder,
+ * so say so and how to choose.
+ */
+function placeJob(req: SubmitJobRequest, localLab: boolean, here: string, ctx: SubmitContext): void {
+  if (req.workdir !== undefined) return;
+  if (localLab && !req.image) {
+    req.workdir = here;
+    return;
+  }
+  const paths = relativePathsIn(req.command);
+  if (paths.length === 0) return;
+  const choices = ctx.hasCodeFlag ? "--workdir DIR (a folder that exists on that host) or --code (send this folder with the job)" : "--workdir DIR (a folder that exists on that host)";
+  note(
+    `warning: ${paths.map((p) => `'${p}'`).join(", ")} ${paths.length === 1 ? "is a relative path" : "are relative paths"}, but this job does not run in this folder: ` +
+      `without a workdir it runs in its own output folder on the host that takes it${req.image ? ", inside the container" : ""}. Pass ${choices}.`,
+  );
+}
+
+/** Words of a command that look like relative file paths (train.py, ./run.sh, data/x.csv): not flags, numbers or the program's bare name. */
+export function relativePathsIn(command: string | string[]): string[] {
+  const words = typeof command === "string" ? command.trim().split(/\s+/) : command;
+  return words.filter((w, i) => {
+    if (w === "" || w.startsWith("/") || w.startsWith("-") || w.startsWith("~") || w.includes("=") || w.includes("://")) return false;
+    if (w.startsWith("./") || w.startsWith("../") || (w.includes("/") && /[A-Za-z]/.test(w))) return true;
+    return i > 0 && /^[\w.-]*[A-Za-z][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,5}$/.test(w);
+  });
 }
 
 /**
