@@ -82,7 +82,8 @@ describe("labrig submit / jobs / job / cancel", () => {
       writeFileSync(bad, "command: echo\ngpus: two\nseed: 1\n");
       const r = await runCli(["submit", "--config", bad], env);
       expect(r.exitCode).toBe(1);
-      expect(r.stderr).toContain(`${bad}:3:1: seed: unknown key`);
+      // Every problem in one round: the unknown key and the bad value together.
+      expect(r.stderr).toContain(`${bad}:2:7: gpus: expected a whole number from 0 to 64, got "two"\n${bad}:3:1: seed: unknown key`);
       const r2 = await runCli(["submit", "--config", bad.replace("bad", "missing")], env);
       expect(r2.stderr).toMatch(/--config: cannot read .*missing\.yaml: ENOENT/);
     } finally {
