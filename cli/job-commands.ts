@@ -7,7 +7,7 @@ import { isTerminalJobState, type Job, type JobState, type SubmitJobRequest } fr
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
-import { formatDevicesTable, formatJobDetail, formatJobsTable, type JobTransition } from "./format.js";
+import { formatDevicesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmitRequest } from "./job-file.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
 import { followJobLog } from "./follow-log.js";
@@ -18,7 +18,7 @@ const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
 function clientFor(flags: TargetFlags): DispatcherClient {
   const target = resolveDispatcher(flags);
-  return new DispatcherClient({ url: target.url, token: target.token });
+  return new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
 }
 
 /**
@@ -63,7 +63,7 @@ export async function submitCommand(command: string[], opts: SubmitFlags, ctx: S
     },
   });
   const target = resolveDispatcher(opts);
-  const client = new DispatcherClient({ url: target.url, token: target.token });
+  const client = new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
   placeJob(req, target.source === "local-lab", here, ctx);
   await defaultGpusForGpulessLab(client, req);
   const job = await client.submit(req);
@@ -76,7 +76,7 @@ export async function submitCommand(command: string[], opts: SubmitFlags, ctx: S
   const end = await waitForEnd(client, job, opts.json ? () => {} : (j) => out(describeProgress(j)));
   if (opts.json) json(end);
   if (end.state !== "succeeded") {
-    throw new LabrigError(`job ${end.id} ended ${end.state}${end.exitCode !== null ? ` with exit code ${end.exitCode}` : ""}${end.reason ? ` (${end.reason})` : ""}; see: pnpm labrig logs ${end.id}`);
+    throw new LabrigError(`job ${end.id} ended ${end.state}${jobOutcome(end)}; see: pnpm labrig logs ${end.id}`);
   }
 }
 
@@ -128,8 +128,7 @@ async function defaultGpusForGpulessLab(client: DispatcherClient, req: SubmitJob
 function describeProgress(j: Job): string {
   const where = j.hostId ? ` on ${j.hostId}${j.gpuIndices.length ? ` (GPUs ${j.gpuIndices.join(",")})` : ""}` : "";
   const attempt = j.attempt > 1 ? ` (attempt ${j.attempt})` : "";
-  const exit = j.exitCode !== null && isTerminalJobState(j.state) ? `, exit code ${j.exitCode}` : "";
-  return `job ${j.id}: ${j.state}${attempt}${where}${exit}${j.reason ? ` (${j.reason})` : ""}`;
+  return `job ${j.id}: ${j.state}${attempt}${where}${jobOutcome(j)}`;
 }
 
 async function waitForEnd(client: DispatcherClient, job: Job, progress: (j: Job) => void): Promise<Job> {
@@ -169,6 +168,8 @@ export async function logsCommand(id: string, opts: TargetFlags & { follow?: boo
   const client = clientFor(opts);
   if (opts.follow) {
     await followJobLog(client, id, { attempt: opts.attempt, intervalMs: opts.interval, write: (b) => process.stdout.write(b), note });
+    // The log alone does not say how it ended; stderr, so stdout stays the log's bytes.
+    note(`--- ${describeProgress(await client.job(id))}`);
     return;
   }
   try {
@@ -176,8 +177,17 @@ export async function logsCommand(id: string, opts: TargetFlags & { follow?: boo
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 404) throw err;
     const job = await client.job(id); // a missing job throws its own 404 here
-    note(`job ${id} has no log${opts.attempt ? ` for attempt ${opts.attempt}` : ""} yet (state ${job.state}); follow it with: pnpm labrig logs ${id} -f`);
+    note(noLogYet(job, opts.attempt));
   }
+}
+
+/** Why there is no log, and only where one may still come, how to follow it. */
+function noLogYet(job: Job, attempt: number | undefined): string {
+  const which = attempt ? ` for attempt ${attempt}` : "";
+  if (attempt !== undefined && attempt < job.attempt) return `job ${job.id} has no log${which}: that attempt wrote none (the job is now at attempt ${job.attempt}, ${job.state})`;
+  if (!isTerminalJobState(job.state)) return `job ${job.id} has no log${which} yet (state ${job.state}); follow it with: pnpm labrig logs ${job.id} -f`;
+  if (job.startedAt === null) return `job ${job.id} never ran, so it has no log: it ended ${job.state}${jobOutcome(job)} before starting`;
+  return `job ${job.id} has no log${which}: it ran but wrote nothing, and ended ${job.state}${jobOutcome(job)}`;
 }
 
 export async function cancelCommand(id: string, opts: TargetFlags & { json?: boolean }) {
@@ -187,8 +197,14 @@ export async function cancelCommand(id: string, opts: TargetFlags & { json?: boo
 }
 
 export async function retryCommand(id: string, opts: TargetFlags & { json?: boolean }) {
-  const job = await clientFor(opts).retry(id);
+  const client = clientFor(opts);
+  const before = await client.job(id);
+  const job = await client.retry(id);
   if (opts.json) return json(job);
+  if (before.state === "succeeded") {
+    out(`job ${id} had succeeded; it is ${job.state} to run again as attempt ${job.attempt} (attempt ${before.attempt}'s log stays: pnpm labrig logs ${id} --attempt ${before.attempt})`);
+    return;
+  }
   out(`job ${id}: ${job.state} again as attempt ${job.attempt}`);
 }
 

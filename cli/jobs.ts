@@ -135,7 +135,7 @@ ${targetHelp}`,
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).cancelCommand(id, opts));
 
-  withTarget(program.command("retry").description("queue an ended job again as a new attempt").argument("<id>", "job id").option("--json", "print JSON"))
+  withTarget(program.command("retry").description("queue an ended job again as a new attempt (a succeeded one too: it runs again)").argument("<id>", "job id").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).retryCommand(id, opts));
 

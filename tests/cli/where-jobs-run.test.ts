@@ -5,11 +5,14 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Job } from "../../core/api.js";
 import { relativePathsIn } from "../../cli/job-commands.js";
 import { type DispatcherProcess, repoRoot, startDispatcher } from "../helpers/dispatcher-process.js";
 import { cliEnv, runCli } from "./cli-process.js";
+
+// Each test starts several CLI processes (node + tsx, seconds each on a busy machine).
+vi.setConfig({ testTimeout: 120_000 });
 
 let d: DispatcherProcess;
 let scratch: string;
