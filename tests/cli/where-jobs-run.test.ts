@@ -34,10 +34,10 @@ beforeAll(async () => {
   mkdirSync(project);
   writeFileSync(join(project, "train.py"), "print('hi')\n");
   writeFileSync(join(project, "job.yaml"), "name: from-project\ncommand: [python3, train.py]\ngpus: 0\n");
-  // The README's way to put `labrig` on PATH: a link to the checkout's bin/labrig.mjs.
+  // The README's way to put `labrig` on PATH: a link to the checkout's bin/labrig.
   binDir = join(scratch, "bin");
   mkdirSync(binDir);
-  symlinkSync(join(repoRoot, "bin", "labrig.mjs"), join(binDir, "labrig"));
+  symlinkSync(join(repoRoot, "bin", "labrig"), join(binDir, "labrig"));
 });
 
 afterAll(async () => {
