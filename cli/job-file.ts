@@ -59,7 +59,7 @@ const fileKeyToApi: Record<string, keyof SubmitJobRequest> = {
 const apiToFileKey = Object.fromEntries(Object.entries(fileKeyToApi).map(([k, v]) => [v, k])) as Record<string, string>;
 const constraintKeys = ["hostId", "labels", "gpuName", "minMemoryMiB"];
 /** Names people reach for, and the key the file uses instead. */
-const keyHints: Record<string, string> = { timeoutS: "timeout", timeout_s: "timeout", maxRetries: "retries", max_retries: "retries", cmd: "command", gpu: "gpus" };
+const keyHints: Record<string, string> = { retry: "retries", retrys: "retries", timeoutS: "timeout", timeout_s: "timeout", maxRetries: "retries", max_retries: "retries", cmd: "command", gpu: "gpus" };
 
 /** What a field expects, said the way a user reads it; keyed by API path with `*` for any key. */
 const expectations: Record<string, string> = {
