@@ -17,6 +17,8 @@ export interface SubmissionInput {
   cvlab?: string;
   /** --sweep values: "" for the config's own grid, KEY=V1,V2 for an axis. */
   sweep?: string[];
+  /** The folder relative paths (the job file's) are read from. */
+  baseDir?: string;
 }
 
 export type Submission = { kind: "job"; request: SubmitJobRequest } | { kind: "sweep"; sweep: Sweep };
@@ -26,7 +28,7 @@ function cvlabPath(input: SubmissionInput): string | undefined {
   if (input.cvlab) return input.cvlab;
   if (!input.file) return undefined;
   const named = parseJobFile(input.file).fields.config;
-  return typeof named === "string" ? resolve(dirname(input.file.file), named) : undefined;
+  return typeof named === "string" ? resolve(input.baseDir ?? ".", dirname(input.file.file), named) : undefined;
 }
 
 function readText(path: string, where: string): string {

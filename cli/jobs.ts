@@ -83,7 +83,7 @@ export function registerJobCommands(program: Command): void {
       .option("--retries <n>", "run again this many times if the host is lost", parseWholeNumber(0, 100))
       .option("--host <hostId>", "run only on this host")
       .option("--label <key=value>", "run only on hosts with this label (repeatable)", collectKeyValue)
-      .option("--workdir <dir>", "working folder on the host")
+      .option("--workdir <dir>", "working folder on the host (default: in the local lab, this folder; elsewhere the job's output folder)")
       .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints, cvlab); flags override it")
       .option("--cvlab <exp.yaml>", "run a CVLab-Kit experiment YAML with the lab's queue command (GPUs from its device:, project from its project:)")
       .option("--sweep [KEY=V1,V2]", "a group with one job per grid point: bare, the --cvlab YAML's list values; KEY=V1,V2 an axis (a YAML key, or {KEY} in the command); repeatable")
@@ -101,11 +101,18 @@ Examples:
   pnpm submit --cvlab config/example.yaml --sweep                  (one job per point of its list values)
   pnpm submit --cvlab exp.yaml --sweep lr=0.1,0.01 --sweep batch_size=32,64
   pnpm submit --sweep seed=1,2,3 -- python train.py --seed {seed}
+
+Where it runs: with the local lab ('pnpm start'), a job without --workdir runs in the folder you
+ran submit from. On a lab's other hosts it runs in its own output folder there unless --workdir
+names a folder that exists on that host. A --cvlab job without --workdir runs in the lab's
+CVLab-Kit checkout (the dispatcher's LABRIG_CVLAB_DIR); in the local lab, in this folder.
 ${targetHelp}`,
     )
     // Each --sweep, bare ("") or KEY=V1,V2, in order: commander alone keeps only the last.
     .on("option:sweep", (v: string | null | undefined) => void sweeps.push(v ?? ""))
-    .action(async (command: string[], opts: Omit<SubmitFlags, "sweep">) => (await load()).submitCommand(command, { ...opts, sweep: sweeps.length ? sweeps : undefined }));
+    .action(async (command: string[], opts: Omit<SubmitFlags, "sweep">, cmd: Command) =>
+      (await load()).submitCommand(command, { ...opts, sweep: sweeps.length ? sweeps : undefined }, { hasCodeFlag: cmd.options.some((o) => o.long === "--code") }),
+    );
 
   withTarget(
     program
@@ -141,7 +148,7 @@ ${targetHelp}`,
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).cancelCommand(id, opts));
 
-  withTarget(program.command("retry").description("queue an ended job again as a new attempt").argument("<id>", "job id").option("--json", "print JSON"))
+  withTarget(program.command("retry").description("queue an ended job again as a new attempt (a succeeded one too: it runs again)").argument("<id>", "job id").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).retryCommand(id, opts));
 

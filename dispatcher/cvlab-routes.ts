@@ -2,7 +2,7 @@
 // imports of another queue's history. Registered by server.ts with its auth and parsing helpers.
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { z } from "zod";
-import { importRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
+import { importRequestSchema, jobActionRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
 import { assertPriorityAllowed, cvlabPriority, RequestProblem, toCvlabJob, type Role } from "./cvlab.js";
 import type { DispatcherService } from "./service.js";
 import type { StoredJob } from "./store.js";
@@ -98,7 +98,8 @@ export function registerCvlabRoutes(app: FastifyInstance, h: RouteHelpers): void
     app.post<{ Params: { id: string } }>(`/api/groups/:id/${action}`, async (req) => {
       h.requireAdmin(req);
       groupOr404(req.params.id);
-      const changed = action === "cancel" ? service.cancelGroup(req.params.id) : service.retryGroup(req.params.id);
+      const by = h.parse(jobActionRequestSchema, req.body ?? {}).via ?? "an API client";
+      const changed = action === "cancel" ? service.cancelGroup(req.params.id, by) : service.retryGroup(req.params.id, by);
       return { group: groupOr404(req.params.id), jobs: changed };
     });
   }

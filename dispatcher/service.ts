@@ -263,16 +263,16 @@ export class DispatcherService {
   }
 
   /** Cancels a group's jobs that have not ended, as one change. */
-  cancelGroup(id: string): StoredJob[] {
-    const jobs = this.store.cancelGroup(id).map((j) => this.changed(j));
+  cancelGroup(id: string, by: string): StoredJob[] {
+    const jobs = this.store.cancelGroup(id, by).map((j) => this.changed(j));
     for (const hostId of new Set(jobs.filter((j) => j.state === "cancelled" && j.hostId).map((j) => j.hostId!))) this.emitDevice(hostId);
     this.requestSchedule();
     return jobs;
   }
 
   /** Queues a group's failed, cancelled and timed-out jobs again, as one change. */
-  retryGroup(id: string): StoredJob[] {
-    const jobs = this.store.retryGroup(id);
+  retryGroup(id: string, by: string): StoredJob[] {
+    const jobs = this.store.retryGroup(id, by);
     for (const j of jobs) this.queued(j);
     this.requestSchedule();
     return jobs;
@@ -306,8 +306,8 @@ export class DispatcherService {
     return { imported, skipped };
   }
 
-  cancel(jobId: string): StoredJob {
-    const job = this.changed(this.store.cancel(jobId));
+  cancel(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.cancel(jobId, by));
     if (job.state === "cancelled" && job.hostId) {
       this.emitDevice(job.hostId);
       this.requestSchedule();
@@ -315,8 +315,8 @@ export class DispatcherService {
     return job;
   }
 
-  retry(jobId: string): StoredJob {
-    const job = this.changed(this.store.retry(jobId));
+  retry(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.retry(jobId, by));
     this.queuedAtMs.set(job.id, Date.now());
     this.requestSchedule();
     return job;
