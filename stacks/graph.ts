@@ -102,7 +102,7 @@ export function dispatcherUrl(inventory: Inventory): string | undefined {
   return host ? `http://${host.address}:${dispatcherSettings(host).port}` : undefined;
 }
 
-/** The graph as text, one resource a line with what it waits for (for README and reports). */
+/** The graph as text, one resource a line with the step just before it (it depends on every earlier step of its host). */
 export function renderGraph(resources: PlannedResource[]): string {
   return resources.map((r) => `${r.name}${r.dependsOn.length ? `  <- ${r.dependsOn[r.dependsOn.length - 1]}` : ""}`).join("\n");
 }
