@@ -46,7 +46,7 @@ function findStep(id: string): Step {
  */
 async function withContext<T>(inputs: StepInputs, fn: (ctx: StepContext, step: Step, applied: Change[]) => Promise<T>): Promise<T> {
   const step = findStep(inputs.step);
-  const dir = mkdtempSync(join(tmpdir(), "labrig-stack-"));
+  const dir = mkdtempSync(join(tmpdir(), "labrig-stack-secrets-"));
   const host = structuredClone(inputs.host);
   const remote = new SshRemote(
     { host: host.name, address: host.address, port: host.port, user: host.user, identityFile: host.identityFile },

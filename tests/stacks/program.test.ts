@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../provision/inventory.js";
 import { allSteps } from "../../provision/steps/index.js";
+import { hostUrns } from "../../stacks/command.js";
 import { planLab, renderGraph } from "../../stacks/graph.js";
 import labProgram from "../../stacks/index.js";
 import type { HostFacts } from "../../stacks/program.js";
@@ -114,6 +115,14 @@ describe("the stack program under mocks (engine mocked)", { timeout: 120_000 }, 
       expect(r.parent, r.name).toBe(urn(r.name.split("/")[0]!));
       expect(r.additionalSecretOutputs).toEqual(["joinToken", "resticPassword"]);
     }
+    // --host targets exactly one host's component and steps, by the URNs the engine gives them.
+    const seen = new Set(registered.flatMap((r) => [r.parent, ...r.dependencies]));
+    const a100 = hostUrns("test", planLab(loadInventory(exampleInventory), allSteps), "gpu-a100");
+    expect(a100).toHaveLength(7);
+    expect(a100[0]).toBe(urn("gpu-a100"));
+    // Every one but the host's last step is some resource's parent or dependency.
+    for (const u of a100.slice(0, -1)) expect(seen, u).toContain(u);
+    expect(a100.at(-1)).toBe(urn("gpu-a100", "backup-timer"));
     // The dispatcher's URL and, per host, what the steps found.
     expect(outputs.dispatcherUrl).toBe("http://192.168.1.10:8000");
     expect(outputs.hosts["gpu-a100"]).toEqual({ os: "Debian GNU/Linux 12 (bookworm)", docker: "20.10.24+dfsg1", driver: "550.54.15", gpus: ["NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB"] });

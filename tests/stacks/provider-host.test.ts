@@ -4,7 +4,7 @@
 // provider process gets it. Its check/diff/create/update/delete then run against a real systemd +
 // sshd test host over SSH; what they did is checked inside the host by `docker exec`. This proves
 // the serialised closure carries no live connection or native handle.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -15,13 +15,17 @@ import { bundleStepRuntime } from "../../stacks/bundle.js";
 import { type StepInputs, stepInputs } from "../../stacks/graph.js";
 import { stepProvider } from "../../stacks/provider.js";
 import type { StepOutputs } from "../../stacks/step-runtime.js";
+import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
+import { agentBundle } from "../provision/helpers.js";
 
 const hostName = "stk-a";
 const resticPassword = "correct horse battery staple";
 let dir: string;
 let net: TestNetwork;
 let host: TestHost;
+let dispatcher: DispatcherProcess;
+let bundle: string;
 let providerFile: string;
 let elsewhere: string;
 
@@ -45,7 +49,7 @@ function writeInventory(allowFrom: string[]): string {
   const file = join(dir, "inventory.yaml");
   writeFileSync(
     file,
-    `lab: {name: stk, dispatcher: {url: "http://${net.gateway}:8000"}}
+    `lab: {name: stk, dispatcher: {url: "http://${net.gateway}:${dispatcher.port}"}}
 defaults:
   identityFile: ${join(dir, "id_ed25519")}
   firewall: {allowFrom: [${allowFrom.join(", ")}]}
@@ -59,8 +63,10 @@ hosts:
 
 function inputsFor(step: string, allowFrom: string[]): StepInputs {
   const inventory = loadInventory(writeInventory(allowFrom));
-  const inputs = stepInputs(inventory, inventory.hosts[0]!, step, { knownHostsFile: join(dir, "known_hosts") });
-  return step === "backup-timer" ? { ...inputs, resticPassword } : inputs;
+  const inputs = stepInputs(inventory, inventory.hosts[0]!, step, { knownHostsFile: join(dir, "known_hosts"), agentBundle: bundle });
+  if (step === "backup-timer") return { ...inputs, resticPassword };
+  if (step === "agent") return { ...inputs, joinToken: dispatcher.joinToken };
+  return inputs;
 }
 
 type Checked = { inputs: StepInputs; failures: unknown[] };
@@ -73,7 +79,13 @@ beforeAll(async () => {
   writeFileSync(join(elsewhere, "drive.cjs"), driver);
   net = await createTestNetwork("stk");
   const key = createSshKey(dir);
-  const [, runtimeUrl] = await Promise.all([startTestHost({ name: hostName, network: net, publicKey: key.publicKey }).then((h) => (host = h)), bundleStepRuntime()]);
+  const [, runtimeUrl] = await Promise.all([
+    startTestHost({ name: hostName, network: net, publicKey: key.publicKey }).then((h) => (host = h)),
+    bundleStepRuntime(),
+    // 0.0.0.0 so the agent inside the test host reaches it at the network's gateway address.
+    startDispatcher({ args: ["--bind", "0.0.0.0"] }).then((d) => (dispatcher = d)),
+    agentBundle().then((b) => (bundle = b)),
+  ]);
   const serialized = await pulumi.runtime.serializeFunction(() => stepProvider(runtimeUrl));
   expect(serialized.exportName).toBe("handler");
   providerFile = join(dir, "provider.js");
@@ -82,12 +94,14 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await host?.stop();
+  await dispatcher?.stop();
+  dispatcher?.cleanup();
   await net?.remove();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("the serialised step provider against a real host", { timeout: 600_000 }, () => {
-  const steps = ["base", "firewall", "backup-timer"] as const;
+  const steps = ["base", "agent", "firewall", "backup-timer"] as const;
   const outs = new Map<string, StepOutputs>();
 
   it("plans on the bare host without changing it, then converges it with create", async () => {
@@ -114,6 +128,10 @@ describe("the serialised step provider against a real host", { timeout: 600_000 
     expect((await host.sh("systemctl is-enabled labrig-backup.timer")).trim()).toBe("enabled");
     expect((await host.sh("cat /etc/labrig/restic-password")).trim()).toBe(resticPassword);
     expect((await host.sh("stat -c %a /etc/labrig/restic-password")).trim()).toBe("600");
+    expect((await host.sh("systemctl is-active labrig-agent.service")).trim()).toBe("active");
+    expect(await host.sh("cat /etc/labrig/agent.env")).toContain(`LABRIG_JOIN_TOKEN=${dispatcher.joinToken}`);
+    // The temporary secret files lived only for the length of each call.
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith("labrig-stack-secrets-"))).toEqual([]);
   });
 
   it("a second check plans nothing and diff reports no changes", async () => {
@@ -152,6 +170,12 @@ describe("the serialised step provider against a real host", { timeout: 600_000 
     expect((await host.exec("systemctl is-enabled labrig-backup.timer")).exitCode).not.toBe(0);
     expect(await host.sh("ls /etc/systemd/system /etc/labrig")).not.toMatch(/labrig-backup|restic-password|backup\.env/);
     expect((await host.exec("command -v restic && test -f /var/backups/labrig-restic/config")).exitCode).toBe(0);
+
+    await call("delete", `${hostName}/agent`, outs.get("agent")!);
+    expect((await host.exec("systemctl is-enabled labrig-agent.service")).exitCode).not.toBe(0);
+    expect((await host.exec("systemctl is-active labrig-agent.service")).exitCode).not.toBe(0);
+    expect((await host.exec("ls /etc/labrig/agent.env /etc/systemd/system/labrig-agent.service /opt/labrig/agent/labrig-agent.mjs")).exitCode).not.toBe(0);
+    expect((await host.exec("id -u labrig-agent && test -d /var/lib/labrig/agent && command -v node")).exitCode).toBe(0);
 
     await call("delete", `${hostName}/base`, outs.get("base")!);
     expect((await host.exec("command -v jq")).exitCode).toBe(0);
