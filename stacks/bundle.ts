@@ -20,7 +20,7 @@ export async function bundleStepRuntime(outfile = defaultStepRuntimePath): Promi
     bundle: true,
     write: false,
     platform: "node",
-    target: "node20",
+    target: "node22",
     format: "esm",
     packages: "external",
     legalComments: "none",

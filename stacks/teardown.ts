@@ -8,7 +8,7 @@
 import type { Change } from "../provision/change.js";
 import { ufwState } from "../provision/facts/ufw.js";
 import type { HostConfig } from "../provision/inventory.js";
-import { shq } from "../provision/remote.js";
+import { shq } from "../core/shell.js";
 import type { StepContext } from "../provision/step.js";
 import { agentBundleRemote, agentEnvFile, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
 import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile } from "../provision/steps/backup-timer.js";

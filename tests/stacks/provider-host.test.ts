@@ -82,10 +82,11 @@ beforeAll(async () => {
   const [, runtimeUrl] = await Promise.all([
     startTestHost({ name: hostName, network: net, publicKey: key.publicKey }).then((h) => (host = h)),
     bundleStepRuntime(),
-    // 0.0.0.0 so the agent inside the test host reaches it at the network's gateway address.
-    startDispatcher({ args: ["--bind", "0.0.0.0"] }).then((d) => (dispatcher = d)),
     agentBundle().then((b) => (bundle = b)),
   ]);
+  // Started after the builds above: on a busy machine its 30 s start window is then its own.
+  // 0.0.0.0 so the agent inside the test host reaches it at the network's gateway address.
+  dispatcher = await startDispatcher({ args: ["--bind", "0.0.0.0"] });
   const serialized = await pulumi.runtime.serializeFunction(() => stepProvider(runtimeUrl));
   expect(serialized.exportName).toBe("handler");
   providerFile = join(dir, "provider.js");
