@@ -95,11 +95,18 @@ export async function checkStep(news: StepInputs): Promise<CheckOutcome> {
   });
 }
 
-/** Provider diff: an update when the check planned changes or the declared inputs changed; never a replacement. */
+/**
+ * Provider diff: an update when the check planned changes or the declared inputs changed; never a
+ * replacement. The serialised provider itself (`__provider`) is no input: a new labrig is no change.
+ */
 export function diffStep(olds: Partial<StepOutputs>, news: StepInputs): DiffOutcome {
   const planned = (news.plan ?? []).length > 0;
-  const declared = stableJson(withoutProviderFields(olds as StepInputs)) !== stableJson(withoutProviderFields(news));
-  return { changes: planned || declared, replaces: [] };
+  const declared = (v: StepInputs) => {
+    const { __provider: _p, ...rest } = withoutProviderFields(v) as StepInputs & { __provider?: unknown };
+    return stableJson(rest);
+  };
+  const changedInputs = declared(olds as StepInputs) !== declared(news);
+  return { changes: planned || changedInputs, replaces: [] };
 }
 
 /** Provider create and update: check, apply exactly those changes, check again (it must plan nothing). */
