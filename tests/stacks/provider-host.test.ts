@@ -101,7 +101,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe("the serialised step provider against a real host", { timeout: 600_000 }, () => {
+describe("the serialised step provider against a real host", { timeout: 900_000 }, () => {
   const steps = ["base", "agent", "firewall", "backup-timer"] as const;
   const outs = new Map<string, StepOutputs>();
 
