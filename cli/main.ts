@@ -10,6 +10,7 @@ import { registerImportCommands } from "./import.js";
 import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
 import { registerProvisionCommands } from "./provision.js";
+import { registerStackCommands } from "./stack.js";
 import { registerTuiCommands } from "./tui.js";
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerAgentCommands(program);
   registerJobCommands(program);
   registerProvisionCommands(program);
+  registerStackCommands(program);
   registerTuiCommands(program);
   registerBackupCommands(program);
   registerImportCommands(program);
