@@ -6,8 +6,8 @@ import { liveGroupMembers } from "../../agent/process-group.js";
 import type { AgentProcess } from "../helpers/agent-process.js";
 import { waitFor } from "../helpers/wait.js";
 
-/** Short thresholds for tests that wait for a silent agent to be declared lost. */
-export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
+/** Short thresholds for tests that wait for a silent agent to be declared lost (disconnected and lost at once). */
+export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
 /** For the rest: heartbeats as fast, but a busy CI machine delaying one must not lose a host. */
 export const steadyDispatcherEnv = { LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_HEARTBEAT_S: "1" };
 

@@ -17,7 +17,7 @@ let d: DispatcherProcess;
 let admin: DispatcherClient;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_HEARTBEAT_S: "1" } });
+  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" } });
   admin = d.admin();
 });
 afterAll(async () => {
@@ -186,6 +186,14 @@ describe("jobs", () => {
     expect(r.status).toBe(400);
     expect(r.json.field).toBe(field);
     expect(r.json.message).toContain(field);
+  });
+
+  it("refuses a 31-day timeout with 400 naming the 30-day bound, and takes a 25-day one", async () => {
+    const r = await raw("POST", "/api/jobs", { token: d.adminToken, body: { command: "x", timeoutS: 31 * 24 * 3600, constraints: { hostId: "nowhere" } } });
+    expect(r.status).toBe(400);
+    expect(r.json).toMatchObject({ field: "timeoutS", message: "timeoutS: at most 2592000 s (30 days), the longest timeout labrig enforces" });
+    const ok = await admin.submit({ command: "x", timeoutS: 25 * 24 * 3600, constraints: { hostId: "nowhere" } });
+    expect(ok.timeoutS).toBe(2_160_000);
   });
 
   it("refuses a body that is not JSON with 400", async () => {
@@ -625,7 +633,7 @@ describe("crash safety", () => {
     const tokensBefore = [d.adminToken, d.joinToken];
 
     await d.kill();
-    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2" } });
+    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3" } });
     d = d2;
     admin = d2.admin();
     expect([d2.adminToken, d2.joinToken]).toEqual(tokensBefore);
