@@ -6,6 +6,7 @@
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
 import type { Device, HeartbeatRequest, JobEventRequest, Priority, RegisterRequest, SubmitJob } from "../core/api.js";
+import { shq } from "../core/shell.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
 import { type ActiveJob, JobIndex } from "./job-index.js";
@@ -237,7 +238,7 @@ export class DispatcherService {
 
   /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
   queueAdd(configPath: string, priority: Priority): StoredJob {
-    const command = this.config.queueCommand.replaceAll("{config_path}", shellQuote(configPath));
+    const command = this.config.queueCommand.replaceAll("{config_path}", shq(configPath));
     return this.submit({
       name: configPath.split("/").pop()!.replace(/\.ya?ml$/, ""),
       command,
@@ -435,8 +436,4 @@ export function noteListedJobs(active: ActiveJob[], listed: string[], nowMs: num
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
   return words.slice(0, 3).join(" ").slice(0, 60) || "job";
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }
