@@ -81,17 +81,6 @@ async function call<T>(f: () => Promise<T>): Promise<T> {
 }
 
 log(`seed ${seed}: ${opts.jobs} jobs over ${opts.agents} agents (2 GPUs each), state in ${root}`);
-const t0 = Date.now();
-const lineCounts = new Map<string, number>();
-for (let i = 0; i < opts.jobs; i++) {
-  const lines = 1 + Math.floor(rand() * 30);
-  const job = await call(() =>
-    admin.submit({ name: `soak-${i + 1}`, project: "soak", command: `for i in $(seq 1 ${lines}); do echo "$LABRIG_JOB_ID line $i"; sleep 0.02; done`, gpus: 1, maxRetries: 20 }),
-  );
-  lineCounts.set(job.id, lines);
-}
-log(`submitted ${opts.jobs} jobs in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-
 const faults: Record<string, number> = { "agent kill -9": 0, "agent SIGTERM (--keep-jobs)": 0, "dispatcher kill -9": 0, "dispatcher SIGTERM": 0 };
 let allEnded = false;
 async function injectFaults(): Promise<void> {
@@ -125,13 +114,31 @@ async function injectFaults(): Promise<void> {
   }
 }
 
+const t0 = Date.now();
 const faulting = injectFaults();
+// Faults start with the submissions; 8 at a time, each waiting through dispatcher restarts.
+const lineCounts = new Map<string, number>(); // by job name: a retried submit may queue a name twice
+const plan = Array.from({ length: opts.jobs }, (_, i) => ({ name: `soak-${i + 1}`, lines: 1 + Math.floor(rand() * 30) }));
+let next = 0;
+await Promise.all(
+  Array.from({ length: 8 }, async () => {
+    while (next < plan.length) {
+      const { name, lines } = plan[next++]!;
+      lineCounts.set(name, lines);
+      await call(() =>
+        admin.submit({ name, project: "soak", command: `for i in $(seq 1 ${lines}); do echo "$LABRIG_JOB_ID line $i"; sleep 0.02; done`, gpus: 1, maxRetries: 20 }),
+      );
+    }
+  }),
+);
+log(`submitted ${opts.jobs} jobs in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
 const deadline = t0 + opts.maxMinutes * 60_000;
 let jobs: Job[] = [];
 for (;;) {
-  jobs = await call(() => admin.jobs({ project: "soak", limit: opts.jobs + 10 }));
+  jobs = await call(() => admin.jobs({ project: "soak", limit: opts.jobs * 2 }));
   const open = jobs.filter((j) => !isTerminalJobState(j.state)).length;
-  if (open === 0 && jobs.length === opts.jobs) break;
+  if (open === 0 && new Set(jobs.map((j) => j.name)).size === opts.jobs) break;
   if (Date.now() > deadline) {
     log(`gave up after ${opts.maxMinutes} minutes with ${open} jobs not ended`);
     break;
@@ -148,7 +155,9 @@ const wrong: string[] = [];
 const byState: Partial<Record<JobState, number>> = {};
 let bytesChecked = 0;
 let attempts = 0;
-for (const j of await call(() => admin.jobs({ project: "soak", limit: opts.jobs + 10 }))) {
+const finalJobs = await call(() => admin.jobs({ project: "soak", limit: opts.jobs * 2 }));
+const duplicates = finalJobs.length - new Set(finalJobs.map((j) => j.name)).size;
+for (const j of finalJobs) {
   byState[j.state] = (byState[j.state] ?? 0) + 1;
   attempts += j.attempt;
   const { body } = await call(() => admin.request<Job & { history: { attempt: number; toState: JobState }[] }>("GET", `/api/jobs/${j.id}`));
@@ -158,7 +167,7 @@ for (const j of await call(() => admin.jobs({ project: "soak", limit: opts.jobs 
     wrong.push(`${j.id}: ${j.state} (${j.reason ?? "no reason"})`);
     continue;
   }
-  const expected = Array.from({ length: lineCounts.get(j.id)! }, (_, i) => lineOf(j.id, i + 1)).join("");
+  const expected = Array.from({ length: lineCounts.get(j.name)! }, (_, i) => lineOf(j.id, i + 1)).join("");
   const got = (await call(() => admin.syncGet(j.id, "job.log"))).toString();
   bytesChecked += got.length;
   if (got !== expected) wrong.push(`${j.id}: job.log of attempt ${j.attempt} is ${got.length} bytes, expected ${expected.length}${got.length > expected.length ? " (doubled bytes)" : " (missing bytes)"}`);
@@ -190,8 +199,9 @@ await dispatcher.stop();
 const totalFaults = Object.values(faults).reduce((a, b) => a + b, 0);
 console.log(`labrig soak, seed ${seed}`);
 console.log(`  jobs:            ${opts.jobs} over ${opts.agents} agents, ${tookS.toFixed(0)} s`);
+console.log(`  records:         ${finalJobs.length} (${duplicates} a second submission of the same job, a submit retried after a dispatcher restart ate its answer)`);
 console.log(`  ended:           ${Object.entries(byState).map(([s, n]) => `${s} ${n}`).join(", ")}`);
-console.log(`  attempts:        ${attempts} (${attempts - opts.jobs} re-runs of attempts cut short by a fault)`);
+console.log(`  attempts:        ${attempts} (${attempts - finalJobs.length} re-runs of attempts cut short by a fault)`);
 console.log(`  faults injected: ${totalFaults} (${Object.entries(faults).map(([k, n]) => `${k}: ${n}`).join(", ")})`);
 console.log(`  log bytes checked byte-exact: ${bytesChecked}`);
 console.log(`  finished jobs run again: ${rerunFinished.length}`);
