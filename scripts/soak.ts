@@ -63,7 +63,22 @@ let dispatcher: DispatcherProcess = await startDispatcher({ stateDir, env: dispa
 const port = dispatcher.port;
 const admin: DispatcherClient = dispatcher.admin();
 const hostIds = Array.from({ length: opts.agents }, (_, i) => `soak-${i + 1}`);
+/** Starting a process is the harness's part, not the system's under test: a start slowed past its 30 s by a loaded machine is tried again. */
+async function retryStart<T>(what: string, start: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (tries >= 4) throw err;
+      log(`${what} did not start (${(err as Error).message.split("\n")[0]}); trying again`);
+      await sleep(1000);
+    }
+  }
+}
+const restartDispatcher = () => retryStart("the dispatcher", () => startDispatcher({ stateDir, port, env: dispatcherEnv }));
 const startSoakAgent = (hostId: string) =>
+  retryStart(`agent ${hostId}`, () => startAgentOnce(hostId));
+const startAgentOnce = (hostId: string) =>
   startAgent({ url: dispatcher.url, joinToken: dispatcher.joinToken, hostId, workdir: join(root, hostId), gpus: "rtx-4090-x2.txt", command: [process.execPath, bundle], args: ["--keep-jobs"] });
 const agents = new Map<string, AgentProcess>();
 for (const h of hostIds) agents.set(h, await startSoakAgent(h));
@@ -109,7 +124,7 @@ async function injectFaults(): Promise<void> {
       if (hard) await dispatcher.kill();
       else await dispatcher.stop();
       await sleep(down);
-      dispatcher = await startDispatcher({ stateDir, port, env: dispatcherEnv });
+      dispatcher = await restartDispatcher();
     }
   }
 }
