@@ -4,32 +4,19 @@
 // dispatcher ends that attempt as lost (requeued while retries remain, else failed `lost`) instead
 // of showing it `running` forever. The lost threshold is left long here: only the heartbeats can
 // tell.
-import { renameSync, rmSync } from "node:fs";
+import { renameSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { signalGroup } from "../../agent/process-group.js";
-import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
-import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
-import { agentStatus, groupGone, jobGroup, waitForJob, waitForState } from "./agent-helpers.js";
+import { startAgent } from "../helpers/agent-process.js";
+import { startDispatcher } from "../helpers/dispatcher-process.js";
+import { agentStatus, groupGone, jobGroup, startedProcesses, waitForJob, waitForState } from "./agent-helpers.js";
 import { waitFor } from "../helpers/wait.js";
 
 const GRACE_S = 4;
 const env = { LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: String(GRACE_S), LABRIG_HEARTBEAT_S: "1" };
 
-const started: { agents: AgentProcess[]; dispatchers: DispatcherProcess[]; groups: number[]; dirs: string[] } = { agents: [], dispatchers: [], groups: [], dirs: [] };
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === "fail") for (const a of started.agents) console.error(`--- agent ${a.hostId} ---\n${a.output().slice(-4000)}`);
-  for (const g of started.groups) signalGroup(g, "SIGKILL");
-  for (const a of started.agents.reverse()) {
-    await a.kill();
-    a.cleanup();
-  }
-  for (const d of started.dispatchers.reverse()) {
-    await d.kill();
-    d.cleanup();
-  }
-  for (const dir of started.dirs) rmSync(dir, { recursive: true, force: true });
-  Object.assign(started, { agents: [], dispatchers: [], groups: [], dirs: [] });
-});
+const { started, removeAll } = startedProcesses();
+afterEach((ctx) => removeAll(ctx.task.result?.state === "fail"));
 
 /** Runs the reproduction up to the restarted agent; returns the job, the fresh agent and when it came back. */
 async function loseAJob(maxRetries: number) {
