@@ -409,6 +409,18 @@ describe("silent agents", () => {
     expect(await status()).toBe("healthy");
   });
 
+  it("dates a heartbeat by its receipt, whatever clock the agent has", async () => {
+    const a = await newAgent();
+    const before = Date.now();
+    // An agent whose clock is a year behind says so in fields the API does not have: they change nothing.
+    const r = await raw("POST", `/api/agents/${a.hostId}/heartbeat`, { token: a.client.token, body: { ...a.heartbeatBody(), sentAt: "2025-01-01T00:00:00Z", at: 0 } });
+    expect(r.status).toBe(200);
+    const dev = (await admin.devices()).find((x) => x.hostId === a.hostId)!;
+    expect(dev.status).toBe("healthy");
+    expect(Date.parse(dev.lastSeenAt!)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(dev.lastSeenAt!)).toBeLessThanOrEqual(Date.now());
+  });
+
   it("fails a silent agent's job with reason lost when it has no retries", async () => {
     const a = await newAgent();
     const j = await submitTo(a.hostId);
