@@ -59,11 +59,11 @@ const root = mkdtempSync(join(tmpdir(), "labrig-soak-"));
 const stateDir = join(root, "dispatcher");
 mkdirSync(stateDir);
 const bundle = await agentBundle();
-let dispatcher: DispatcherProcess = await startDispatcher({ stateDir, env: dispatcherEnv });
+let dispatcher: DispatcherProcess = await startDispatcher({ stateDir, env: dispatcherEnv, readyWithinMs: 90_000 });
 const port = dispatcher.port;
 const admin: DispatcherClient = dispatcher.admin();
 const hostIds = Array.from({ length: opts.agents }, (_, i) => `soak-${i + 1}`);
-/** Starting a process is the harness's part, not the system's under test: a start slowed past its 30 s by a loaded machine is tried again. */
+/** Starting a process is the harness's part, not the system's under test: a start slowed past 90 s by a loaded machine is tried again. */
 async function retryStart<T>(what: string, start: () => Promise<T>): Promise<T> {
   for (let tries = 1; ; tries++) {
     try {
@@ -75,21 +75,27 @@ async function retryStart<T>(what: string, start: () => Promise<T>): Promise<T> 
     }
   }
 }
-const restartDispatcher = () => retryStart("the dispatcher", () => startDispatcher({ stateDir, port, env: dispatcherEnv }));
+const restartDispatcher = () => retryStart("the dispatcher", () => startDispatcher({ stateDir, port, env: dispatcherEnv, readyWithinMs: 90_000 }));
 const startSoakAgent = (hostId: string) =>
   retryStart(`agent ${hostId}`, () => startAgentOnce(hostId));
 const startAgentOnce = (hostId: string) =>
-  startAgent({ url: dispatcher.url, joinToken: dispatcher.joinToken, hostId, workdir: join(root, hostId), gpus: "rtx-4090-x2.txt", command: [process.execPath, bundle], args: ["--keep-jobs"] });
+  startAgent({ url: dispatcher.url, joinToken: dispatcher.joinToken, hostId, workdir: join(root, hostId), gpus: "rtx-4090-x2.txt", command: [process.execPath, bundle], args: ["--keep-jobs"], readyWithinMs: 90_000 });
 const agents = new Map<string, AgentProcess>();
+// Whatever way this script ends, the processes it started end with it.
+process.on("exit", () => {
+  for (const a of agents.values()) a.child.kill("SIGKILL");
+  dispatcher.child.kill("SIGKILL");
+});
 for (const h of hostIds) agents.set(h, await startSoakAgent(h));
 
-/** Calls the dispatcher, waiting through its restarts. */
+/** Calls the dispatcher, waiting through its restarts (up to 5 minutes). */
 async function call<T>(f: () => Promise<T>): Promise<T> {
-  for (let tries = 0; ; tries++) {
+  const giveUpAt = Date.now() + 5 * 60_000;
+  for (;;) {
     try {
       return await f();
     } catch (err) {
-      if (tries > 120) throw err;
+      if (Date.now() > giveUpAt) throw err;
       await sleep(500);
     }
   }
