@@ -23,12 +23,14 @@ import { waitForJob, waitForState } from "./agent-helpers.js";
 let net: TestNetwork;
 let host: TestHost;
 let dir: string;
+let bundle: string;
 
 beforeAll(async () => {
   await requireDocker();
   dir = mkdtempSync(join(tmpdir(), "labrig-partition-"));
   net = await createTestNetwork("partition");
-  const [bundle, h] = await Promise.all([agentBundle(), startTestHost({ name: "gpu-p", network: net, publicKey: createSshKey(dir).publicKey })]);
+  let h: TestHost;
+  [bundle, h] = await Promise.all([agentBundle(), startTestHost({ name: "gpu-p", network: net, publicKey: createSshKey(dir).publicKey })]);
   host = h;
   await docker(["cp", process.execPath, `${host.container}:/usr/local/bin/node`]);
   await docker(["cp", bundle, `${host.container}:/opt/labrig-agent.mjs`]);
@@ -101,14 +103,14 @@ const writeLines = (n: number, every: string) => `for i in $(seq 1 ${n}); do pri
 
 describe("a network partition", () => {
   it("survives a 90 s cut shorter than the lost threshold: never re-run, succeeded, job.log byte-exact", async () => {
-    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], env: { LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: "10" } });
+    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], readyWithinMs: 90_000, env: { LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: "10" } });
     const tl = new Timeline();
     try {
       await startHostAgent(d, "labrig-agent-short");
       const admin = d.admin();
-      // 150 lines over about 75 s: the job writes through the cut and ends while still cut off.
-      const lines = 150;
-      const job = await admin.submit({ command: writeLines(lines, "0.5"), gpus: 1, maxRetries: 3, constraints: { hostId: "gpu-p" } });
+      // 100 lines over about 40 s: the job writes through the cut and ends while still cut off.
+      const lines = 100;
+      const job = await admin.submit({ command: writeLines(lines, "0.4"), gpus: 1, maxRetries: 3, constraints: { hostId: "gpu-p" } });
       await waitForState(admin, job.id, "running", 30_000);
       tl.start();
       tl.watch(admin, job.id, "gpu-p");
@@ -122,6 +124,7 @@ describe("a network partition", () => {
       const onHostRun = JSON.parse(await host.sh(`cat /var/lib/labrig-agent-short/jobs/${job.id}/attempt-1/run.json`)) as { state: string; endedAt: string | null };
       tl.mark(`after 90 s cut off: dispatcher has the job ${during.state}, attempt ${during.attempt}; on the host it is ${onHostRun.state}${onHostRun.endedAt ? ` (ended ${onHostRun.endedAt})` : ""}`);
       expect(during).toMatchObject({ state: "running", attempt: 1 });
+      expect(onHostRun.state).toBe("succeeded");
       expect((await admin.devices()).find((x) => x.hostId === "gpu-p")?.status).toBe("disconnected");
       await docker(["network", "connect", net.name, host.container]);
       tl.mark("network connected again");
@@ -148,7 +151,7 @@ describe("a network partition", () => {
   }, 300_000);
 
   it("past the lost threshold runs the job elsewhere as attempt 2, and the returning host's agent stops the old attempt", async () => {
-    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], env: { LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "6", LABRIG_LOST_AFTER_S: "15", LABRIG_MISSING_GRACE_S: "10" } });
+    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], readyWithinMs: 90_000, env: { LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "6", LABRIG_LOST_AFTER_S: "15", LABRIG_MISSING_GRACE_S: "10" } });
     const tl = new Timeline();
     let other: AgentProcess | undefined;
     try {
@@ -163,7 +166,7 @@ describe("a network partition", () => {
       expect((await waitForState(admin, job.id, "running", 30_000)).hostId).toBe("gpu-p");
       tl.start();
       tl.watch(admin, job.id, "gpu-p");
-      other = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-local", args: ["--labels", "pool=p"] });
+      other = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-local", args: ["--labels", "pool=p"], command: [process.execPath, bundle], readyWithinMs: 90_000 });
       await waitFor("attempt 1's sleep", () => host.exec("pgrep -x sleep"), (r) => r.exitCode === 0, 10_000, 200);
       await docker(["network", "disconnect", net.name, host.container]);
       tl.mark("network disconnected (docker network disconnect)");
