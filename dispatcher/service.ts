@@ -63,7 +63,7 @@ export class DispatcherService {
     readonly store: Store,
     readonly sync: SyncStore,
     readonly config: ServiceConfig,
-    startedMs = Date.now(),
+    private readonly startedMs = Date.now(),
   ) {
     this.devices = new DeviceRegistry(config);
     this.devices.load(store.allAgents(), startedMs);
@@ -367,6 +367,8 @@ export class DispatcherService {
   reap(nowMs = Date.now()): void {
     let changed = false;
     const timeoutS = this.config.assignTimeoutMs / 1000;
+    // While the dispatcher was down no agent could report a start: its restart restarts those clocks.
+    const since = (ms: number) => Math.max(ms, this.startedMs);
     for (const job of [...this.jobs.activeJobs()]) {
       const status = this.devices.status(job.hostId, nowMs);
       const at = new Date(nowMs);
@@ -384,10 +386,10 @@ export class DispatcherService {
       } else if (job.missingSinceMs !== null && nowMs - job.missingSinceMs >= this.config.missingGraceMs) {
         why = `host ${job.hostId} no longer reports the job (left out of its heartbeats for ${Math.round((nowMs - job.missingSinceMs) / 1000)} s) and never reported it ended`;
         lost = this.store.loseJob(job.id, why, job.state === "running", at);
-      } else if (job.state === "assigned" && job.deliveredAtMs !== null && !job.listedByHost && nowMs - job.deliveredAtMs > this.config.assignTimeoutMs) {
+      } else if (job.state === "assigned" && job.deliveredAtMs !== null && !job.listedByHost && nowMs - since(job.deliveredAtMs) > this.config.assignTimeoutMs) {
         why = `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`;
         lost = this.store.loseJob(job.id, why, false, at);
-      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - job.assignedAtMs > this.config.assignTimeoutMs) {
+      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - since(job.assignedAtMs) > this.config.assignTimeoutMs) {
         why = `host ${job.hostId} did not ask for the job within ${timeoutS} s`;
         lost = this.store.loseJob(job.id, why, false, at);
         this.notPolling.add(job.hostId);

@@ -97,6 +97,31 @@ describe("reconciling with heartbeats", () => {
   });
 });
 
+describe("a dispatcher restart", () => {
+  it("does not count its own downtime against a handed-out job's start: it waits for the host's heartbeats", async () => {
+    service.register({ hostId: "gpu-a", gpus: fakeGpus(1) });
+    const job = submit({ constraints: { hostId: "gpu-a" } });
+    service.scheduleNow();
+    const grant = (await service.lease("gpu-a", 0))!;
+    const delivered = Date.parse(grant.job.deliveredAt!);
+    service.close();
+    // Down for 40 s, longer than the 15 s assign timeout; the agent started the job meanwhile and
+    // could not say so.
+    const restartedAt = delivered + 40 * S;
+    const config = configFromEnv({ LABRIG_ASSIGN_TIMEOUT_S: "15", LABRIG_MISSING_GRACE_S: "20", LABRIG_HEARTBEAT_S: "3" });
+    service = new DispatcherService(service.store, service.sync, config, restartedAt);
+    service.reap(restartedAt + 1 * S);
+    expect(service.store.getJob(job.id)).toMatchObject({ state: "assigned", attempt: 1 });
+    service.heartbeat("gpu-a", hb([job.id]), restartedAt + 2 * S);
+    service.reap(restartedAt + 30 * S);
+    expect(service.store.getJob(job.id)).toMatchObject({ state: "assigned", attempt: 1 });
+    // A host that keeps leaving it out after the restart does lose it.
+    service.heartbeat("gpu-a", hb([]), restartedAt + 31 * S);
+    service.reap(restartedAt + 52 * S);
+    expect(service.store.getJob(job.id)).toMatchObject({ state: "queued", attempt: 2 });
+  });
+});
+
 describe("disconnected is not lost", () => {
   it("leaves a disconnected host's job running until the lost threshold, then requeues it", async () => {
     const { job, t0 } = await runningJob("gpu-a", { maxRetries: 1 });
