@@ -9,6 +9,7 @@ import { registerDispatcherCommands } from "./dispatcher.js";
 import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
 import { registerProvisionCommands } from "./provision.js";
+import { registerStackCommands } from "./stack.js";
 import { registerTuiCommands } from "./tui.js";
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerAgentCommands(program);
   registerJobCommands(program);
   registerProvisionCommands(program);
+  registerStackCommands(program);
   registerTuiCommands(program);
   registerBackupCommands(program);
   return program;
