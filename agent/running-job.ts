@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Lease } from "../core/api.js";
 import type { DispatcherClient } from "../core/client.js";
 import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
+import { setTimerAt } from "../core/long-timer.js";
 import { buildContainerSpec, CONTAINER_OUTPUT_DIR } from "./container-spec.js";
 import type { GpuReading } from "./gpu-probe.js";
 import type { JobExit, JobHandle } from "./job-handle.js";
@@ -200,10 +201,7 @@ export class RunningJob {
     if (this.stopReason) void this.handle.stop(this.ctx.killGraceMs);
 
     const timeoutS = this.lease.job.timeoutS;
-    const timer =
-      timeoutS !== null && timeoutS !== undefined
-        ? setTimeout(() => this.stop("timeout"), Math.max(0, Date.parse(r.startedAt) + timeoutS * 1000 - Date.now()))
-        : undefined;
+    const timer = timeoutS !== null && timeoutS !== undefined ? setTimerAt(Date.parse(r.startedAt) + timeoutS * 1000, () => this.stop("timeout")) : undefined;
     let syncing = true;
     const syncLoop = (async () => {
       if (!r.reportedRunning) {
@@ -234,7 +232,7 @@ export class RunningJob {
     })();
     const exit = await this.handle.exited;
     syncing = false;
-    if (timer) clearTimeout(timer);
+    timer?.cancel();
     await syncLoop;
     return exit;
   }

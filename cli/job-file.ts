@@ -4,7 +4,7 @@
 // or the flag a bad value came from.
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import type { z } from "zod";
-import { priorities, submitJobRequestSchema, type SubmitJobRequest } from "../core/api.js";
+import { MAX_JOB_TIMEOUT_S, priorities, submitJobRequestSchema, type SubmitJobRequest } from "../core/api.js";
 import { LabrigError } from "../core/errors.js";
 
 /** What `labrig submit` flags can set, already in the API's field names. */
@@ -74,7 +74,7 @@ const expectations: Record<string, string> = {
   env: "expected a mapping of NAME: value",
   "env.*": "expected a string value",
   workdir: "expected a folder path",
-  timeoutS: "expected a whole number of seconds > 0",
+  timeoutS: `expected a whole number of seconds from 1 to ${MAX_JOB_TIMEOUT_S} (30 days)`,
   priority: `expected one of ${priorities.join(", ")}`,
   maxRetries: "expected a whole number from 0 to 100",
   constraints: `expected a mapping with ${constraintKeys.join(", ")}`,

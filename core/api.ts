@@ -85,6 +85,11 @@ export const constraintsSchema = z.object({
 export type Constraints = z.infer<typeof constraintsSchema>;
 
 export const projectSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, "project: letters, digits, '.', '_' or '-'");
+/**
+ * The longest timeout a job may ask for: 30 days. Agents and the dispatcher both enforce it with
+ * timers that hold any delay up to this (core/long-timer.ts), so a longer one is refused, not cut.
+ */
+export const MAX_JOB_TIMEOUT_S = 30 * 24 * 3600;
 
 export const submitJobRequestSchema = z.object({
   name: z.string().min(1).max(200).optional(),
@@ -97,7 +102,12 @@ export const submitJobRequestSchema = z.object({
   image: z.string().min(1).optional(),
   env: envSchema.optional(),
   workdir: z.string().optional(),
-  timeoutS: z.number().int().positive().optional(),
+  timeoutS: z
+    .number()
+    .int()
+    .positive()
+    .max(MAX_JOB_TIMEOUT_S, `at most ${MAX_JOB_TIMEOUT_S} s (30 days), the longest timeout labrig enforces`)
+    .optional(),
   priority: z.enum(priorities).default("normal"),
   maxRetries: z.number().int().min(0).max(100).default(0),
   constraints: constraintsSchema.optional(),

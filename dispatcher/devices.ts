@@ -6,7 +6,10 @@ import type { AgentRow } from "./store.js";
 
 export interface Thresholds {
   staleAfterMs: number;
+  /** Silent this long: shown disconnected and given no new work; its jobs keep running. */
   disconnectAfterMs: number;
+  /** Silent this long: its jobs are lost (requeued or failed), and it stops the old attempts when it is back. */
+  lostAfterMs: number;
 }
 
 export interface LiveAgent {
@@ -84,7 +87,13 @@ export class DeviceRegistry {
     return a ? deviceStatus(a, nowMs, this.thresholds) : undefined;
   }
 
-  /** Records a heartbeat; returns the status the host had before it. */
+  /** Whether a host has been silent past the lost threshold (an unknown host counts as lost). */
+  isLost(hostId: string, nowMs: number): boolean {
+    const a = this.agents.get(hostId);
+    return !a || nowMs - a.lastSeenMs >= this.thresholds.lostAfterMs;
+  }
+
+  /** Records a heartbeat at the dispatcher's receipt time `nowMs`; returns the status the host had before it. */
   heartbeat(hostId: string, hb: HeartbeatRequest, nowMs: number): DeviceStatus | undefined {
     const a = this.agents.get(hostId);
     if (!a) return undefined;

@@ -10,7 +10,7 @@ import { gpusForDevice, parseCvlabConfig } from "../core/cvlab-config.js";
 import { jobFromQueueAdd, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
-import { JobIndex } from "./job-index.js";
+import { type ActiveJob, JobIndex } from "./job-index.js";
 import { scheduleJobs, type SchedDevice } from "./scheduler.js";
 import { Store, type StoredJob } from "./store.js";
 import { SyncStore } from "./sync-store.js";
@@ -18,6 +18,10 @@ import { generateToken, hashToken } from "./tokens.js";
 
 export interface ServiceConfig extends Thresholds {
   heartbeatIntervalS: number;
+  /** A job handed to a host whose heartbeats leave it out this long (and that never reported it ended) is lost. */
+  missingGraceMs: number;
+  /** A running job this long past its timeout ends timed_out at the dispatcher, whatever its agent says. */
+  timeoutGraceMs: number;
   /** A lease not started (no `running` event), or an assignment not picked up, within this goes back to the queue. */
   assignTimeoutMs: number;
   /** What runs a CVLab-Kit config: `{config_path}` is its path on the GPU host. */
@@ -63,7 +67,7 @@ export class DispatcherService {
     readonly store: Store,
     readonly sync: SyncStore,
     readonly config: ServiceConfig,
-    startedMs = Date.now(),
+    private readonly startedMs = Date.now(),
   ) {
     this.devices = new DeviceRegistry(config);
     this.devices.load(store.allAgents(), startedMs);
@@ -148,11 +152,11 @@ export class DispatcherService {
    * jobs the agent must stop: those whose cancellation an operator asked for, and those it still
    * runs that are no longer its own (ended, requeued elsewhere, or unknown).
    */
-  heartbeat(hostId: string, hb: HeartbeatRequest): { cancel: string[] } {
-    const nowMs = Date.now();
+  heartbeat(hostId: string, hb: HeartbeatRequest, nowMs = Date.now()): { cancel: string[] } {
     const before = this.devices.heartbeat(hostId, hb, nowMs);
     if (before === "stale" || before === "disconnected") this.requestSchedule();
     const active = this.jobs.activeOnHost(hostId);
+    if (hb.runningJobs) noteListedJobs(active, hb.runningJobs, nowMs);
     const cancel: string[] = [];
     for (const j of active) if (j.cancelRequested) cancel.push(j.id);
     if (hb.runningJobs?.length) {
@@ -412,32 +416,55 @@ export class DispatcherService {
   // ---- reaper ----
 
   /**
-   * Gives back the jobs of disconnected agents (a lost attempt, counted against maxRetries) and
-   * assignments that were not picked up, or picked up and not started, within assignTimeoutMs
-   * (requeued without counting against retries).
+   * Ends or gives back the jobs that are no longer really running where the dispatcher has them:
+   * - the host has been silent past the lost threshold: lost (requeued with the attempt raised while
+   *   retries remain, else failed `lost`); a host only disconnected keeps its jobs;
+   * - the host heartbeats but has left the job out for the missing grace: lost the same way (a job
+   *   never started does not use up a retry);
+   * - running past its timeout plus a grace: timed_out, even when its agent is silent;
+   * - assignments not picked up, or picked up and neither started nor listed by a host that can be
+   *   heard, within assignTimeoutMs: requeued without using up a retry.
+   * All ages are measured with the dispatcher's own clock.
    */
   reap(nowMs = Date.now()): void {
     let changed = false;
     const timeoutS = this.config.assignTimeoutMs / 1000;
+    // While the dispatcher was down no agent could report a start: its restart restarts those clocks.
+    const since = (ms: number) => Math.max(ms, this.startedMs);
     for (const job of [...this.jobs.activeJobs()]) {
       const status = this.devices.status(job.hostId, nowMs);
+      const at = new Date(nowMs);
+      let why: string | undefined;
       let lost: StoredJob | undefined;
-      if (status === "disconnected" || status === undefined) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} went silent`, true);
-      } else if (job.state === "assigned" && job.deliveredAtMs !== null && nowMs - job.deliveredAtMs > this.config.assignTimeoutMs) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`, false);
-      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - job.assignedAtMs > this.config.assignTimeoutMs) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} did not ask for the job within ${timeoutS} s`, false);
+      if (this.devices.isLost(job.hostId, nowMs)) {
+        const silentS = Math.round((nowMs - (this.devices.get(job.hostId)?.lastSeenMs ?? 0)) / 1000);
+        why = `host ${job.hostId} silent for ${silentS} s, past the lost threshold (${this.config.lostAfterMs / 1000} s)`;
+        lost = this.store.loseJob(job.id, why, true, at);
+      } else if (job.state === "running" && job.startedAtMs !== null && job.timeoutS !== null && nowMs >= job.startedAtMs + job.timeoutS * 1000 + this.config.timeoutGraceMs) {
+        why = `timed out after ${job.timeoutS} s (ended by the dispatcher: host ${job.hostId} reported no end within ${this.config.timeoutGraceMs / 1000} s of the timeout)`;
+        lost = this.store.timeOutJob(job.id, why, at);
+      } else if (status === "disconnected") {
+        continue;
+      } else if (job.missingSinceMs !== null && nowMs - job.missingSinceMs >= this.config.missingGraceMs) {
+        why = `host ${job.hostId} no longer reports the job (left out of its heartbeats for ${Math.round((nowMs - job.missingSinceMs) / 1000)} s) and never reported it ended`;
+        lost = this.store.loseJob(job.id, why, job.state === "running", at);
+      } else if (job.state === "assigned" && job.deliveredAtMs !== null && !job.listedByHost && nowMs - since(job.deliveredAtMs) > this.config.assignTimeoutMs) {
+        why = `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`;
+        lost = this.store.loseJob(job.id, why, false, at);
+      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - since(job.assignedAtMs) > this.config.assignTimeoutMs) {
+        why = `host ${job.hostId} did not ask for the job within ${timeoutS} s`;
+        lost = this.store.loseJob(job.id, why, false, at);
         this.notPolling.add(job.hostId);
       }
       if (!lost) continue;
       changed = true;
       if (lost.state === "queued") this.queuedAtMs.set(lost.id, nowMs);
       this.changed(lost);
+      this.sync.forget(lost.id);
       this.events.emit({
         type: "notice",
         level: "warn",
-        message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${lost.reason ?? `host ${job.hostId} lost it`}`,
+        message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${why}`,
         at: new Date(nowMs).toISOString(),
       });
       this.emitDevice(job.hostId);
@@ -458,6 +485,24 @@ export interface JobGroupView {
   createdAt: string;
   jobs: number;
   states: Record<string, number>;
+}
+
+/**
+ * Marks which of a host's active jobs its heartbeat (received at `nowMs`) lists. A job handed to
+ * the agent (or running) that is left out starts its missing clock; a listed one stops it. A job
+ * not yet handed over is not the agent's to list.
+ */
+export function noteListedJobs(active: ActiveJob[], listed: string[], nowMs: number): void {
+  const ids = new Set(listed);
+  for (const j of active) {
+    if (ids.has(j.id)) {
+      j.listedByHost = true;
+      j.missingSinceMs = null;
+    } else if (j.state === "running" || j.deliveredAtMs !== null) {
+      j.listedByHost = false;
+      j.missingSinceMs ??= nowMs;
+    }
+  }
 }
 
 export function defaultJobName(command: string | string[]): string {

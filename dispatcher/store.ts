@@ -402,6 +402,21 @@ export class Store {
     })();
   }
 
+  /**
+   * Ends a running attempt as timed_out at the dispatcher's word (its agent did not report the end
+   * in time). Returns undefined when the job is no longer running.
+   */
+  timeOutJob(jobId: string, why: string, now = new Date()): StoredJob | undefined {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r || r.state !== "running") return undefined;
+      const at = now.toISOString();
+      this.db.prepare("UPDATE jobs SET state = 'timed_out', reason = ?, ended_at = ? WHERE id = ?").run(why, at, jobId);
+      this.stmts.transition.run(jobId, r.attempt, r.state, "timed_out", r.host_id, why, at);
+      return this.getJob(jobId);
+    })();
+  }
+
   private requeueRow(r: JobRow, why: string, now: Date, countsAsRetry: boolean) {
     const at = now.toISOString();
     this.db

@@ -17,7 +17,7 @@ let d: DispatcherProcess;
 let admin: DispatcherClient;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_HEARTBEAT_S: "1" } });
+  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" } });
   admin = d.admin();
 });
 afterAll(async () => {
@@ -186,6 +186,14 @@ describe("jobs", () => {
     expect(r.status).toBe(400);
     expect(r.json.field).toBe(field);
     expect(r.json.message).toContain(field);
+  });
+
+  it("refuses a 31-day timeout with 400 naming the 30-day bound, and takes a 25-day one", async () => {
+    const r = await raw("POST", "/api/jobs", { token: d.adminToken, body: { command: "x", timeoutS: 31 * 24 * 3600, constraints: { hostId: "nowhere" } } });
+    expect(r.status).toBe(400);
+    expect(r.json).toMatchObject({ field: "timeoutS", message: "timeoutS: at most 2592000 s (30 days), the longest timeout labrig enforces" });
+    const ok = await admin.submit({ command: "x", timeoutS: 25 * 24 * 3600, constraints: { hostId: "nowhere" } });
+    expect(ok.timeoutS).toBe(2_160_000);
   });
 
   it("refuses a body that is not JSON with 400", async () => {
@@ -385,6 +393,18 @@ describe("silent agents", () => {
     await waitFor("the host to disconnect", status, (s) => s === "disconnected", 3000, 50);
     await a.heartbeat();
     expect(await status()).toBe("healthy");
+  });
+
+  it("dates a heartbeat by its receipt, whatever clock the agent has", async () => {
+    const a = await newAgent();
+    const before = Date.now();
+    // An agent whose clock is a year behind says so in fields the API does not have: they change nothing.
+    const r = await raw("POST", `/api/agents/${a.hostId}/heartbeat`, { token: a.client.token, body: { ...a.heartbeatBody(), sentAt: "2025-01-01T00:00:00Z", at: 0 } });
+    expect(r.status).toBe(200);
+    const dev = (await admin.devices()).find((x) => x.hostId === a.hostId)!;
+    expect(dev.status).toBe("healthy");
+    expect(Date.parse(dev.lastSeenAt!)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(dev.lastSeenAt!)).toBeLessThanOrEqual(Date.now());
   });
 
   it("fails a silent agent's job with reason lost when it has no retries", async () => {
@@ -611,7 +631,7 @@ describe("crash safety", () => {
     const tokensBefore = [d.adminToken, d.joinToken];
 
     await d.kill();
-    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2" } });
+    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3" } });
     d = d2;
     admin = d2.admin();
     expect([d2.adminToken, d2.joinToken]).toEqual(tokensBefore);

@@ -42,6 +42,8 @@ export interface StartAgentOptions {
   gpus?: string;
   /** Run this instead of `node --import tsx cli/main.ts agent` (e.g. the bundled agent). */
   command?: string[];
+  /** How long it may take to register and write agent.json (default 30 s). */
+  readyWithinMs?: number;
 }
 
 export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess> {
@@ -69,7 +71,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => ((exitCode = code), r(code))));
 
-  const deadline = Date.now() + 30_000;
+  const readyWithinMs = opts.readyWithinMs ?? 30_000;
+  const deadline = Date.now() + readyWithinMs;
   let url = "";
   while (Date.now() < deadline) {
     if (exitCode !== undefined) {
@@ -93,7 +96,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
     child.kill("SIGKILL");
     await exited;
     removeOwn();
-    throw new Error(`agent ${opts.hostId} did not become ready in 30 s:\n${out}`);
+    throw new Error(`agent ${opts.hostId} did not become ready in ${readyWithinMs / 1000} s:\n${out}`);
   }
   const signal = async (s: NodeJS.Signals) => {
     if (exitCode === undefined) child.kill(s);
