@@ -109,7 +109,7 @@ function HostRow({ d, selected, cols, now }: { d: Device; selected: boolean; col
           </Text>
         ))
       )}
-      {" ".repeat(Math.max(0, cols.spark - cells.length))} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
+      {cells.length ? " ".repeat(Math.max(0, cols.spark - cells.length)) : ""} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
       <Text color={temperatureColour(hottest)}>{fit(hottest == null ? "—" : `${Math.round(hottest)}°C`, 5, "right")}</Text> {fit(power == null ? "—" : `${Math.round(power)}W`, 6, "right")}{" "}
       {fit(jobs, cols.jobs)}
     </Text>
