@@ -116,7 +116,35 @@ describe("a lost dispatcher", () => {
   });
 });
 
+describe("the first screen after jobs ended", () => {
+  it("lists the newest job ends under the hosts, with state, age, host and exit code", () => {
+    const s = smallLab();
+    s.jobs["01done0000"] = job("01done0000", { name: "quick-eval", state: "succeeded", hostId: "gpu-a100", gpuIndices: [1], exitCode: 0, endedAt: iso(12) });
+    const f = frame(s);
+    expectFits(f, 80, 23);
+    const text = plain(f);
+    expect(text).toContain("recently ended (2 Queue lists every job)");
+    const rows = text.split("\n");
+    const first = rows.findIndex((l) => l.includes("01done0000"));
+    expect(rows[first]).toMatch(/succeeded\s+12s ago\s+01done0000 quick-eval on gpu-a100:1 · exit 0/);
+    expect(rows[first + 1]).toMatch(/failed\s+10m ago\s+01jobfail0 bert-tiny on gpu-3090:0 · exit 2 · exit code 2/);
+  });
+
+  it("leaves the strip out when there is no room or nothing ended", () => {
+    expect(plain(frame(smallLab(), 80, 5))).not.toContain("recently ended");
+    const none = smallLab();
+    delete none.jobs["01jobfail0"];
+    expect(plain(frame(none))).not.toContain("recently ended");
+  });
+});
+
 describe("Queue view", () => {
+  it("suggests the job-file flag submit really has when the queue is empty", () => {
+    const text = plain(frame(labState([], [], { view: "queue" })));
+    expect(text).toContain("pnpm submit --config job.yaml");
+    expect(text).not.toContain("--file");
+  });
+
   it("lists running, then queued by priority, then finished jobs with project, GPUs, host, age and state", () => {
     const s = labState(
       [],

@@ -1,10 +1,10 @@
 // The Devices view: one row per host (status, last seen, a cell per GPU, busy GPUs, hottest GPU,
 // power, running jobs) and, for the selected host (or every host when they all fit), a line per
-// GPU with its utilisation bar, memory, temperature and power.
+// GPU with its utilisation bar, memory, temperature and power; under them the jobs that ended last.
 import { Box, Text } from "ink";
-import type { Device, DeviceGpu } from "../../core/api.js";
-import { cursorOf, visibleDevices } from "../derive.js";
-import { age, bar, deviceStatusColour, fit, gib, sparkCell, temperatureColour, utilisationColour } from "../format.js";
+import type { Device, DeviceGpu, Job } from "../../core/api.js";
+import { cursorOf, recentJobEnds, visibleDevices } from "../derive.js";
+import { age, bar, deviceStatusColour, fit, gib, jobStateColour, sparkCell, temperatureColour, utilisationColour } from "../format.js";
 import { Line, Note, type ViewProps, clampNum, scrollOffset } from "./common.js";
 
 type Row = { kind: "host"; device: Device; index: number } | { kind: "gpu"; device: Device; gpu: DeviceGpu } | { kind: "problem"; device: Device } | { kind: "nogpu"; device: Device };
@@ -14,7 +14,11 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
   const devices = visibleDevices(state);
   if (devices.length === 0) return <Note lines={[`no host matches the filter "${state.filter}" (Esc clears it)`]} />;
   const cursor = cursorOf(state, "devices", devices.length);
-  const bodyHeight = height - 1;
+  // Jobs that ended lately, under the hosts: a job that ran and ended before anyone looked is
+  // otherwise nowhere on the first screen.
+  const ends = recentJobEnds(state, RECENT_ENDS);
+  const showEnds = ends.length > 0 && height - 2 - ends.length >= 3;
+  const bodyHeight = height - 1 - (showEnds ? ends.length + 1 : 0);
 
   const detailRows = (d: Device): Row[] => {
     const rows: Row[] = d.gpus.map((gpu) => ({ kind: "gpu", device: d, gpu }));
@@ -67,7 +71,32 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
             );
         }
       })}
+      {showEnds ? <RecentEnds jobs={ends} width={width} now={now} /> : null}
     </Box>
+  );
+}
+
+const RECENT_ENDS = 3;
+
+function RecentEnds({ jobs, width, now }: { jobs: Job[]; width: number; now: number }) {
+  return (
+    <>
+      <Line dim>{fit("recently ended (2 Queue lists every job)", width)}</Line>
+      {jobs.map((j) => {
+        const where = j.hostId ? ` on ${j.hostId}${j.gpuIndices.length ? `:${j.gpuIndices.join(",")}` : ""}` : "";
+        const exit = j.exitCode !== null ? ` · exit ${j.exitCode}` : "";
+        const reason = j.reason && j.state !== "succeeded" ? ` · ${j.reason}` : "";
+        return (
+          <Text key={j.id} wrap="truncate-end">
+            {"  "}
+            <Text color={jobStateColour[j.state]}>{fit(j.state, 9)}</Text> {fit(`${age(j.endedAt, now)} ago`, 8, "right")}  <Text dimColor>{j.id}</Text> {j.name}
+            {where}
+            {exit}
+            {reason}
+          </Text>
+        );
+      })}
+    </>
   );
 }
 
