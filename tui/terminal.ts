@@ -12,8 +12,9 @@ import { EventEmitter } from "node:events";
 
 const ESC = "\x1b[";
 export const ENTER_FULL_SCREEN = `${ESC}?1049h${ESC}?25l${ESC}?7l${ESC}H${ESC}2J`;
-/** Autowrap back on, cursor shown, the main screen with what it held before. */
-export const LEAVE_FULL_SCREEN = `${ESC}?7h${ESC}?25h${ESC}?1049l`;
+/** The main screen with what it held before, then autowrap and the cursor back on (after the
+ * switch: a terminal such as tmux restores the main screen's modes as they were when it left). */
+export const LEAVE_FULL_SCREEN = `${ESC}?1049l${ESC}?7h${ESC}?25h`;
 // Terminals that know synchronized output (mode 2026) show a frame whole; others ignore these.
 const BEGIN_SYNC = `${ESC}?2026h`;
 const END_SYNC = `${ESC}?2026l`;

@@ -31,12 +31,14 @@ export class TmuxSession {
     const dir = mkdtempSync(join(tmpdir(), "labrig-tmux-"));
     const session = new TmuxSession(dir, join(dir, "socket"));
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, TERM: "xterm-256color", ...opts.env })) if (v !== undefined) env[k] = v;
+    for (const [k, v] of Object.entries({ ...process.env, LANG: process.env.LANG || "C.UTF-8", ...opts.env })) if (v !== undefined) env[k] = v;
     // tmux hands the new pane the environment of the server, which this first command starts.
     delete env.TMUX;
+    // The pane's TERM is the server's default-terminal: the same xterm every test expects.
     await run(
       "tmux",
-      ["-S", session.socket, "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", String(opts.cols), "-y", String(opts.rows), "-c", opts.cwd ?? process.cwd(), opts.command],
+      ["-S", session.socket, "-f", "/dev/null", "start-server", ";", "set-option", "-g", "default-terminal", "xterm-256color", ";",
+        "new-session", "-d", "-s", "t", "-x", String(opts.cols), "-y", String(opts.rows), "-c", opts.cwd ?? process.cwd(), opts.command],
       { env },
     );
     // Keep the pane (and what the command printed last) when the command exits; no status bar.
@@ -58,6 +60,12 @@ export class TmuxSession {
     const { rows } = await this.size();
     while (lines.length < rows) lines.push("");
     return lines;
+  }
+
+  /** The pane's scrollback and screen together (a resize can push the main screen's top rows into scrollback). */
+  async scrollback(): Promise<string[]> {
+    const out = await this.tmux("capture-pane", "-p", "-S", "-", "-E", "-", "-t", "t");
+    return out.replace(/\n$/, "").split("\n").map((l) => l.trimEnd());
   }
 
   async text(): Promise<string> {

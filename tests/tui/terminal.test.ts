@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runTui } from "../../tui/app.js";
 import { FullScreen, LEAVE_FULL_SCREEN, frameUpdate } from "../../tui/terminal.js";
 import { waitFor } from "../helpers/wait.js";
+import { expectOneFrame } from "./screen-match.js";
 
 const { Terminal } = xterm;
 const cleanups: (() => void)[] = [];
@@ -95,22 +96,6 @@ describe("FullScreen", () => {
 function fakeStdin() {
   const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin, ref: () => stdin, unref: () => stdin, setEncoding: () => stdin });
   return stdin;
-}
-
-const HEADER = /^labrig [◌●✖] (connecting|connected|disconnected) · hosts/;
-const TABS = /^ 1 Devices  2 Queue  3 Job  4 Containers  5 Events/;
-
-/** One header on the first row, one tab line on the second, one footer on the last row. */
-function expectOneFrame(lines: string[], footer: string | RegExp) {
-  expect(lines[0]).toMatch(HEADER);
-  expect(lines[1]).toMatch(TABS);
-  expect(lines.filter((l) => HEADER.test(l))).toHaveLength(1);
-  expect(lines.filter((l) => TABS.test(l))).toHaveLength(1);
-  const last = lines[lines.length - 1]!;
-  if (typeof footer === "string") expect(last.startsWith(footer)).toBe(true);
-  else expect(last).toMatch(footer);
-  const footers = lines.filter((l) => /\? help {2}\/ filter {2}q quit|type to filter/.test(l));
-  expect(footers).toHaveLength(1);
 }
 
 describe("runTui in a terminal", () => {
