@@ -5,7 +5,7 @@
 // Every job change goes through the store (one transaction each) and the job it returns is fed to
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
-import type { Device, HeartbeatRequest, JobEventRequest, Priority, RegisterRequest, SubmitJob } from "../core/api.js";
+import { type Device, type HeartbeatRequest, type JobEventRequest, type Priority, type RegisterRequest, type SubmitJob, hasForeignProcesses } from "../core/api.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
 import { JobIndex } from "./job-index.js";
@@ -145,8 +145,11 @@ export class DispatcherService {
    */
   heartbeat(hostId: string, hb: HeartbeatRequest): { cancel: string[] } {
     const nowMs = Date.now();
+    const othersBefore = gpusInUseByOthers(this.devices.get(hostId)?.lastStats);
     const before = this.devices.heartbeat(hostId, hb, nowMs);
-    if (before === "stale" || before === "disconnected") this.requestSchedule();
+    const othersNow = gpusInUseByOthers(hb);
+    // A host back, or a GPU that a process outside labrig has let go of: work may fit now.
+    if (before === "stale" || before === "disconnected" || [...othersBefore].some((i) => !othersNow.has(i))) this.requestSchedule();
     const active = this.jobs.activeOnHost(hostId);
     const cancel: string[] = [];
     for (const j of active) if (j.cancelRequested) cancel.push(j.id);
@@ -328,6 +331,7 @@ export class DispatcherService {
           name: g.name,
           memoryTotalMiB: stats.get(g.index)?.memoryTotalMiB ?? g.memoryTotalMiB,
           free: !busy.has(g.index),
+          foreign: hasForeignProcesses(stats.get(g.index) ?? {}),
         })),
       };
     });
@@ -396,4 +400,11 @@ export function defaultJobName(command: string | string[]): string {
 
 function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The GPUs (by index) a heartbeat says a process outside labrig is using. */
+function gpusInUseByOthers(hb: HeartbeatRequest | null | undefined): Set<number> {
+  const out = new Set<number>();
+  for (const g of hb?.gpus ?? []) if (hasForeignProcesses(g)) out.add(g.index);
+  return out;
 }

@@ -49,12 +49,13 @@ export interface StartAgentOptions {
 /**
  * Writes a script standing in for nvidia-smi (there is no GPU here): `--query-compute-apps` prints
  * the recorded `computeApps` file (none: no processes), anything else the recorded `gpus` file.
- * Both name files in tests/fixtures/nvidia-smi. The caller removes `dir`.
+ * Both name files in tests/fixtures/nvidia-smi (`computeApps` may be an absolute path, a file the
+ * test rewrites as processes come and go). The caller removes `dir`.
  */
 export function writeFakeNvidiaSmi(gpus: string, computeApps?: string): { dir: string; path: string } {
   const dir = mkdtempSync(join(tmpdir(), "labrig-fake-smi-"));
   const path = join(dir, "nvidia-smi");
-  const apps = computeApps ? `cat '${join(nvidiaSmiFixtures, computeApps)}'` : "true";
+  const apps = computeApps ? `cat '${resolve(nvidiaSmiFixtures, computeApps)}'` : "true";
   writeFileSync(
     path,
     `#!/bin/sh\n# Stands in for nvidia-smi: there is no GPU on the test machine.\ncase "$*" in\n  *--query-compute-apps*) ${apps} ;;\n  *) cat '${join(nvidiaSmiFixtures, gpus)}' ;;\nesac\n`,
