@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { z } from "zod";
 import {
   heartbeatRequestSchema,
+  jobActionRequestSchema,
   jobEventRequestSchema,
   jobStates,
   priorities,
@@ -227,14 +228,19 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     return { ...job, history: service.store.transitions(job.id) };
   });
 
+  /** Who acts on a job, for its history: the client the request says it came through. */
+  function actorOf(body: unknown): string {
+    return parse(jobActionRequestSchema, body ?? {}).via ?? "an API client";
+  }
+
   app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", async (req) => {
     requireAdmin(req);
-    return service.cancel(req.params.id);
+    return service.cancel(req.params.id, actorOf(req.body));
   });
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/retry", async (req) => {
     requireAdmin(req);
-    return service.retry(req.params.id);
+    return service.retry(req.params.id, actorOf(req.body));
   });
 
   app.post<{ Params: { id: string }; Body: { priority?: unknown } }>("/api/jobs/:id/priority", async (req) => {

@@ -6,6 +6,7 @@
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
 import { type Device, type HeartbeatRequest, type JobEventRequest, type Priority, type RegisterRequest, type SubmitJob, hasForeignProcesses } from "../core/api.js";
+import { shq } from "../core/shell.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
 import { JobIndex } from "./job-index.js";
@@ -236,7 +237,7 @@ export class DispatcherService {
 
   /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
   queueAdd(configPath: string, priority: Priority): StoredJob {
-    const command = this.config.queueCommand.replaceAll("{config_path}", shellQuote(configPath));
+    const command = this.config.queueCommand.replaceAll("{config_path}", shq(configPath));
     return this.submit({
       name: configPath.split("/").pop()!.replace(/\.ya?ml$/, ""),
       command,
@@ -246,8 +247,8 @@ export class DispatcherService {
     });
   }
 
-  cancel(jobId: string): StoredJob {
-    const job = this.changed(this.store.cancel(jobId));
+  cancel(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.cancel(jobId, by));
     if (job.state === "cancelled" && job.hostId) {
       this.emitDevice(job.hostId);
       this.requestSchedule();
@@ -255,8 +256,8 @@ export class DispatcherService {
     return job;
   }
 
-  retry(jobId: string): StoredJob {
-    const job = this.changed(this.store.retry(jobId));
+  retry(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.retry(jobId, by));
     this.queuedAtMs.set(job.id, Date.now());
     this.requestSchedule();
     return job;
@@ -396,10 +397,6 @@ export class DispatcherService {
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
   return words.slice(0, 3).join(" ").slice(0, 60) || "job";
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The GPUs (by index) a heartbeat says a process outside labrig is using. */
