@@ -91,6 +91,30 @@ export function formatDevicesTable(devices: Device[], now: number): string {
   );
 }
 
+/**
+ * Who is on each GPU, one row a process, for the GPUs whose agent reports it: a labrig job's, or
+ * one outside labrig, which keeps the GPU from the queue until it ends. "" when none runs anything.
+ */
+export function formatGpuProcessesTable(devices: Device[]): string {
+  const rows: string[][] = [];
+  for (const d of devices) {
+    for (const g of d.gpus) {
+      for (const p of g.processes ?? []) {
+        rows.push([
+          d.hostId,
+          String(g.index),
+          p.jobId ? `job ${p.jobId}` : "not labrig (GPU busy)",
+          String(p.pid),
+          p.user ?? "?",
+          p.usedMemoryMiB === null ? "-" : `${(p.usedMemoryMiB / 1024).toFixed(1)} GiB`,
+          truncate(p.command ?? "?", 60),
+        ]);
+      }
+    }
+  }
+  return rows.length ? formatTable(["HOST", "GPU", "USED BY", "PID", "USER", "MEMORY", "COMMAND"], rows) : "";
+}
+
 /** "2× A100-SXM4-80GB, 1× RTX 4090", vendor prefix dropped. */
 export function gpuModels(d: Device): string {
   const counts = new Map<string, number>();

@@ -7,7 +7,7 @@ import { isTerminalJobState, type Job, type JobState, type SubmitJobRequest } fr
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
-import { formatDevicesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
+import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmission } from "./cvlab-submit.js";
 import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
@@ -259,6 +259,8 @@ export async function devicesCommand(opts: TargetFlags & { json?: boolean }) {
   const devices = await clientFor(opts).devices();
   if (opts.json) return json(devices);
   out(formatDevicesTable(devices, Date.now()));
+  const onGpus = formatGpuProcessesTable(devices);
+  if (onGpus) out(`\n${onGpus}`);
 }
 
 export async function drainCommand(hostId: string, drain: boolean, opts: TargetFlags & { json?: boolean }) {

@@ -48,6 +48,19 @@ export const registerResponseSchema = z.object({
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 
+/** A compute process on a GPU, as the host's agent saw it (nvidia-smi and /proc). */
+export const gpuProcessSchema = z.object({
+  pid: z.number().int().positive(),
+  usedMemoryMiB: z.number().min(0).nullable(),
+  /** Its owner's user name (a uid where the host has no name for it); null when unreadable. */
+  user: z.string().max(64).nullable(),
+  /** Its command line, cut short; null when unreadable. */
+  command: z.string().max(200).nullable(),
+  /** The labrig job it belongs to; null for a process outside labrig, which keeps the GPU busy. */
+  jobId: z.string().max(64).nullable(),
+});
+export type GpuProcess = z.infer<typeof gpuProcessSchema>;
+
 export const gpuStatsSchema = z.object({
   index: z.number().int().min(0),
   utilizationPct: z.number().nullable().optional(),
@@ -55,6 +68,8 @@ export const gpuStatsSchema = z.object({
   memoryTotalMiB: z.number().nullable().optional(),
   temperatureC: z.number().nullable().optional(),
   powerW: z.number().nullable().optional(),
+  /** The compute processes on this GPU; absent from agents that do not look (older ones). */
+  processes: z.array(gpuProcessSchema).max(64).optional(),
 });
 export type GpuStats = z.infer<typeof gpuStatsSchema>;
 
@@ -253,9 +268,18 @@ export const deviceGpuSchema = z.object({
   utilizationPct: z.number().nullable(),
   temperatureC: z.number().nullable(),
   powerW: z.number().nullable(),
+  /** A labrig job holds it. */
   busy: z.boolean(),
+  /** What runs on it, labrig's and others' (absent when the agent does not report it). A GPU with
+   * a process outside labrig gets no new job until that process ends. */
+  processes: z.array(gpuProcessSchema).optional(),
 });
 export type DeviceGpu = z.infer<typeof deviceGpuSchema>;
+
+/** A process outside labrig is using the GPU, so the scheduler leaves it alone. */
+export function hasForeignProcesses(g: { processes?: GpuProcess[] }): boolean {
+  return g.processes?.some((p) => p.jobId === null) ?? false;
+}
 
 export const deviceSchema = z.object({
   hostId: z.string(),
@@ -268,6 +292,7 @@ export const deviceSchema = z.object({
   agentUrl: z.string().nullable(),
   labels: labelsSchema,
   gpus: z.array(deviceGpuSchema),
+  /** GPUs neither a labrig job nor a process outside labrig is using (0 unless healthy). */
   freeGpus: z.number(),
   runningJobs: z.array(z.string()),
   cpuPct: z.number().nullable(),

@@ -1,7 +1,7 @@
 // The live view of the lab's agents: who they are (from the store), what their last heartbeat
 // said, and their status. Heartbeats land here in memory; the store is written now and then, so
 // thousands of heartbeats a second cost no disk writes.
-import type { Device, DeviceStatus, GpuStats, HeartbeatRequest, RegisteredGpu } from "../core/api.js";
+import { type Device, type DeviceStatus, type GpuStats, type HeartbeatRequest, type RegisteredGpu, hasForeignProcesses } from "../core/api.js";
 import type { AgentRow } from "./store.js";
 
 export interface Thresholds {
@@ -134,6 +134,7 @@ export function toDevice(a: LiveAgent, activeJobs: { id: string; gpuIndices: num
       temperatureC: s?.temperatureC ?? null,
       powerW: s?.powerW ?? null,
       busy: busy.has(g.index),
+      ...(s?.processes ? { processes: s.processes } : {}),
     };
   });
   const status = deviceStatus(a, nowMs, t);
@@ -148,7 +149,7 @@ export function toDevice(a: LiveAgent, activeJobs: { id: string; gpuIndices: num
     agentUrl: a.agentUrl,
     labels: a.labels,
     gpus,
-    freeGpus: status === "healthy" ? gpus.filter((g) => !g.busy).length : 0,
+    freeGpus: status === "healthy" ? gpus.filter((g) => !g.busy && !hasForeignProcesses(g)).length : 0,
     runningJobs: activeJobs.map((j) => j.id),
     cpuPct: a.lastStats?.cpuPct ?? null,
     memoryUsedMiB: a.lastStats?.memoryUsedMiB ?? null,

@@ -24,6 +24,9 @@
 // - `gpus: 0` jobs take no GPU and run on the first schedulable host (by hostId) that matches their
 //   host constraints; a reservation does not keep them out.
 // - Hosts that are not schedulable (not healthy, or draining) get nothing.
+// - A GPU that a process outside labrig is using (`foreign`: someone's notebook, a run started by
+//   hand) counts as busy until that process ends: no job is placed on it, and for a reservation it
+//   counts like a GPU a job holds (it may end).
 //
 // Speed (10,000 queued jobs, 500 hosts of 8 GPUs in a few ms): hosts sit in one bitset per free-GPU
 // count, so the fullest fitting host is found by walking set bits in hostId order; a job shape
@@ -43,7 +46,10 @@ export interface SchedGpu {
   index: number;
   name: string;
   memoryTotalMiB: number;
+  /** No labrig job holds it. */
   free: boolean;
+  /** A process outside labrig is using it (the agent saw it): busy until that process ends. */
+  foreign?: boolean;
 }
 export interface SchedDevice {
   hostId: string;
@@ -188,7 +194,7 @@ export function scheduleJobs(queue: SchedJob[], devices: SchedDevice[], nowMs: n
     .map((device, ordinal) => ({
       ordinal,
       device,
-      free: device.gpus.filter((g) => g.free).sort((a, b) => a.index - b.index),
+      free: device.gpus.filter((g) => g.free && !g.foreign).sort((a, b) => a.index - b.index),
       uniform: device.gpus.every((g) => g.name === device.gpus[0]!.name && g.memoryTotalMiB === device.gpus[0]!.memoryTotalMiB),
       reserved: false,
     }));

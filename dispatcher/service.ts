@@ -5,7 +5,7 @@
 // Every job change goes through the store (one transaction each) and the job it returns is fed to
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
-import type { Device, HeartbeatRequest, ImportedJob, JobEventRequest, Priority, QueueAddRequest, RegisterRequest, SubmitJob } from "../core/api.js";
+import { type Device, type HeartbeatRequest, type ImportedJob, type JobEventRequest, type Priority, type QueueAddRequest, type RegisterRequest, type SubmitJob, hasForeignProcesses } from "../core/api.js";
 import { gpusForDevice, parseCvlabConfig } from "../core/cvlab-config.js";
 import { jobFromQueueAdd, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
@@ -153,8 +153,11 @@ export class DispatcherService {
    * runs that are no longer its own (ended, requeued elsewhere, or unknown).
    */
   heartbeat(hostId: string, hb: HeartbeatRequest, nowMs = Date.now()): { cancel: string[] } {
+    const othersBefore = gpusInUseByOthers(this.devices.get(hostId)?.lastStats);
     const before = this.devices.heartbeat(hostId, hb, nowMs);
-    if (before === "stale" || before === "disconnected") this.requestSchedule();
+    const othersNow = gpusInUseByOthers(hb);
+    // A host back, or a GPU that a process outside labrig has let go of: work may fit now.
+    if (before === "stale" || before === "disconnected" || [...othersBefore].some((i) => !othersNow.has(i))) this.requestSchedule();
     const active = this.jobs.activeOnHost(hostId);
     if (hb.runningJobs) noteListedJobs(active, hb.runningJobs, nowMs);
     const cancel: string[] = [];
@@ -395,6 +398,7 @@ export class DispatcherService {
           name: g.name,
           memoryTotalMiB: stats.get(g.index)?.memoryTotalMiB ?? g.memoryTotalMiB,
           free: !busy.has(g.index),
+          foreign: hasForeignProcesses(stats.get(g.index) ?? {}),
         })),
       };
     });
@@ -508,4 +512,11 @@ export function noteListedJobs(active: ActiveJob[], listed: string[], nowMs: num
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
   return words.slice(0, 3).join(" ").slice(0, 60) || "job";
+}
+
+/** The GPUs (by index) a heartbeat says a process outside labrig is using. */
+function gpusInUseByOthers(hb: HeartbeatRequest | null | undefined): Set<number> {
+  const out = new Set<number>();
+  for (const g of hb?.gpus ?? []) if (hasForeignProcesses(g)) out.add(g.index);
+  return out;
 }

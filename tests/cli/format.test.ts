@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Device, Job } from "../../core/api.js";
-import { formatCommand, formatDevicesTable, formatDuration, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
+import { formatCommand, formatDevicesTable, formatDuration, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
 
 const now = Date.parse("2025-03-01T12:00:00Z");
 const ago = (s: number) => new Date(now - s * 1000).toISOString();
@@ -97,6 +97,25 @@ describe("tables", () => {
     ).split("\n");
     expect(lines[1].split(/\s{2,}/)).toEqual(["gpu-a100", "healthy", "2", "1", "1", "2× A100-SXM4-80GB", "2s ago"]);
     expect(lines[2].split(/\s{2,}/)).toEqual(["laptop", "stale (draining)", "0", "0", "0", "none: nvidia-smi not found", "15s ago"]);
+  });
+});
+
+describe("GPU processes", () => {
+  it("lists who is on each GPU: a labrig job's process and one outside labrig that keeps the GPU busy", () => {
+    const a100 = device({
+      hostId: "gpu-a100",
+      gpus: [
+        { ...gpu(0, "NVIDIA A100-SXM4-80GB"), busy: true, processes: [{ pid: 48213, usedMemoryMiB: 70912, user: "ana", command: "python train.py --epochs 90", jobId: "01jobproc0" }] },
+        { ...gpu(1, "NVIDIA A100-SXM4-80GB"), processes: [{ pid: 48377, usedMemoryMiB: null, user: "bo", command: "/opt/conda/bin/python -m ipykernel_launcher -f /run/user/1002/kernel-8f2c.json", jobId: null }] },
+        { ...gpu(2, "NVIDIA A100-SXM4-80GB"), processes: [] },
+      ],
+    });
+    const lines = formatGpuProcessesTable([a100, device({ hostId: "laptop" })]).split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^HOST\s+GPU\s+USED BY\s+PID\s+USER\s+MEMORY\s+COMMAND$/);
+    expect(lines[1]!.split(/\s{2,}/)).toEqual(["gpu-a100", "0", "job 01jobproc0", "48213", "ana", "69.3 GiB", "python train.py --epochs 90"]);
+    expect(lines[2]!.split(/\s{2,}/)).toEqual(["gpu-a100", "1", "not labrig (GPU busy)", "48377", "bo", "-", "/opt/conda/bin/python -m ipykernel_launcher -f /run/user/10…"]);
+    expect(formatGpuProcessesTable([device({ hostId: "laptop" })])).toBe("");
   });
 });
 
