@@ -6,10 +6,11 @@ import { hostname } from "node:os";
 import type { Server } from "node:http";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Lease } from "../core/api.js";
+import type { GpuProcess, Lease } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
 import { type GpuProbe, probeGpus } from "./gpu-probe.js";
+import { type OwnedJob, describeGpuProcesses, linuxProcReader, probeComputeApps } from "./gpu-processes.js";
 import { type HostStats, HostStatsReader } from "./host-stats.js";
 import { writeJsonFile } from "./json-file.js";
 import { AdminTokenCheck, createLocalServer, listen } from "./local-server.js";
@@ -33,6 +34,7 @@ export class Agent {
   readonly client: DispatcherClient;
   private jobs = new Map<string, RunningJob>();
   private probe: GpuProbe = { gpus: [] };
+  private readonly procReader = linuxProcReader();
   private registeredGpus = "";
   private hostStats?: HostStats;
   private readonly statsReader: HostStatsReader;
@@ -192,8 +194,17 @@ export class Agent {
       this.log(`the GPUs changed (${this.probe.problem ?? "now " + this.probe.gpus.length}); registering again`);
       await this.reregister();
     }
+    const processes = await this.gpuProcesses();
     const res = await this.client.heartbeat(this.opts.hostId, {
-      gpus: this.probe.gpus.map((g) => ({ index: g.index, utilizationPct: g.utilizationPct, memoryUsedMiB: g.memoryUsedMiB, memoryTotalMiB: g.memoryTotalMiB, temperatureC: g.temperatureC, powerW: g.powerW })),
+      gpus: this.probe.gpus.map((g) => ({
+        index: g.index,
+        utilizationPct: g.utilizationPct,
+        memoryUsedMiB: g.memoryUsedMiB,
+        memoryTotalMiB: g.memoryTotalMiB,
+        temperatureC: g.temperatureC,
+        powerW: g.powerW,
+        ...(processes ? { processes: processes.get(g.uuid) ?? [] } : {}),
+      })),
       cpuPct: this.hostStats.cpuPct,
       memoryUsedMiB: this.hostStats.memoryUsedMiB,
       memoryTotalMiB: this.hostStats.memoryTotalMiB,
@@ -205,6 +216,14 @@ export class Agent {
       const job = this.jobs.get(id);
       if (job && job.phase !== "finishing") job.stop("cancel");
     }
+  }
+
+  /** What runs on each GPU (by uuid), this agent's jobs marked; undefined without GPUs. */
+  private async gpuProcesses(): Promise<Map<string, GpuProcess[]> | undefined> {
+    if (this.probe.gpus.length === 0) return undefined;
+    const apps = await probeComputeApps(this.opts.nvidiaSmi);
+    const jobs: OwnedJob[] = [...this.jobs.entries()].map(([jobId, j]) => ({ jobId, pgid: j.pgid, containerId: j.containerId }));
+    return describeGpuProcesses(apps, jobs, this.procReader);
   }
 
   private async leaseLoop(): Promise<void> {

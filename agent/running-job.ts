@@ -8,12 +8,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Lease } from "../core/api.js";
 import type { DispatcherClient } from "../core/client.js";
 import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
+import { setTimerAt } from "../core/long-timer.js";
 import { buildContainerSpec, CONTAINER_OUTPUT_DIR } from "./container-spec.js";
 import type { GpuReading } from "./gpu-probe.js";
 import type { JobExit, JobHandle } from "./job-handle.js";
 import { JobSync, StaleAttemptError } from "./job-sync.js";
 import { readJsonFile, writeJsonFile } from "./json-file.js";
 import type { AgentPaths } from "./paths.js";
+import { withConfigPath, writeJobConfig, JOB_CONFIG_FILE } from "./job-config.js";
 import { adoptProcessJob, startProcessJob } from "./process-job.js";
 import { liveGroupMembers } from "./process-group.js";
 import { redactEnv } from "./redact.js";
@@ -69,7 +71,7 @@ export function processJobEnv(base: NodeJS.ProcessEnv, jobEnv: Record<string, st
 
 /** The end state a job reaches from how it exited and why the agent stopped it (if it did). */
 export function endStateOf(exit: JobExit, reason: StopReason | undefined, timeoutS: number | null): Omit<JobResult, "endedAt"> {
-  if (reason === "cancel") return { state: "cancelled", exitCode: exit.exitCode, message: "cancelled by the dispatcher" };
+  if (reason === "cancel") return { state: "cancelled", exitCode: exit.exitCode, message: "stopped at the dispatcher's request" };
   if (reason === "timeout") return { state: "timed_out", exitCode: exit.exitCode, message: `timed out after ${timeoutS} s` };
   if (reason === "agent-stop") return { state: "failed", exitCode: exit.exitCode, message: "agent stopped" };
   if (exit.exitCode === 0) return { state: "succeeded", exitCode: 0 };
@@ -199,10 +201,7 @@ export class RunningJob {
     if (this.stopReason) void this.handle.stop(this.ctx.killGraceMs);
 
     const timeoutS = this.lease.job.timeoutS;
-    const timer =
-      timeoutS !== null && timeoutS !== undefined
-        ? setTimeout(() => this.stop("timeout"), Math.max(0, Date.parse(r.startedAt) + timeoutS * 1000 - Date.now()))
-        : undefined;
+    const timer = timeoutS !== null && timeoutS !== undefined ? setTimerAt(Date.parse(r.startedAt) + timeoutS * 1000, () => this.stop("timeout")) : undefined;
     let syncing = true;
     const syncLoop = (async () => {
       if (!r.reportedRunning) {
@@ -233,7 +232,7 @@ export class RunningJob {
     })();
     const exit = await this.handle.exited;
     syncing = false;
-    if (timer) clearTimeout(timer);
+    timer?.cancel();
     await syncLoop;
     return exit;
   }
@@ -260,15 +259,20 @@ export class RunningJob {
       CUDA_VISIBLE_DEVICES: this.lease.gpuIndices.join(","),
     };
     this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: starting ${job.image ? `container ${job.image}` : "process"} on GPUs [${this.lease.gpuIndices.join(",")}]`);
+    let command = job.command;
+    if (this.lease.config !== undefined) {
+      const local = writeJobConfig(this.outputDir, this.lease.config);
+      command = withConfigPath(job.command, job.image ? `${CONTAINER_OUTPUT_DIR}/${JOB_CONFIG_FILE}` : local);
+    }
     if (job.image) {
       const { startContainerJob } = await import("./container-job.js");
       return startContainerJob(
-        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command: job.command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir },
+        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir },
         `${this.outputDir}/job.log`,
       );
     }
     return startProcessJob({
-      command: job.command,
+      command,
       env: processJobEnv(process.env, job.env, { ...labrigVars, LABRIG_OUTPUT_DIR: this.outputDir }),
       cwd: job.workdir ?? this.outputDir,
       logFile: `${this.outputDir}/job.log`,

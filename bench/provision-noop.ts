@@ -10,7 +10,7 @@ import { nodeWithTsx, repoRoot, startDispatcher } from "../tests/helpers/dispatc
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost } from "../tests/infra/index.js";
 import { agentBundle } from "../tests/provision/helpers.js";
 import type { ProvisionReport } from "../provision/runner.js";
-import { round, type Benchmark } from "./types.js";
+import { BenchUnavailableError, round, type Benchmark } from "./types.js";
 
 const hostCount = 4;
 /** What labrig writes and the playbook copies back, read from a provisioned host. */
@@ -30,6 +30,8 @@ export const provisionNoopVsAnsible: Benchmark = {
   description: `converged re-run of labrig provision on ${hostCount} test hosts / ansible-playbook of the same checks`,
   async run({ quick, log }) {
     await requireDocker();
+    const ansibleVersion = await execa("ansible-playbook", ["--version"], { reject: false });
+    if (ansibleVersion.exitCode !== 0) throw new BenchUnavailableError("ansible-playbook is not installed (Debian's ansible package; the reference this benchmark compares against)");
     const dir = mkdtempSync(join(tmpdir(), "labrig-bench-prov-"));
     const net = await createTestNetwork("bench");
     const dispatcher = await startDispatcher({ args: ["--bind", "0.0.0.0"] });

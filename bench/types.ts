@@ -31,3 +31,11 @@ export function round(n: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
 }
+
+/** Thrown by a benchmark that cannot run on this machine (a tool it compares against is missing); the runner lists it as skipped. */
+export class BenchUnavailableError extends Error {
+  constructor(what: string) {
+    super(what);
+    this.name = "BenchUnavailableError";
+  }
+}

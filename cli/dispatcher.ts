@@ -14,7 +14,7 @@ export function registerDispatcherCommands(program: Command): void {
     .option("--port <port>", "TCP port to listen on (0 picks a free one)", parsePort, 8000)
     .option("--bind <address>", "address to listen on (0.0.0.0 for the whole lab)", "127.0.0.1")
     .option("--state <dir>", "state folder: database, tokens, synced runs", "./state")
-    .option("--queue-command <template>", "command for POST /api/queue/add; {config_path} is replaced (env LABRIG_QUEUE_COMMAND)")
+    .option("--queue-command <template>", "command that runs a CVLab-Kit config (POST /api/queue/add, submit --cvlab); {config_path} is its path (env LABRIG_QUEUE_COMMAND; default: uv run main.py --config {config_path} --fast)")
     .addHelpText(
       "after",
       `
@@ -22,9 +22,13 @@ Environment:
   LABRIG_ADMIN_TOKEN         admin token (else generated into <state>/admin-token)
   LABRIG_JOIN_TOKEN          token agents register with (else generated into <state>/join-token)
   LABRIG_STALE_AFTER_S       a device is stale after this many silent seconds (default 10)
-  LABRIG_DISCONNECT_AFTER_S  ... and disconnected, its jobs requeued or failed (default 30)
+  LABRIG_DISCONNECT_AFTER_S  ... and disconnected: shown, given no new work, its jobs left running (default 30)
+  LABRIG_LOST_AFTER_S        ... and lost: its jobs requeued (attempt + 1) or failed 'lost' per retries (default 600)
+  LABRIG_MISSING_GRACE_S     a job its host's heartbeats leave out this long is lost the same way (default 30)
+  LABRIG_TIMEOUT_GRACE_S     a running job past its timeout by this much ends timed_out even if its agent is silent (default 120)
   LABRIG_HEARTBEAT_S         heartbeat interval told to agents (default 3)
-  LABRIG_ASSIGN_TIMEOUT_S    a job handed to an agent that does not start it is requeued (default 60)`,
+  LABRIG_ASSIGN_TIMEOUT_S    a job handed to an agent that does not start it is requeued (default 60)
+  LABRIG_CVLAB_DIR           the lab's CVLab-Kit checkout on the GPU hosts: where CVLab-Kit configs run`,
     )
     .action(async (opts: { port: number; bind: string; state: string; queueCommand?: string }) => {
       const { runDispatcher } = await import("../dispatcher/main.js");

@@ -1,15 +1,18 @@
 // What the job and device commands do: find the dispatcher, call its API, print tables or JSON.
 // Loaded lazily by jobs.ts.
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminalJobState, type Job, type JobState, type SubmitJobRequest } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
-import { formatDevicesTable, formatJobDetail, formatJobsTable, type JobTransition } from "./format.js";
-import { buildSubmitRequest } from "./job-file.js";
+import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
+import { buildSubmission } from "./cvlab-submit.js";
+import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
 import { followJobLog } from "./follow-log.js";
+import type { Sweep } from "../core/sweep.js";
 
 const out = (s: string): void => void process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
 const note = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -17,21 +20,39 @@ const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
 function clientFor(flags: TargetFlags): DispatcherClient {
   const target = resolveDispatcher(flags);
-  return new DispatcherClient({ url: target.url, token: target.token });
+  return new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
 }
 
-export async function submitCommand(command: string[], opts: SubmitFlags): Promise<void> {
+/**
+ * The folder the user ran the command from. `pnpm submit` runs the script in the checkout and
+ * passes the caller's folder as INIT_CWD; outside a package script INIT_CWD may be left over from
+ * an outer one, so it counts only while npm_lifecycle_event says a script is running.
+ */
+export function invocationDir(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  return env.npm_lifecycle_event && env.INIT_CWD ? env.INIT_CWD : cwd;
+}
+
+export interface SubmitContext {
+  /** Whether `submit` offers --code (it comes with code snapshots), so a warning names it only then. */
+  hasCodeFlag: boolean;
+}
+
+export async function submitCommand(command: string[], opts: SubmitFlags, ctx: SubmitContext = { hasCodeFlag: false }): Promise<void> {
+  const here = invocationDir();
   let file: { file: string; text: string } | undefined;
   if (opts.config) {
     try {
-      file = { file: opts.config, text: readFileSync(opts.config, "utf8") };
+      file = { file: opts.config, text: readFileSync(resolve(here, opts.config), "utf8") };
     } catch (err) {
       throw new InputError("--config", `cannot read ${opts.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
     }
   }
-  const req = buildSubmitRequest({
+  const submission = buildSubmission({
     file,
     command,
+    cvlab: opts.cvlab && resolve(here, opts.cvlab),
+    sweep: opts.sweep,
+    baseDir: here,
     flags: {
       name: opts.name,
       project: opts.project,
@@ -46,7 +67,14 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
       labels: opts.label,
     },
   });
-  const client = clientFor(opts);
+  const target = resolveDispatcher(opts);
+  const client = new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
+  if (submission.kind === "sweep") {
+    for (const j of submission.sweep.jobs) placeJob(j, target.source === "local-lab", here, ctx);
+    return submitSweep(client, submission.sweep, opts);
+  }
+  const req = submission.request;
+  placeJob(req, target.source === "local-lab", here, ctx);
   await defaultGpusForGpulessLab(client, req);
   const job = await client.submit(req);
   if (opts.json && !opts.wait) return json(job);
@@ -58,8 +86,75 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
   const end = await waitForEnd(client, job, opts.json ? () => {} : (j) => out(describeProgress(j)));
   if (opts.json) json(end);
   if (end.state !== "succeeded") {
-    throw new LabrigError(`job ${end.id} ended ${end.state}${end.exitCode !== null ? ` with exit code ${end.exitCode}` : ""}${end.reason ? ` (${end.reason})` : ""}; see: pnpm labrig logs ${end.id}`);
+    throw new LabrigError(`job ${end.id} ended ${end.state}${jobOutcome(end)}; see: pnpm labrig logs ${end.id}`);
   }
+}
+
+/**
+ * Where the job runs. The local lab's agent is on this machine, so a process job without a workdir
+ * runs in the folder `submit` ran from, as a command typed here would. Elsewhere the host has its
+ * own files: a command naming a relative path there would look for it in the job's output folder,
+ * so say so and how to choose.
+ */
+function placeJob(req: SubmitJobRequest, localLab: boolean, here: string, ctx: SubmitContext): void {
+  if (req.workdir !== undefined) return;
+  // A CVLab-Kit config without a command runs in the lab's CVLab-Kit checkout (the dispatcher's
+  // LABRIG_CVLAB_DIR); in the local lab that is the folder submit ran from.
+  if (req.command === undefined) {
+    if (localLab && !req.image) req.workdir = here;
+    return;
+  }
+  if (localLab && !req.image) {
+    req.workdir = here;
+    return;
+  }
+  const paths = relativePathsIn(req.command);
+  if (paths.length === 0) return;
+  const choices = ctx.hasCodeFlag ? "--workdir DIR (a folder that exists on that host) or --code (send this folder with the job)" : "--workdir DIR (a folder that exists on that host)";
+  note(
+    `warning: ${paths.map((p) => `'${p}'`).join(", ")} ${paths.length === 1 ? "is a relative path" : "are relative paths"}, but this job does not run in this folder: ` +
+      `without a workdir it runs in its own output folder on the host that takes it${req.image ? ", inside the container" : ""}. Pass ${choices}.`,
+  );
+}
+
+/** Words of a command that look like relative file paths (train.py, ./run.sh, data/x.csv): not flags, numbers or the program's bare name. */
+export function relativePathsIn(command: string | string[]): string[] {
+  const words = typeof command === "string" ? command.trim().split(/\s+/) : command;
+  return words.filter((w, i) => {
+    if (w === "" || w.startsWith("/") || w.startsWith("-") || w.startsWith("~") || w.includes("=") || w.includes("://")) return false;
+    if (w.startsWith("./") || w.startsWith("../") || (w.includes("/") && /[A-Za-z]/.test(w))) return true;
+    return i > 0 && /^[\w.-]*[A-Za-z][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,5}$/.test(w);
+  });
+}
+
+async function submitSweep(client: DispatcherClient, sweep: Sweep, opts: SubmitFlags): Promise<void> {
+  const r = await client.submitGroup({ name: sweep.name, jobs: sweep.jobs });
+  if (opts.json && !opts.wait) return json(r);
+  if (!opts.json) {
+    out(`submitted group ${r.group.id} (${r.group.name}): ${r.jobs.length} jobs over ${sweep.axes.map((a) => `${a.key} (${a.values.length})`).join(" × ")}`);
+    for (const j of r.jobs) out(`  ${j.id}  ${j.name}`);
+    if (!opts.wait) note(`  watch it: pnpm labrig jobs --group ${r.group.id}; cancel it: pnpm labrig group cancel ${r.group.id}`);
+  }
+  if (!opts.wait) return;
+  let g = r;
+  while (g.jobs.some((j) => !isTerminalJobState(j.state))) {
+    await sleep(500);
+    g = await client.group(r.group.id);
+  }
+  if (opts.json) json(g);
+  else out(formatGroup(g.group, g.jobs, Date.now()));
+  const bad = g.jobs.filter((j) => j.state !== "succeeded");
+  if (bad.length) throw new LabrigError(`group ${r.group.id}: ${bad.length} of ${g.jobs.length} jobs did not succeed (${bad.map((j) => `${j.id} ${j.state}`).join(", ")})`);
+}
+
+export async function groupCommand(action: "show" | "cancel" | "retry", id: string, opts: TargetFlags & { json?: boolean }) {
+  const client = clientFor(opts);
+  const r = action === "show" ? await client.group(id) : action === "cancel" ? await client.cancelGroup(id) : await client.retryGroup(id);
+  if (opts.json) return json(r);
+  if (action === "cancel") out(`group ${id}: ${r.jobs.length} job${r.jobs.length === 1 ? "" : "s"} cancelled or asked to stop`);
+  if (action === "retry") out(`group ${id}: ${r.jobs.length} job${r.jobs.length === 1 ? "" : "s"} queued again`);
+  const all = action === "show" ? r : await client.group(id);
+  out(formatGroup(all.group, all.jobs, Date.now()));
 }
 
 /**
@@ -79,8 +174,7 @@ async function defaultGpusForGpulessLab(client: DispatcherClient, req: SubmitJob
 function describeProgress(j: Job): string {
   const where = j.hostId ? ` on ${j.hostId}${j.gpuIndices.length ? ` (GPUs ${j.gpuIndices.join(",")})` : ""}` : "";
   const attempt = j.attempt > 1 ? ` (attempt ${j.attempt})` : "";
-  const exit = j.exitCode !== null && isTerminalJobState(j.state) ? `, exit code ${j.exitCode}` : "";
-  return `job ${j.id}: ${j.state}${attempt}${where}${exit}${j.reason ? ` (${j.reason})` : ""}`;
+  return `job ${j.id}: ${j.state}${attempt}${where}${jobOutcome(j)}`;
 }
 
 async function waitForEnd(client: DispatcherClient, job: Job, progress: (j: Job) => void): Promise<Job> {
@@ -98,12 +192,13 @@ async function waitForEnd(client: DispatcherClient, job: Job, progress: (j: Job)
   return current;
 }
 
-export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; project?: string; host?: string; limit: number; json?: boolean }) {
+export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; project?: string; host?: string; group?: string; limit: number; json?: boolean }) {
   const client = clientFor(opts);
   const q = new URLSearchParams();
   if (opts.state) q.set("state", opts.state.join(","));
   if (opts.project) q.set("project", opts.project);
   if (opts.host) q.set("host", opts.host);
+  if (opts.group) q.set("group", opts.group);
   q.set("limit", String(opts.limit));
   const { jobs } = (await client.request<{ jobs: Job[] }>("GET", `/api/jobs?${q}`)).body;
   if (opts.json) return json(jobs);
@@ -120,6 +215,8 @@ export async function logsCommand(id: string, opts: TargetFlags & { follow?: boo
   const client = clientFor(opts);
   if (opts.follow) {
     await followJobLog(client, id, { attempt: opts.attempt, intervalMs: opts.interval, write: (b) => process.stdout.write(b), note });
+    // The log alone does not say how it ended; stderr, so stdout stays the log's bytes.
+    note(`--- ${describeProgress(await client.job(id))}`);
     return;
   }
   try {
@@ -127,8 +224,17 @@ export async function logsCommand(id: string, opts: TargetFlags & { follow?: boo
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 404) throw err;
     const job = await client.job(id); // a missing job throws its own 404 here
-    note(`job ${id} has no log${opts.attempt ? ` for attempt ${opts.attempt}` : ""} yet (state ${job.state}); follow it with: pnpm labrig logs ${id} -f`);
+    note(noLogYet(job, opts.attempt));
   }
+}
+
+/** Why there is no log, and only where one may still come, how to follow it. */
+function noLogYet(job: Job, attempt: number | undefined): string {
+  const which = attempt ? ` for attempt ${attempt}` : "";
+  if (attempt !== undefined && attempt < job.attempt) return `job ${job.id} has no log${which}: that attempt wrote none (the job is now at attempt ${job.attempt}, ${job.state})`;
+  if (!isTerminalJobState(job.state)) return `job ${job.id} has no log${which} yet (state ${job.state}); follow it with: pnpm labrig logs ${job.id} -f`;
+  if (job.startedAt === null) return `job ${job.id} never ran, so it has no log: it ended ${job.state}${jobOutcome(job)} before starting`;
+  return `job ${job.id} has no log${which}: it ran but wrote nothing, and ended ${job.state}${jobOutcome(job)}`;
 }
 
 export async function cancelCommand(id: string, opts: TargetFlags & { json?: boolean }) {
@@ -138,8 +244,14 @@ export async function cancelCommand(id: string, opts: TargetFlags & { json?: boo
 }
 
 export async function retryCommand(id: string, opts: TargetFlags & { json?: boolean }) {
-  const job = await clientFor(opts).retry(id);
+  const client = clientFor(opts);
+  const before = await client.job(id);
+  const job = await client.retry(id);
   if (opts.json) return json(job);
+  if (before.state === "succeeded") {
+    out(`job ${id} had succeeded; it is ${job.state} to run again as attempt ${job.attempt} (attempt ${before.attempt}'s log stays: pnpm labrig logs ${id} --attempt ${before.attempt})`);
+    return;
+  }
   out(`job ${id}: ${job.state} again as attempt ${job.attempt}`);
 }
 
@@ -147,6 +259,8 @@ export async function devicesCommand(opts: TargetFlags & { json?: boolean }) {
   const devices = await clientFor(opts).devices();
   if (opts.json) return json(devices);
   out(formatDevicesTable(devices, Date.now()));
+  const onGpus = formatGpuProcessesTable(devices);
+  if (onGpus) out(`\n${onGpus}`);
 }
 
 export async function drainCommand(hostId: string, drain: boolean, opts: TargetFlags & { json?: boolean }) {

@@ -4,7 +4,7 @@
 // or the flag a bad value came from.
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import type { z } from "zod";
-import { priorities, submitJobRequestSchema, type SubmitJobRequest } from "../core/api.js";
+import { MAX_JOB_TIMEOUT_S, priorities, submitJobRequestSchema, type SubmitJobRequest } from "../core/api.js";
 import { LabrigError } from "../core/errors.js";
 
 /** What `labrig submit` flags can set, already in the API's field names. */
@@ -55,11 +55,13 @@ const fileKeyToApi: Record<string, keyof SubmitJobRequest> = {
   priority: "priority",
   retries: "maxRetries",
   constraints: "constraints",
+  /** A CVLab-Kit experiment YAML's path (relative to the job file); the CLI sends its text. */
+  cvlab: "config",
 };
 const apiToFileKey = Object.fromEntries(Object.entries(fileKeyToApi).map(([k, v]) => [v, k])) as Record<string, string>;
 const constraintKeys = ["hostId", "labels", "gpuName", "minMemoryMiB"];
 /** Names people reach for, and the key the file uses instead. */
-const keyHints: Record<string, string> = { timeoutS: "timeout", timeout_s: "timeout", maxRetries: "retries", max_retries: "retries", cmd: "command", gpu: "gpus" };
+const keyHints: Record<string, string> = { retry: "retries", retrys: "retries", timeoutS: "timeout", timeout_s: "timeout", maxRetries: "retries", max_retries: "retries", cmd: "command", gpu: "gpus" };
 
 /** What a field expects, said the way a user reads it; keyed by API path with `*` for any key. */
 const expectations: Record<string, string> = {
@@ -72,7 +74,7 @@ const expectations: Record<string, string> = {
   env: "expected a mapping of NAME: value",
   "env.*": "expected a string value",
   workdir: "expected a folder path",
-  timeoutS: "expected a whole number of seconds > 0",
+  timeoutS: `expected a whole number of seconds from 1 to ${MAX_JOB_TIMEOUT_S} (30 days)`,
   priority: `expected one of ${priorities.join(", ")}`,
   maxRetries: "expected a whole number from 0 to 100",
   constraints: `expected a mapping with ${constraintKeys.join(", ")}`,
@@ -81,12 +83,15 @@ const expectations: Record<string, string> = {
   "constraints.labels.*": "expected a string value",
   "constraints.gpuName": "expected a GPU name (or part of one), e.g. A100",
   "constraints.minMemoryMiB": "expected a whole number of MiB >= 0",
+  config: "expected the path of a CVLab-Kit experiment YAML",
 };
 
 type Provenance = Map<string, string>;
 
 interface ParsedFile {
   fields: Partial<Record<keyof SubmitJobRequest, unknown>>;
+  /** Unknown keys, reported together with the values' problems. */
+  problems: JobSpecProblem[];
   doc: Document.Parsed;
   lines: LineCounter;
   file: string;
@@ -97,7 +102,7 @@ interface ParsedFile {
  * command after `--` (which overrides the file's command). Throws JobSpecError listing every
  * problem found. Leaves out what neither gave, so the API's defaults apply and callers can tell.
  */
-export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFlags; command?: string[] }): SubmitJobRequest {
+export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFlags; command?: string[]; config?: string }): SubmitJobRequest {
   const parsed = input.file ? parseJobFile(input.file) : undefined;
   const merged: Record<string, unknown> = { ...(parsed?.fields ?? {}) };
   const fromFlags: Provenance = new Map();
@@ -137,25 +142,40 @@ export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFla
     merged.constraints = c;
   }
 
-  if (merged.command === undefined) {
-    const where = parsed ? `${parsed.file}:1:1` : "command line";
-    throw new JobSpecError([
-      {
-        where,
-        field: "command",
-        message: parsed
-          ? "missing: give `command:` in the file or the command after --"
-          : "missing: give the command after --, e.g. labrig submit -- python train.py",
-      },
-    ]);
+  // Every problem at once: unknown keys, a missing command and bad values, so one edit fixes all.
+  const problems: JobSpecProblem[] = [...(parsed?.problems ?? [])];
+  // A CVLab-Kit config's text replaces the path the file named; it runs the lab's queue command.
+  if (input.config !== undefined) merged.config = input.config;
+  if (merged.command === undefined && merged.config === undefined) {
+    problems.push({
+      where: parsed ? `${parsed.file}:1:1` : "command line",
+      field: "command",
+      message: parsed ? "missing: give `command:` in the file or the command after --" : "missing: give the command after --, e.g. labrig submit -- python train.py",
+    });
   }
-
   const result = submitJobRequestSchema.safeParse(merged);
-  if (!result.success) throw new JobSpecError(result.error.issues.map((issue) => describeIssue(issue, merged, fromFlags, parsed)));
+  if (!result.success) {
+    // A missing command is said above, in words that say where to give it.
+    const issues = result.error.issues.filter((issue) => !(merged.command === undefined && issue.path[0] === "command"));
+    problems.push(...issues.map((issue) => describeIssue(issue, merged, fromFlags, parsed)));
+  }
+  if (problems.length > 0) throw new JobSpecError(sortByPosition(problems));
   return merged as SubmitJobRequest;
 }
 
-/** Parses a job file into API fields, refusing syntax errors and unknown keys with their position. */
+/** File problems in the order of the file's lines; flag and command-line problems after them. */
+function sortByPosition(problems: JobSpecProblem[]): JobSpecProblem[] {
+  const key = (p: JobSpecProblem) => {
+    const m = /:(\d+):(\d+)$/.exec(p.where);
+    return m ? Number(m[1]) * 1e6 + Number(m[2]) : Number.MAX_SAFE_INTEGER;
+  };
+  return problems.map((p, i) => ({ p, i })).sort((a, b) => key(a.p) - key(b.p) || a.i - b.i).map(({ p }) => p);
+}
+
+/**
+ * Parses a job file into API fields. Syntax errors throw at once (nothing else can be read);
+ * unknown keys are left out of the fields and returned as problems, so the values are still judged.
+ */
 export function parseJobFile(source: JobFileSource): ParsedFile {
   const lines = new LineCounter();
   const doc = parseDocument(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -183,18 +203,18 @@ export function parseJobFile(source: JobFileSource): ParsedFile {
       continue;
     }
     const value = pair.value as Node | null;
+    fields[api] = api === "env" || api === "command" ? toJsKeepingScalarText(value) : value === null ? null : value.toJSON();
     if (api === "constraints" && isMap(value)) {
       for (const cp of value.items) {
         const ck = isScalar(cp.key) ? String(cp.key.value) : String(cp.key);
         if (!constraintKeys.includes(ck)) {
           problems.push({ where: at((cp.key as Node | null)?.range?.[0]), field: `constraints.${ck}`, message: `unknown key; known keys: ${constraintKeys.join(", ")}` });
+          delete (fields.constraints as Record<string, unknown>)[ck];
         }
       }
     }
-    fields[api] = api === "env" || api === "command" ? toJsKeepingScalarText(value) : value === null ? null : value.toJSON();
   }
-  if (problems.length > 0) throw new JobSpecError(problems);
-  return { fields, doc, lines, file: source.file };
+  return { fields, problems, doc, lines, file: source.file };
 }
 
 /**

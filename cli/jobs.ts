@@ -22,6 +22,8 @@ export interface SubmitFlags extends TargetFlags {
   label?: Record<string, string>;
   workdir?: string;
   config?: string;
+  cvlab?: string;
+  sweep?: string[];
   json?: boolean;
   wait?: boolean;
 }
@@ -64,6 +66,7 @@ that 'pnpm start' runs under LABRIG_HOME (default ~/.labrig).`;
 const load = () => import("./job-commands.js");
 
 export function registerJobCommands(program: Command): void {
+  const sweeps: string[] = [];
   withTarget(
     program
       .command("submit")
@@ -80,8 +83,10 @@ export function registerJobCommands(program: Command): void {
       .option("--retries <n>", "run again this many times if the host is lost", parseWholeNumber(0, 100))
       .option("--host <hostId>", "run only on this host")
       .option("--label <key=value>", "run only on hosts with this label (repeatable)", collectKeyValue)
-      .option("--workdir <dir>", "working folder on the host")
-      .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints); flags override it")
+      .option("--workdir <dir>", "working folder on the host (default: in the local lab, this folder; elsewhere the job's output folder)")
+      .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints, cvlab); flags override it")
+      .option("--cvlab <exp.yaml>", "run a CVLab-Kit experiment YAML with the lab's queue command (GPUs from its device:, project from its project:)")
+      .option("--sweep [KEY=V1,V2]", "a group with one job per grid point: bare, the --cvlab YAML's list values; KEY=V1,V2 an axis (a YAML key, or {KEY} in the command); repeatable")
       .option("--json", "print the job as JSON")
       .option("--wait", "wait until the job ends; exit 0 only if it succeeded"),
   )
@@ -92,9 +97,22 @@ Examples:
   pnpm submit -- echo hi
   pnpm submit --gpus 2 --project vision --timeout 3600 -- python train.py --lr 0.001
   pnpm submit --config jobs/train.yaml --priority high
+  pnpm submit --cvlab config/example.yaml
+  pnpm submit --cvlab config/example.yaml --sweep                  (one job per point of its list values)
+  pnpm submit --cvlab exp.yaml --sweep lr=0.1,0.01 --sweep batch_size=32,64
+  pnpm submit --sweep seed=1,2,3 -- python train.py --seed {seed}
+
+Where it runs: with the local lab ('pnpm start'), a job without --workdir runs in the folder you
+ran submit from. On a lab's other hosts it runs in its own output folder there unless --workdir
+names a folder that exists on that host. A --cvlab job without --workdir runs in the lab's
+CVLab-Kit checkout (the dispatcher's LABRIG_CVLAB_DIR); in the local lab, in this folder.
 ${targetHelp}`,
     )
-    .action(async (command: string[], opts: SubmitFlags) => (await load()).submitCommand(command, opts));
+    // Each --sweep, bare ("") or KEY=V1,V2, in order: commander alone keeps only the last.
+    .on("option:sweep", (v: string | null | undefined) => void sweeps.push(v ?? ""))
+    .action(async (command: string[], opts: Omit<SubmitFlags, "sweep">, cmd: Command) =>
+      (await load()).submitCommand(command, { ...opts, sweep: sweeps.length ? sweeps : undefined }, { hasCodeFlag: cmd.options.some((o) => o.long === "--code") }),
+    );
 
   withTarget(
     program
@@ -103,6 +121,7 @@ ${targetHelp}`,
       .option("--state <states>", `only these states, comma-separated (${jobStates.join(", ")})`, parseStates)
       .option("--project <project>", "only this project")
       .option("--host <hostId>", "only jobs on this host")
+      .option("--group <groupId>", "only the jobs of this sweep group")
       .option("--limit <n>", "at most this many", parseWholeNumber(1), 50)
       .option("--json", "print JSON"),
   )
@@ -129,13 +148,24 @@ ${targetHelp}`,
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).cancelCommand(id, opts));
 
-  withTarget(program.command("retry").description("queue an ended job again as a new attempt").argument("<id>", "job id").option("--json", "print JSON"))
+  withTarget(program.command("retry").description("queue an ended job again as a new attempt (a succeeded one too: it runs again)").argument("<id>", "job id").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).retryCommand(id, opts));
 
   withTarget(program.command("devices").description("list the lab's hosts: status, GPUs, free GPUs, running jobs").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (opts) => (await load()).devicesCommand(opts));
+
+  const group = program.command("group").description("a sweep group: show it, or cancel or retry all its jobs at once");
+  for (const [action, description] of [
+    ["show", "the group's jobs and their states"],
+    ["cancel", "cancel every job of the group that has not ended"],
+    ["retry", "queue again every job of the group that failed, was cancelled or timed out"],
+  ] as const) {
+    withTarget(group.command(action).description(description).argument("<groupId>", "group id (g...)").option("--json", "print JSON"))
+      .addHelpText("after", targetHelp)
+      .action(async (id: string, opts) => (await load()).groupCommand(action, id, opts));
+  }
 
   for (const [name, description] of [
     ["drain", "stop giving a host new jobs (running ones finish)"],

@@ -7,9 +7,11 @@ import { registerAgentCommands } from "./agent.js";
 import { registerBackupCommands } from "./backup.js";
 import { registerDispatcherCommands } from "./dispatcher.js";
 import { registerImageCommands } from "./image.js";
+import { registerImportCommands } from "./import.js";
 import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
 import { registerProvisionCommands } from "./provision.js";
+import { registerStackCommands } from "./stack.js";
 import { registerTuiCommands } from "./tui.js";
 
 export function buildProgram(): Command {
@@ -23,8 +25,10 @@ export function buildProgram(): Command {
   registerJobCommands(program);
   registerProvisionCommands(program);
   registerImageCommands(program);
+  registerStackCommands(program);
   registerTuiCommands(program);
   registerBackupCommands(program);
+  registerImportCommands(program);
   return program;
 }
 

@@ -15,7 +15,8 @@ export const isTerminalJobState = (s: JobState) => terminalJobStates.includes(s)
 export const deviceStatuses = ["healthy", "stale", "disconnected", "draining"] as const;
 export type DeviceStatus = (typeof deviceStatuses)[number];
 
-export const priorities = ["low", "normal", "high"] as const;
+/** `urgent` (above high) is CVLab-Kit's top level; only admins may ask for it. */
+export const priorities = ["low", "normal", "high", "urgent"] as const;
 export type Priority = (typeof priorities)[number];
 
 const labelsSchema = z.record(z.string(), z.string());
@@ -47,6 +48,19 @@ export const registerResponseSchema = z.object({
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 
+/** A compute process on a GPU, as the host's agent saw it (nvidia-smi and /proc). */
+export const gpuProcessSchema = z.object({
+  pid: z.number().int().positive(),
+  usedMemoryMiB: z.number().min(0).nullable(),
+  /** Its owner's user name (a uid where the host has no name for it); null when unreadable. */
+  user: z.string().max(64).nullable(),
+  /** Its command line, cut short; null when unreadable. */
+  command: z.string().max(200).nullable(),
+  /** The labrig job it belongs to; null for a process outside labrig, which keeps the GPU busy. */
+  jobId: z.string().max(64).nullable(),
+});
+export type GpuProcess = z.infer<typeof gpuProcessSchema>;
+
 export const gpuStatsSchema = z.object({
   index: z.number().int().min(0),
   utilizationPct: z.number().nullable().optional(),
@@ -54,6 +68,8 @@ export const gpuStatsSchema = z.object({
   memoryTotalMiB: z.number().nullable().optional(),
   temperatureC: z.number().nullable().optional(),
   powerW: z.number().nullable().optional(),
+  /** The compute processes on this GPU; absent from agents that do not look (older ones). */
+  processes: z.array(gpuProcessSchema).max(64).optional(),
 });
 export type GpuStats = z.infer<typeof gpuStatsSchema>;
 
@@ -83,15 +99,30 @@ export const constraintsSchema = z.object({
 });
 export type Constraints = z.infer<typeof constraintsSchema>;
 
+export const projectSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, "project: letters, digits, '.', '_' or '-'");
+/**
+ * The longest timeout a job may ask for: 30 days. Agents and the dispatcher both enforce it with
+ * timers that hold any delay up to this (core/long-timer.ts), so a longer one is refused, not cut.
+ */
+export const MAX_JOB_TIMEOUT_S = 30 * 24 * 3600;
+
 export const submitJobRequestSchema = z.object({
   name: z.string().min(1).max(200).optional(),
-  project: z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, "project: letters, digits, '.', '_' or '-'").optional(),
-  command: z.union([z.array(z.string()).min(1), z.string().min(1)]),
+  project: projectSchema.optional(),
+  /** Required unless `config` is given: then the lab's CVLab-Kit command runs (the dispatcher's queue command). */
+  command: z.union([z.array(z.string()).min(1), z.string().min(1)]).optional(),
+  /** A CVLab-Kit experiment YAML, stored with the job and written next to it; `{config_path}` in the command is its path. */
+  config: z.string().min(1).max(1024 * 1024).optional(),
   gpus: z.number().int().min(0).max(64).default(1),
   image: z.string().min(1).optional(),
   env: envSchema.optional(),
   workdir: z.string().optional(),
-  timeoutS: z.number().int().positive().optional(),
+  timeoutS: z
+    .number()
+    .int()
+    .positive()
+    .max(MAX_JOB_TIMEOUT_S, `at most ${MAX_JOB_TIMEOUT_S} s (30 days), the longest timeout labrig enforces`)
+    .optional(),
   priority: z.enum(priorities).default("normal"),
   maxRetries: z.number().int().min(0).max(100).default(0),
   constraints: constraintsSchema.optional(),
@@ -122,20 +153,98 @@ export const jobSchema = z.object({
   assignedAt: z.string().nullable(),
   startedAt: z.string().nullable(),
   endedAt: z.string().nullable(),
+  /** The sweep group the job belongs to. */
+  group: z.string().nullable().optional(),
+  /** Whether a CVLab-Kit config is stored with the job (`GET /api/jobs/{id}/config`). */
+  hasConfig: z.boolean().optional(),
+  /** Who asked to cancel it (see jobActionRequestSchema), while the request or its result stands. */
+  cancelledBy: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 
+/**
+ * The optional body of POST /api/jobs/{id}/cancel and /retry: `via` names the client a person
+ * acts through ("the CLI", "the dashboard"), so the job's history and reason say who did it.
+ */
+export const jobActionRequestSchema = z.object({ via: z.string().min(1).max(60).optional() });
+export type JobActionRequest = z.infer<typeof jobActionRequestSchema>;
+
 export const jobListResponseSchema = z.object({ jobs: z.array(jobSchema) });
 
-export const queueAddRequestSchema = z.object({
-  config_path: z.string().min(1),
-  priority: z.union([z.enum(priorities), z.number()]).optional(),
+// CVLab-Kit's `POST /api/queue/add`: its web UI and scripts send the YAML inline; the older shape
+// names a config file the GPU hosts can read.
+const cvlabPrioritySchema = z.union([z.string(), z.number()]).optional();
+export const queueAddRequestSchema = z.union([
+  z.object({
+    config: z.string().max(1024 * 1024),
+    device: z.string().optional(),
+    priority: cvlabPrioritySchema,
+    name: z.string().min(1).max(200).nullish(),
+    project: z.string().nullish(),
+  }),
+  z.object({
+    config_path: z.string().min(1),
+    priority: cvlabPrioritySchema,
+    name: z.string().min(1).max(200).nullish(),
+    project: z.string().nullish(),
+  }),
+]);
+export type QueueAddRequest = z.infer<typeof queueAddRequestSchema>;
+
+// ---- groups (sweeps) ----
+
+export const submitGroupRequestSchema = z.object({
+  name: z.string().min(1).max(200).optional(),
+  jobs: z.array(submitJobRequestSchema).min(1).max(10_000),
 });
+export type SubmitGroupRequest = z.input<typeof submitGroupRequestSchema>;
+
+export const groupSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  createdAt: z.string(),
+  jobs: z.number(),
+  states: z.record(z.string(), z.number()),
+});
+export type JobGroup = z.infer<typeof groupSchema>;
+export const groupWithJobsSchema = z.object({ group: groupSchema, jobs: z.array(jobSchema) });
+
+// ---- imports (history from CVLab-Kit) ----
+
+export const importedJobSchema = z.object({
+  /** The job's id where it came from (CVLab-Kit's experiment_uid); a second import of it is skipped. */
+  externalId: z.string().min(1).max(200),
+  name: z.string().min(1).max(200),
+  project: projectSchema,
+  state: z.enum(jobStates),
+  priority: z.enum(priorities),
+  reason: z.string().nullable().optional(),
+  exitCode: z.number().int().nullable().optional(),
+  hostId: z.string().nullable().optional(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable().optional(),
+  endedAt: z.string().nullable().optional(),
+  config: z.string().max(1024 * 1024).nullable().optional(),
+});
+export type ImportedJob = z.infer<typeof importedJobSchema>;
+export const importRequestSchema = z.object({
+  source: z.string().regex(/^[a-z0-9-]+$/),
+  dryRun: z.boolean().default(false),
+  jobs: z.array(importedJobSchema).max(100_000),
+});
+export type ImportRequest = z.input<typeof importRequestSchema>;
+export const importResponseSchema = z.object({
+  imported: z.array(z.object({ externalId: z.string(), id: z.string().nullable(), state: z.enum(jobStates) })),
+  skipped: z.array(z.object({ externalId: z.string(), id: z.string(), reason: z.string() })),
+});
+export type ImportResponse = z.infer<typeof importResponseSchema>;
 
 export const leaseResponseSchema = z.object({
   job: jobSchema,
   attempt: z.number(),
   gpuIndices: z.array(z.number()),
+  /** The job's CVLab-Kit config as the agent writes it (its `device` mapped to the leased GPUs). */
+  config: z.string().optional(),
 });
 export type Lease = z.infer<typeof leaseResponseSchema>;
 
@@ -159,9 +268,18 @@ export const deviceGpuSchema = z.object({
   utilizationPct: z.number().nullable(),
   temperatureC: z.number().nullable(),
   powerW: z.number().nullable(),
+  /** A labrig job holds it. */
   busy: z.boolean(),
+  /** What runs on it, labrig's and others' (absent when the agent does not report it). A GPU with
+   * a process outside labrig gets no new job until that process ends. */
+  processes: z.array(gpuProcessSchema).optional(),
 });
 export type DeviceGpu = z.infer<typeof deviceGpuSchema>;
+
+/** A process outside labrig is using the GPU, so the scheduler leaves it alone. */
+export function hasForeignProcesses(g: { processes?: GpuProcess[] }): boolean {
+  return g.processes?.some((p) => p.jobId === null) ?? false;
+}
 
 export const deviceSchema = z.object({
   hostId: z.string(),
@@ -174,6 +292,7 @@ export const deviceSchema = z.object({
   agentUrl: z.string().nullable(),
   labels: labelsSchema,
   gpus: z.array(deviceGpuSchema),
+  /** GPUs neither a labrig job nor a process outside labrig is using (0 unless healthy). */
   freeGpus: z.number(),
   runningJobs: z.array(z.string()),
   cpuPct: z.number().nullable(),

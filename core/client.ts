@@ -2,6 +2,11 @@
 // benchmarks. It uses the global fetch so it bundles into the agent without native modules.
 import type {
   Device,
+  ImportRequest,
+  ImportResponse,
+  JobGroup,
+  Priority,
+  SubmitGroupRequest,
   HeartbeatRequest,
   HeartbeatResponse,
   Job,
@@ -20,17 +25,21 @@ export interface ClientOptions {
   token?: string;
   /** Per-request timeout in ms for ordinary calls (long polls add their wait). */
   timeoutMs?: number;
+  /** The client acting, as a cancel or retry records it: "the CLI", "the dashboard". */
+  via?: string;
 }
 
 export class DispatcherClient {
   readonly url: string;
   token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly via: string | undefined;
 
   constructor(opts: ClientOptions) {
     this.url = opts.url.replace(/\/+$/, "");
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? 15_000;
+    this.via = opts.via;
   }
 
   async request<T>(
@@ -113,13 +122,36 @@ export class DispatcherClient {
     return (await this.request<Job>("GET", `/api/jobs/${enc(id)}`)).body;
   }
   async cancel(id: string): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/cancel`)).body;
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined })).body;
   }
   async retry(id: string): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/retry`)).body;
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined })).body;
   }
-  async setPriority(id: string, priority: "low" | "normal" | "high"): Promise<Job> {
+  async setPriority(id: string, priority: Priority): Promise<Job> {
     return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/priority`, { body: { priority } })).body;
+  }
+
+  // ---- groups (sweeps) ----
+  async submitGroup(req: SubmitGroupRequest): Promise<{ group: JobGroup; jobs: Job[] }> {
+    return (await this.request<{ group: JobGroup; jobs: Job[] }>("POST", "/api/groups", { body: req })).body;
+  }
+  async group(id: string): Promise<{ group: JobGroup; jobs: Job[] }> {
+    return (await this.request<{ group: JobGroup; jobs: Job[] }>("GET", `/api/groups/${enc(id)}`)).body;
+  }
+  async cancelGroup(id: string): Promise<{ group: JobGroup; jobs: Job[] }> {
+    return (await this.request<{ group: JobGroup; jobs: Job[] }>("POST", `/api/groups/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined })).body;
+  }
+  async retryGroup(id: string): Promise<{ group: JobGroup; jobs: Job[] }> {
+    return (await this.request<{ group: JobGroup; jobs: Job[] }>("POST", `/api/groups/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined })).body;
+  }
+  /** The CVLab-Kit config stored with a job, byte for byte. */
+  async jobConfig(id: string): Promise<string> {
+    return (await this.getBytes(`/api/jobs/${enc(id)}/config`)).toString("utf8");
+  }
+
+  // ---- imports ----
+  async importJobs(req: ImportRequest): Promise<ImportResponse> {
+    return (await this.request<ImportResponse>("POST", "/api/import/jobs", { body: req })).body;
   }
 
   // ---- devices ----
@@ -146,10 +178,14 @@ export class DispatcherClient {
     return (await this.request<{ size: number }>("PUT", `/api/sync/${enc(jobId)}/files/${encPath(path)}?sha256=${sha256}${a}`, { raw: bytes })).body;
   }
   async syncGet(jobId: string, path: string, attempt?: number): Promise<Buffer> {
+    const a = attempt !== undefined ? `?attempt=${attempt}` : "";
+    return this.getBytes(`/api/sync/${enc(jobId)}/files/${encPath(path)}${a}`, `GET sync file ${path} failed`);
+  }
+  /** A GET whose reply is bytes, not JSON. */
+  private async getBytes(path: string, failure = `GET ${path} failed`): Promise<Buffer> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    const a = attempt !== undefined ? `?attempt=${attempt}` : "";
-    const res = await fetch(`${this.url}/api/sync/${enc(jobId)}/files/${encPath(path)}${a}`, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
+    const res = await fetch(`${this.url}${path}`, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
     if (res.status >= 400) {
       const text = await res.text();
       let e: { error?: string; message?: string } = {};
@@ -158,7 +194,7 @@ export class DispatcherClient {
       } catch {
         /* not JSON */
       }
-      throw new ApiError(res.status, e.error ?? "error", e.message ?? `GET sync file ${path} failed`);
+      throw new ApiError(res.status, e.error ?? "error", e.message ?? failure);
     }
     return Buffer.from(await res.arrayBuffer());
   }

@@ -1,12 +1,15 @@
 // The live view of the lab's agents: who they are (from the store), what their last heartbeat
 // said, and their status. Heartbeats land here in memory; the store is written now and then, so
 // thousands of heartbeats a second cost no disk writes.
-import type { Device, DeviceStatus, GpuStats, HeartbeatRequest, RegisteredGpu } from "../core/api.js";
+import { type Device, type DeviceStatus, type GpuStats, type HeartbeatRequest, type RegisteredGpu, hasForeignProcesses } from "../core/api.js";
 import type { AgentRow } from "./store.js";
 
 export interface Thresholds {
   staleAfterMs: number;
+  /** Silent this long: shown disconnected and given no new work; its jobs keep running. */
   disconnectAfterMs: number;
+  /** Silent this long: its jobs are lost (requeued or failed), and it stops the old attempts when it is back. */
+  lostAfterMs: number;
 }
 
 export interface LiveAgent {
@@ -84,7 +87,13 @@ export class DeviceRegistry {
     return a ? deviceStatus(a, nowMs, this.thresholds) : undefined;
   }
 
-  /** Records a heartbeat; returns the status the host had before it. */
+  /** Whether a host has been silent past the lost threshold (an unknown host counts as lost). */
+  isLost(hostId: string, nowMs: number): boolean {
+    const a = this.agents.get(hostId);
+    return !a || nowMs - a.lastSeenMs >= this.thresholds.lostAfterMs;
+  }
+
+  /** Records a heartbeat at the dispatcher's receipt time `nowMs`; returns the status the host had before it. */
   heartbeat(hostId: string, hb: HeartbeatRequest, nowMs: number): DeviceStatus | undefined {
     const a = this.agents.get(hostId);
     if (!a) return undefined;
@@ -125,6 +134,7 @@ export function toDevice(a: LiveAgent, activeJobs: { id: string; gpuIndices: num
       temperatureC: s?.temperatureC ?? null,
       powerW: s?.powerW ?? null,
       busy: busy.has(g.index),
+      ...(s?.processes ? { processes: s.processes } : {}),
     };
   });
   const status = deviceStatus(a, nowMs, t);
@@ -139,7 +149,7 @@ export function toDevice(a: LiveAgent, activeJobs: { id: string; gpuIndices: num
     agentUrl: a.agentUrl,
     labels: a.labels,
     gpus,
-    freeGpus: status === "healthy" ? gpus.filter((g) => !g.busy).length : 0,
+    freeGpus: status === "healthy" ? gpus.filter((g) => !g.busy && !hasForeignProcesses(g)).length : 0,
     runningJobs: activeJobs.map((j) => j.id),
     cpuPct: a.lastStats?.cpuPct ?? null,
     memoryUsedMiB: a.lastStats?.memoryUsedMiB ?? null,

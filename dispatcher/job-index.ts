@@ -15,6 +15,13 @@ export interface ActiveJob {
   assignedAtMs: number;
   /** When the agent took the lease; null while it waits for the host's next poll. */
   deliveredAtMs: number | null;
+  /** When the agent reported it running (dispatcher's clock); null before. */
+  startedAtMs: number | null;
+  timeoutS: number | null;
+  /** Whether the host's last heartbeat listed this job among those it holds. */
+  listedByHost: boolean;
+  /** The receipt time of the first heartbeat since it was handed over that left it out; null while listed. */
+  missingSinceMs: number | null;
 }
 
 const byAge = (a: SchedJob, b: SchedJob) => a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -45,6 +52,10 @@ export class JobIndex {
         cancelRequested: job.cancelRequested,
         assignedAtMs: job.assignedAt ? Date.parse(job.assignedAt) : Date.now(),
         deliveredAtMs: job.deliveredAt ? Date.parse(job.deliveredAt) : null,
+        startedAtMs: job.state === "running" && job.startedAt ? Date.parse(job.startedAt) : null,
+        timeoutS: job.timeoutS,
+        listedByHost: false,
+        missingSinceMs: null,
       };
       this.active.set(job.id, entry);
       let onHost = this.activeByHost.get(job.hostId);

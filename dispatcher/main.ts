@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
+import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
 import { openDatabase } from "./db.js";
 import { createMetrics } from "./metrics.js";
 import { buildServer } from "./server.js";
@@ -31,12 +32,25 @@ export function configFromEnv(env: NodeJS.ProcessEnv, queueCommand?: string): Se
   if (disconnectAfterS <= staleAfterS) {
     throw new InputError("LABRIG_DISCONNECT_AFTER_S", `must be larger than LABRIG_STALE_AFTER_S (${disconnectAfterS} <= ${staleAfterS})`);
   }
+  const lostAfterS = num("LABRIG_LOST_AFTER_S", Math.max(600, disconnectAfterS));
+  if (lostAfterS < disconnectAfterS) {
+    throw new InputError("LABRIG_LOST_AFTER_S", `must be at least LABRIG_DISCONNECT_AFTER_S (${lostAfterS} < ${disconnectAfterS}): a host is disconnected before its jobs are lost`);
+  }
+  const heartbeatIntervalS = num("LABRIG_HEARTBEAT_S", 3);
+  const missingGraceS = num("LABRIG_MISSING_GRACE_S", Math.max(30, 3 * heartbeatIntervalS));
+  if (missingGraceS <= heartbeatIntervalS) {
+    throw new InputError("LABRIG_MISSING_GRACE_S", `must be longer than LABRIG_HEARTBEAT_S (${missingGraceS} <= ${heartbeatIntervalS}), or a job just handed out would count as lost`);
+  }
   return {
     staleAfterMs: staleAfterS * 1000,
     disconnectAfterMs: disconnectAfterS * 1000,
-    heartbeatIntervalS: num("LABRIG_HEARTBEAT_S", 3),
+    lostAfterMs: lostAfterS * 1000,
+    missingGraceMs: missingGraceS * 1000,
+    timeoutGraceMs: num("LABRIG_TIMEOUT_GRACE_S", 120) * 1000,
+    heartbeatIntervalS,
     assignTimeoutMs: num("LABRIG_ASSIGN_TIMEOUT_S", 60) * 1000,
-    queueCommand: queueCommand ?? env.LABRIG_QUEUE_COMMAND ?? "python train.py --config {config_path}",
+    queueCommand: queueCommand ?? env.LABRIG_QUEUE_COMMAND ?? CVLAB_QUEUE_COMMAND,
+    cvlabDir: env.LABRIG_CVLAB_DIR || undefined,
     persistSeenEveryMs: 2000,
   };
 }

@@ -3,7 +3,7 @@
 // `nowMs`.
 //
 // Rules, in order:
-// - Ranking: effective priority (high > normal > low), then age (older first), then job id.
+// - Ranking: effective priority (urgent > high > normal > low), then age (older first), then job id.
 //   Aging: every AGING_STEP_MS of waiting raises a job one level (up to high), so a low job is not
 //   starved forever by a stream of newer high ones.
 // - A job's GPUs are all on one host, each free and matching its constraints: gpuName is a
@@ -24,6 +24,9 @@
 // - `gpus: 0` jobs take no GPU and run on the first schedulable host (by hostId) that matches their
 //   host constraints; a reservation does not keep them out.
 // - Hosts that are not schedulable (not healthy, or draining) get nothing.
+// - A GPU that a process outside labrig is using (`foreign`: someone's notebook, a run started by
+//   hand) counts as busy until that process ends: no job is placed on it, and for a reservation it
+//   counts like a GPU a job holds (it may end).
 //
 // Speed (10,000 queued jobs, 500 hosts of 8 GPUs in a few ms): hosts sit in one bitset per free-GPU
 // count, so the fullest fitting host is found by walking set bits in hostId order; a job shape
@@ -43,7 +46,10 @@ export interface SchedGpu {
   index: number;
   name: string;
   memoryTotalMiB: number;
+  /** No labrig job holds it. */
   free: boolean;
+  /** A process outside labrig is using it (the agent saw it): busy until that process ends. */
+  foreign?: boolean;
 }
 export interface SchedDevice {
   hostId: string;
@@ -59,12 +65,15 @@ export interface Assignment {
 }
 
 export const AGING_STEP_MS = 30 * 60 * 1000;
-const priorityRank: Record<Priority, number> = { low: 0, normal: 1, high: 2 };
-const HIGHEST = 2;
+const priorityRank: Record<Priority, number> = { low: 0, normal: 1, high: 2, urgent: 3 };
+/** Waiting lifts a job up to high, never to urgent: urgent is an admin's choice. */
+const HIGHEST_AGED = 2;
 
 export function effectiveRank(job: SchedJob, nowMs: number): number {
+  const rank = priorityRank[job.priority];
+  if (rank >= HIGHEST_AGED) return rank;
   const waited = Math.max(0, nowMs - job.createdAtMs);
-  return Math.min(priorityRank[job.priority] + Math.floor(waited / AGING_STEP_MS), HIGHEST);
+  return Math.min(rank + Math.floor(waited / AGING_STEP_MS), HIGHEST_AGED);
 }
 
 const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -72,7 +81,7 @@ const byAge = (a: SchedJob, b: SchedJob) => a.createdAtMs - b.createdAtMs || byI
 
 /**
  * The queue in the order jobs are considered. The dispatcher keeps its queue in age order, so this
- * is usually one pass that splits it into the three levels; any other order is sorted first.
+ * is usually one pass that splits it into the four levels; any other order is sorted first.
  */
 export function rankQueue(queue: SchedJob[], nowMs: number): SchedJob[] {
   // Inlined comparisons: this runs over the whole queue on every decision.
@@ -85,9 +94,9 @@ export function rankQueue(queue: SchedJob[], nowMs: number): SchedJob[] {
       break;
     }
   }
-  const levels: SchedJob[][] = [[], [], []];
+  const levels: SchedJob[][] = [[], [], [], []];
   for (const job of inAgeOrder) levels[effectiveRank(job, nowMs)]!.push(job);
-  return levels[2]!.concat(levels[1]!, levels[0]!);
+  return levels[3]!.concat(levels[2]!, levels[1]!, levels[0]!);
 }
 
 export function hostMatches(device: SchedDevice, c: Constraints): boolean {
@@ -185,7 +194,7 @@ export function scheduleJobs(queue: SchedJob[], devices: SchedDevice[], nowMs: n
     .map((device, ordinal) => ({
       ordinal,
       device,
-      free: device.gpus.filter((g) => g.free).sort((a, b) => a.index - b.index),
+      free: device.gpus.filter((g) => g.free && !g.foreign).sort((a, b) => a.index - b.index),
       uniform: device.gpus.every((g) => g.name === device.gpus[0]!.name && g.memoryTotalMiB === device.gpus[0]!.memoryTotalMiB),
       reserved: false,
     }));

@@ -4,16 +4,19 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { z } from "zod";
 import {
   heartbeatRequestSchema,
+  jobActionRequestSchema,
   jobEventRequestSchema,
   jobStates,
   priorities,
   noticeRequestSchema,
-  queueAddRequestSchema,
   registerRequestSchema,
   submitJobRequestSchema,
   type JobState,
   type Priority,
 } from "../core/api.js";
+import { CvlabYamlError } from "../core/cvlab-config.js";
+import { assertPriorityAllowed, configForLease, RequestProblem, yamlProblemBody, type Role } from "./cvlab.js";
+import { registerCvlabRoutes } from "./cvlab-routes.js";
 import { sseFrame } from "./events.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import type { DispatcherService } from "./service.js";
@@ -80,6 +83,8 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
       const status = err.code === "not_found" ? 404 : 409;
       return reply.code(status).send({ error: err.code, message: err.message, ...(err.job ? { job: err.job } : {}) });
     }
+    if (err instanceof CvlabYamlError) return reply.code(400).send(yamlProblemBody(err));
+    if (err instanceof RequestProblem) return reply.code(err.status).send({ error: err.code, message: err.message, field: err.field });
     if (err instanceof SyncPathError) return reply.code(400).send({ error: "bad_path", message: err.message, field: "path" });
     if (err instanceof SyncGapError) return reply.code(409).send({ error: "offset_gap", message: err.message, size: err.size });
     if (err instanceof SyncHashError) return reply.code(400).send({ error: "sha256_mismatch", message: err.message, field: "sha256" });
@@ -123,6 +128,11 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
       throw new HttpError(403, "forbidden", `an agent of host ${c.hostId} cannot act for host ${hostId}`);
     }
     return c;
+  }
+
+  /** The caller's role for priority rules. Every person's token is the admin token today; roles come with people's own tokens. */
+  function roleOf(_req: FastifyRequest): Role {
+    return "admin";
   }
 
   function parse<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
@@ -185,7 +195,8 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     });
     const grant = await service.lease(req.params.hostId, Math.min(wait, maxWaitS) * 1000, aborted.signal);
     if (!grant) return reply.code(204).send();
-    return { job: grant.job, attempt: grant.attempt, gpuIndices: grant.gpuIndices };
+    const config = service.store.jobConfig(grant.job.id);
+    return { job: grant.job, attempt: grant.attempt, gpuIndices: grant.gpuIndices, ...(config !== undefined ? { config: configForLease(config, grant.gpuIndices.length) } : {}) };
   });
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/events", async (req) => {
@@ -205,10 +216,11 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   app.post("/api/jobs", async (req, reply) => {
     requireAdmin(req);
     const body = parse(submitJobRequestSchema, req.body);
+    assertPriorityAllowed(body.priority, roleOf(req));
     return reply.code(201).send(service.submit(body));
   });
 
-  app.get<{ Querystring: { state?: string; project?: string; host?: string; limit?: string } }>("/api/jobs", async (req) => {
+  app.get<{ Querystring: { state?: string; project?: string; host?: string; group?: string; limit?: string } }>("/api/jobs", async (req) => {
     requireAdmin(req);
     const states = req.query.state ? req.query.state.split(",").filter(Boolean) : undefined;
     for (const s of states ?? []) {
@@ -218,23 +230,28 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     }
     const limit = req.query.limit ? Number(req.query.limit) : undefined;
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new HttpError(400, "invalid_query", "limit: a whole number >= 1", { field: "limit" });
-    return { jobs: service.store.listJobs({ states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, limit }) };
+    return { jobs: service.store.listJobs({ states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, group: req.query.group, limit }) };
   });
 
   app.get<{ Params: { id: string } }>("/api/jobs/:id", async (req) => {
     requireAdmin(req);
     const job = jobOr404(req.params.id);
-    return { ...job, history: service.store.transitions(job.id) };
+    return { ...job, hasConfig: service.store.jobConfig(job.id) !== undefined, history: service.store.transitions(job.id) };
   });
+
+  /** Who acts on a job, for its history: the client the request says it came through. */
+  function actorOf(body: unknown): string {
+    return parse(jobActionRequestSchema, body ?? {}).via ?? "an API client";
+  }
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", async (req) => {
     requireAdmin(req);
-    return service.cancel(req.params.id);
+    return service.cancel(req.params.id, actorOf(req.body));
   });
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/retry", async (req) => {
     requireAdmin(req);
-    return service.retry(req.params.id);
+    return service.retry(req.params.id, actorOf(req.body));
   });
 
   app.post<{ Params: { id: string }; Body: { priority?: unknown } }>("/api/jobs/:id/priority", async (req) => {
@@ -243,15 +260,11 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     if (typeof p !== "string" || !(priorities as readonly string[]).includes(p)) {
       throw new HttpError(400, "invalid_body", `priority: one of ${priorities.join(", ")}`, { field: "priority" });
     }
+    assertPriorityAllowed(p as Priority, roleOf(req));
     return service.setPriority(req.params.id, p as Priority);
   });
 
-  app.post("/api/queue/add", async (req, reply) => {
-    requireAdmin(req);
-    const body = parse(queueAddRequestSchema, req.body);
-    const job = service.queueAdd(body.config_path, toPriority(body.priority));
-    return reply.code(201).send({ ...job, status: "queued", job_id: job.id });
-  });
+  registerCvlabRoutes(app, { service, requireAdmin, roleOf, parse, jobOr404 });
 
   app.post("/api/notices", async (req, reply) => {
     requireAdmin(req);
@@ -388,9 +401,3 @@ function bodyChunks(body: unknown): Buffer[] {
   return [Buffer.from(JSON.stringify(body))];
 }
 
-function toPriority(p: Priority | number | undefined): Priority {
-  if (p === undefined) return "normal";
-  if (typeof p === "string") return p;
-  // CVLab-Kit sends a number: larger is more urgent.
-  return p > 0 ? "high" : p < 0 ? "low" : "normal";
-}

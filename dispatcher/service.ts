@@ -5,11 +5,12 @@
 // Every job change goes through the store (one transaction each) and the job it returns is fed to
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
-import type { Device, HeartbeatRequest, JobEventRequest, Priority, RegisterRequest, SubmitJob } from "../core/api.js";
-import { shq } from "../core/shell.js";
+import { type Device, type HeartbeatRequest, type ImportedJob, type JobEventRequest, type Priority, type QueueAddRequest, type RegisterRequest, type SubmitJob, hasForeignProcesses } from "../core/api.js";
+import { gpusForDevice, parseCvlabConfig } from "../core/cvlab-config.js";
+import { jobFromQueueAdd, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
-import { JobIndex } from "./job-index.js";
+import { type ActiveJob, JobIndex } from "./job-index.js";
 import { scheduleJobs, type SchedDevice } from "./scheduler.js";
 import { Store, type StoredJob } from "./store.js";
 import { SyncStore } from "./sync-store.js";
@@ -17,9 +18,16 @@ import { generateToken, hashToken } from "./tokens.js";
 
 export interface ServiceConfig extends Thresholds {
   heartbeatIntervalS: number;
+  /** A job handed to a host whose heartbeats leave it out this long (and that never reported it ended) is lost. */
+  missingGraceMs: number;
+  /** A running job this long past its timeout ends timed_out at the dispatcher, whatever its agent says. */
+  timeoutGraceMs: number;
   /** A lease not started (no `running` event), or an assignment not picked up, within this goes back to the queue. */
   assignTimeoutMs: number;
+  /** What runs a CVLab-Kit config: `{config_path}` is its path on the GPU host. */
   queueCommand: string;
+  /** The lab's CVLab-Kit checkout on the GPU hosts, where its trainer runs. */
+  cvlabDir?: string;
   persistSeenEveryMs: number;
 }
 
@@ -59,7 +67,7 @@ export class DispatcherService {
     readonly store: Store,
     readonly sync: SyncStore,
     readonly config: ServiceConfig,
-    startedMs = Date.now(),
+    private readonly startedMs = Date.now(),
   ) {
     this.devices = new DeviceRegistry(config);
     this.devices.load(store.allAgents(), startedMs);
@@ -144,11 +152,14 @@ export class DispatcherService {
    * jobs the agent must stop: those whose cancellation an operator asked for, and those it still
    * runs that are no longer its own (ended, requeued elsewhere, or unknown).
    */
-  heartbeat(hostId: string, hb: HeartbeatRequest): { cancel: string[] } {
-    const nowMs = Date.now();
+  heartbeat(hostId: string, hb: HeartbeatRequest, nowMs = Date.now()): { cancel: string[] } {
+    const othersBefore = gpusInUseByOthers(this.devices.get(hostId)?.lastStats);
     const before = this.devices.heartbeat(hostId, hb, nowMs);
-    if (before === "stale" || before === "disconnected") this.requestSchedule();
+    const othersNow = gpusInUseByOthers(hb);
+    // A host back, or a GPU that a process outside labrig has let go of: work may fit now.
+    if (before === "stale" || before === "disconnected" || [...othersBefore].some((i) => !othersNow.has(i))) this.requestSchedule();
     const active = this.jobs.activeOnHost(hostId);
+    if (hb.runningJobs) noteListedJobs(active, hb.runningJobs, nowMs);
     const cancel: string[] = [];
     for (const j of active) if (j.cancelRequested) cancel.push(j.id);
     if (hb.runningJobs?.length) {
@@ -224,28 +235,86 @@ export class DispatcherService {
   // ---- jobs ----
 
   submit(req: SubmitJob): StoredJob {
-    const name = req.name ?? defaultJobName(req.command);
-    const job = this.store.insertJob({ ...req, name, project: req.project ?? "default" });
-    this.queuedAtMs.set(job.id, Date.now());
-    this.changed(job);
+    const job = this.store.insertJob(settleJob(req, this.config, defaultJobName));
+    this.queued(job);
     this.requestSchedule();
     return job;
   }
 
-  /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
-  queueAdd(configPath: string, priority: Priority): StoredJob {
-    const command = this.config.queueCommand.replaceAll("{config_path}", shq(configPath));
-    return this.submit({
-      name: configPath.split("/").pop()!.replace(/\.ya?ml$/, ""),
-      command,
-      gpus: 1,
-      priority,
-      maxRetries: 0,
-    });
+  private queued(job: StoredJob): void {
+    this.queuedAtMs.set(job.id, Date.now());
+    this.changed(job);
   }
 
-  cancel(jobId: string): StoredJob {
-    const job = this.changed(this.store.cancel(jobId));
+  /** CVLab-Kit's `POST /api/queue/add`: its inline YAML (or older config path) as a job running the lab's trainer. */
+  queueAdd(body: QueueAddRequest): StoredJob {
+    return this.submit(jobFromQueueAdd(body, this.config));
+  }
+
+  /** A sweep: all its jobs queued at once under one group. */
+  submitGroup(name: string, reqs: SubmitJob[]): { group: JobGroupView; jobs: StoredJob[] } {
+    const settled = reqs.map((r) => settleJob(r, this.config, defaultJobName));
+    const { group, jobs } = this.store.insertGroup(name, settled);
+    for (const j of jobs) this.queued(j);
+    this.requestSchedule();
+    return { group: this.groupView(group.id)!, jobs };
+  }
+
+  groupView(id: string): JobGroupView | undefined {
+    const g = this.store.getGroup(id);
+    if (!g) return undefined;
+    const jobs = this.store.groupJobs(id);
+    const states: Record<string, number> = {};
+    for (const j of jobs) states[j.state] = (states[j.state] ?? 0) + 1;
+    return { id: g.id, name: g.name, createdAt: g.created_at, jobs: jobs.length, states };
+  }
+
+  /** Cancels a group's jobs that have not ended, as one change. */
+  cancelGroup(id: string, by: string): StoredJob[] {
+    const jobs = this.store.cancelGroup(id, by).map((j) => this.changed(j));
+    for (const hostId of new Set(jobs.filter((j) => j.state === "cancelled" && j.hostId).map((j) => j.hostId!))) this.emitDevice(hostId);
+    this.requestSchedule();
+    return jobs;
+  }
+
+  /** Queues a group's failed, cancelled and timed-out jobs again, as one change. */
+  retryGroup(id: string, by: string): StoredJob[] {
+    const jobs = this.store.retryGroup(id, by);
+    for (const j of jobs) this.queued(j);
+    this.requestSchedule();
+    return jobs;
+  }
+
+  /**
+   * Brings another queue's jobs over: each not imported before is inserted in its state there
+   * (queued ones run here); one already imported is skipped. `dryRun` changes nothing.
+   */
+  importJobs(source: string, jobs: ImportedJob[], dryRun: boolean) {
+    const imported: { externalId: string; id: string | null; state: StoredJob["state"] }[] = [];
+    const skipped: { externalId: string; id: string; reason: string }[] = [];
+    for (const j of jobs) {
+      const existing = this.store.importedJobId(source, j.externalId);
+      if (existing) {
+        skipped.push({ externalId: j.externalId, id: existing, reason: `already imported as job ${existing}` });
+        continue;
+      }
+      const gpus = j.config ? gpusForDevice(parseCvlabConfig(j.config, `${j.externalId} config`).data.device) : 1;
+      const settled = settleJob({ ...j, config: j.config ?? undefined, gpus, maxRetries: 0 }, this.config, defaultJobName);
+      if (dryRun) {
+        imported.push({ externalId: j.externalId, id: null, state: j.state });
+        continue;
+      }
+      const job = this.store.insertImported(source, { ...settled, ...j, config: settled.config });
+      if (job.state === "queued") this.queued(job);
+      else this.changed(job);
+      imported.push({ externalId: j.externalId, id: job.id, state: job.state });
+    }
+    if (!dryRun) this.requestSchedule();
+    return { imported, skipped };
+  }
+
+  cancel(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.cancel(jobId, by));
     if (job.state === "cancelled" && job.hostId) {
       this.emitDevice(job.hostId);
       this.requestSchedule();
@@ -253,8 +322,8 @@ export class DispatcherService {
     return job;
   }
 
-  retry(jobId: string): StoredJob {
-    const job = this.changed(this.store.retry(jobId));
+  retry(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.retry(jobId, by));
     this.queuedAtMs.set(job.id, Date.now());
     this.requestSchedule();
     return job;
@@ -329,6 +398,7 @@ export class DispatcherService {
           name: g.name,
           memoryTotalMiB: stats.get(g.index)?.memoryTotalMiB ?? g.memoryTotalMiB,
           free: !busy.has(g.index),
+          foreign: hasForeignProcesses(stats.get(g.index) ?? {}),
         })),
       };
     });
@@ -350,32 +420,55 @@ export class DispatcherService {
   // ---- reaper ----
 
   /**
-   * Gives back the jobs of disconnected agents (a lost attempt, counted against maxRetries) and
-   * assignments that were not picked up, or picked up and not started, within assignTimeoutMs
-   * (requeued without counting against retries).
+   * Ends or gives back the jobs that are no longer really running where the dispatcher has them:
+   * - the host has been silent past the lost threshold: lost (requeued with the attempt raised while
+   *   retries remain, else failed `lost`); a host only disconnected keeps its jobs;
+   * - the host heartbeats but has left the job out for the missing grace: lost the same way (a job
+   *   never started does not use up a retry);
+   * - running past its timeout plus a grace: timed_out, even when its agent is silent;
+   * - assignments not picked up, or picked up and neither started nor listed by a host that can be
+   *   heard, within assignTimeoutMs: requeued without using up a retry.
+   * All ages are measured with the dispatcher's own clock.
    */
   reap(nowMs = Date.now()): void {
     let changed = false;
     const timeoutS = this.config.assignTimeoutMs / 1000;
+    // While the dispatcher was down no agent could report a start: its restart restarts those clocks.
+    const since = (ms: number) => Math.max(ms, this.startedMs);
     for (const job of [...this.jobs.activeJobs()]) {
       const status = this.devices.status(job.hostId, nowMs);
+      const at = new Date(nowMs);
+      let why: string | undefined;
       let lost: StoredJob | undefined;
-      if (status === "disconnected" || status === undefined) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} went silent`, true);
-      } else if (job.state === "assigned" && job.deliveredAtMs !== null && nowMs - job.deliveredAtMs > this.config.assignTimeoutMs) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`, false);
-      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - job.assignedAtMs > this.config.assignTimeoutMs) {
-        lost = this.store.loseJob(job.id, `host ${job.hostId} did not ask for the job within ${timeoutS} s`, false);
+      if (this.devices.isLost(job.hostId, nowMs)) {
+        const silentS = Math.round((nowMs - (this.devices.get(job.hostId)?.lastSeenMs ?? 0)) / 1000);
+        why = `host ${job.hostId} silent for ${silentS} s, past the lost threshold (${this.config.lostAfterMs / 1000} s)`;
+        lost = this.store.loseJob(job.id, why, true, at);
+      } else if (job.state === "running" && job.startedAtMs !== null && job.timeoutS !== null && nowMs >= job.startedAtMs + job.timeoutS * 1000 + this.config.timeoutGraceMs) {
+        why = `timed out after ${job.timeoutS} s (ended by the dispatcher: host ${job.hostId} reported no end within ${this.config.timeoutGraceMs / 1000} s of the timeout)`;
+        lost = this.store.timeOutJob(job.id, why, at);
+      } else if (status === "disconnected") {
+        continue;
+      } else if (job.missingSinceMs !== null && nowMs - job.missingSinceMs >= this.config.missingGraceMs) {
+        why = `host ${job.hostId} no longer reports the job (left out of its heartbeats for ${Math.round((nowMs - job.missingSinceMs) / 1000)} s) and never reported it ended`;
+        lost = this.store.loseJob(job.id, why, job.state === "running", at);
+      } else if (job.state === "assigned" && job.deliveredAtMs !== null && !job.listedByHost && nowMs - since(job.deliveredAtMs) > this.config.assignTimeoutMs) {
+        why = `host ${job.hostId} took the lease but did not start the job within ${timeoutS} s`;
+        lost = this.store.loseJob(job.id, why, false, at);
+      } else if (job.state === "assigned" && job.deliveredAtMs === null && nowMs - since(job.assignedAtMs) > this.config.assignTimeoutMs) {
+        why = `host ${job.hostId} did not ask for the job within ${timeoutS} s`;
+        lost = this.store.loseJob(job.id, why, false, at);
         this.notPolling.add(job.hostId);
       }
       if (!lost) continue;
       changed = true;
       if (lost.state === "queued") this.queuedAtMs.set(lost.id, nowMs);
       this.changed(lost);
+      this.sync.forget(lost.id);
       this.events.emit({
         type: "notice",
         level: "warn",
-        message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${lost.reason ?? `host ${job.hostId} lost it`}`,
+        message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${why}`,
         at: new Date(nowMs).toISOString(),
       });
       this.emitDevice(job.hostId);
@@ -390,7 +483,40 @@ export class DispatcherService {
   }
 }
 
+export interface JobGroupView {
+  id: string;
+  name: string;
+  createdAt: string;
+  jobs: number;
+  states: Record<string, number>;
+}
+
+/**
+ * Marks which of a host's active jobs its heartbeat (received at `nowMs`) lists. A job handed to
+ * the agent (or running) that is left out starts its missing clock; a listed one stops it. A job
+ * not yet handed over is not the agent's to list.
+ */
+export function noteListedJobs(active: ActiveJob[], listed: string[], nowMs: number): void {
+  const ids = new Set(listed);
+  for (const j of active) {
+    if (ids.has(j.id)) {
+      j.listedByHost = true;
+      j.missingSinceMs = null;
+    } else if (j.state === "running" || j.deliveredAtMs !== null) {
+      j.listedByHost = false;
+      j.missingSinceMs ??= nowMs;
+    }
+  }
+}
+
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
   return words.slice(0, 3).join(" ").slice(0, 60) || "job";
+}
+
+/** The GPUs (by index) a heartbeat says a process outside labrig is using. */
+function gpusInUseByOthers(hb: HeartbeatRequest | null | undefined): Set<number> {
+  const out = new Set<number>();
+  for (const g of hb?.gpus ?? []) if (hasForeignProcesses(g)) out.add(g.index);
+  return out;
 }

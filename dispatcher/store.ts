@@ -25,12 +25,15 @@ export interface JobRow {
   gpu_indices: string;
   delivered_at: string | null;
   cancel_requested: number;
+  cancelled_by: string | null;
   exit_code: number | null;
   reason: string | null;
   created_at: string;
   assigned_at: string | null;
   started_at: string | null;
   ended_at: string | null;
+  urgent: number;
+  group_id: string | null;
 }
 
 export interface AgentRow {
@@ -70,7 +73,7 @@ export function rowToJob(r: JobRow): StoredJob {
     env: JSON.parse(r.env),
     workdir: r.workdir,
     timeoutS: r.timeout_s,
-    priority: r.priority,
+    priority: r.urgent === 1 ? "urgent" : r.priority,
     maxRetries: r.max_retries,
     constraints: JSON.parse(r.constraints),
     state: r.state,
@@ -83,6 +86,8 @@ export function rowToJob(r: JobRow): StoredJob {
     assignedAt: r.assigned_at,
     startedAt: r.started_at,
     endedAt: r.ended_at,
+    group: r.group_id,
+    cancelledBy: r.cancelled_by ?? null,
     cancelRequested: r.cancel_requested === 1,
     deliveredAt: r.delivered_at,
     lostCount: r.lost_count,
@@ -122,7 +127,34 @@ export interface JobFilter {
   states?: JobState[];
   project?: string;
   hostId?: string;
+  group?: string;
   limit?: number;
+}
+
+export interface GroupRow {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+/** An imported job: what insertJob takes plus its state, times and outcome where it came from. */
+export type ImportedJobInput = NewJob & {
+  externalId: string;
+  state: JobState;
+  reason?: string | null;
+  exitCode?: number | null;
+  hostId?: string | null;
+  createdAt: string;
+  startedAt?: string | null;
+  endedAt?: string | null;
+};
+
+/** A job to insert: the request with its name, project and command settled. */
+export type NewJob = Omit<SubmitJob, "command"> & { name: string; project: string; command: string | string[] };
+
+/** The priority column's value and the urgent flag (see migration 002_i14). */
+function priorityColumns(p: Priority): { priority: Exclude<Priority, "urgent">; urgent: 0 | 1 } {
+  return p === "urgent" ? { priority: "high", urgent: 1 } : { priority: p, urgent: 0 };
 }
 
 export class Store {
@@ -133,9 +165,11 @@ export class Store {
       getJob: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?"),
       maxSeq: db.prepare("SELECT COALESCE(MAX(seq), 0) FROM jobs").pluck(),
       insertJob: db.prepare(`INSERT INTO jobs (id, seq, name, project, command, gpus, image, env, workdir, timeout_s, priority,
-        max_retries, constraints, state, attempt, created_at)
+        max_retries, constraints, state, attempt, created_at, urgent, group_id)
         VALUES (@id, @seq, @name, @project, @command, @gpus, @image, @env, @workdir, @timeout_s, @priority, @max_retries,
-        @constraints, 'queued', 1, @created_at)`),
+        @constraints, 'queued', 1, @created_at, @urgent, @group_id)`),
+      insertConfig: db.prepare("INSERT INTO job_configs (job_id, yaml) VALUES (?, ?)"),
+      getConfig: db.prepare<[string], unknown>("SELECT yaml FROM job_configs WHERE job_id = ?").pluck(),
       transition: db.prepare(`INSERT INTO job_transitions (job_id, attempt, from_state, to_state, host_id, message, at)
         VALUES (?, ?, ?, ?, ?, ?, ?)`),
       transitions: db.prepare("SELECT attempt, from_state, to_state, host_id, message, at FROM job_transitions WHERE job_id = ? ORDER BY id"),
@@ -180,6 +214,10 @@ export class Store {
       where.push("host_id = ?");
       args.push(f.hostId);
     }
+    if (f.group) {
+      where.push("group_id = ?");
+      args.push(f.group);
+    }
     const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`;
     args.push(f.limit ?? 1000);
     return (this.db.prepare(sql).all(...args) as JobRow[]).map(rowToJob);
@@ -211,7 +249,7 @@ export class Store {
 
   // ---- jobs: changes, one transaction each ----
 
-  insertJob(req: SubmitJob & { name: string; project: string }, now = new Date()): StoredJob {
+  insertJob(req: NewJob, now = new Date(), groupId: string | null = null): StoredJob {
     return this.db.transaction(() => {
       let id = newJobId(now.getTime());
       // 1024 ids per millisecond; after a few collisions borrow the next millisecond.
@@ -228,11 +266,13 @@ export class Store {
         env: JSON.stringify(req.env ?? {}),
         workdir: req.workdir ?? null,
         timeout_s: req.timeoutS ?? null,
-        priority: req.priority,
+        ...priorityColumns(req.priority),
         max_retries: req.maxRetries,
         constraints: JSON.stringify(req.constraints ?? {}),
         created_at: at,
+        group_id: groupId,
       });
+      if (req.config !== undefined) this.stmts.insertConfig.run(id, req.config);
       this.stmts.transition.run(id, 1, null, "queued", null, null, at);
       return this.getJob(id)!;
     })();
@@ -287,7 +327,11 @@ export class Store {
         if (r.state === "running") return rowToJob(r);
         this.db.prepare("UPDATE jobs SET state = 'running', started_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?").run(at, at, jobId);
       } else {
-        const reason = report.message ?? (report.state === "failed" && report.exitCode != null ? `exit code ${report.exitCode}` : null);
+        // A cancelled job's reason names who asked, not the agent that carried it out.
+        const reason =
+          report.state === "cancelled" && r.cancelled_by
+            ? `cancelled by ${r.cancelled_by}`
+            : (report.message ?? (report.state === "failed" && report.exitCode != null ? `exit code ${report.exitCode}` : null));
         this.db
           .prepare("UPDATE jobs SET state = ?, exit_code = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
           .run(report.state, report.exitCode ?? null, reason, at, at, jobId);
@@ -299,20 +343,21 @@ export class Store {
 
   /**
    * Cancels a job. A queued job, or one assigned but not yet handed to its agent, ends at once; a
-   * job an agent holds gets cancel_requested, and its agent is told in the next heartbeat.
+   * job an agent holds gets cancel_requested, and its agent is told in the next heartbeat. `by` is
+   * the actor who asked ("the CLI", "the dashboard", "the dispatcher", a person), kept on the job.
    */
-  cancel(jobId: string, now = new Date()): StoredJob {
+  cancel(jobId: string, by = "an API client", now = new Date()): StoredJob {
     return this.db.transaction(() => {
       const r = this.stmts.getJob.get(jobId);
       if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
       const at = now.toISOString();
       if (r.state === "queued" || (r.state === "assigned" && r.delivered_at === null)) {
-        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = 'cancelled by an operator', ended_at = ? WHERE id = ?").run(at, jobId);
-        this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, "cancelled by an operator", at);
+        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, cancelled_by = ?, ended_at = ? WHERE id = ?").run(`cancelled by ${by}`, by, at, jobId);
+        this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, `cancelled by ${by}`, at);
       } else if (r.state === "assigned" || r.state === "running") {
         if (r.cancel_requested === 0) {
-          this.db.prepare("UPDATE jobs SET cancel_requested = 1 WHERE id = ?").run(jobId);
-          this.stmts.transition.run(jobId, r.attempt, r.state, r.state, r.host_id, "cancel requested", at);
+          this.db.prepare("UPDATE jobs SET cancel_requested = 1, cancelled_by = ? WHERE id = ?").run(by, jobId);
+          this.stmts.transition.run(jobId, r.attempt, r.state, r.state, r.host_id, `cancel requested by ${by}`, at);
         }
       } else {
         throw new StoreConflict("already_ended", `job ${jobId} already ended (${r.state}); nothing to cancel`, rowToJob(r));
@@ -321,15 +366,15 @@ export class Store {
     })();
   }
 
-  /** Queues an ended job again as a new attempt. */
-  retry(jobId: string, now = new Date()): StoredJob {
+  /** Queues an ended job again as a new attempt; `by` is the actor who asked, for the history. */
+  retry(jobId: string, by = "an API client", now = new Date()): StoredJob {
     return this.db.transaction(() => {
       const r = this.stmts.getJob.get(jobId);
       if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
       if (!["succeeded", "failed", "cancelled", "timed_out"].includes(r.state)) {
         throw new StoreConflict("not_ended", `job ${jobId} is ${r.state}; only an ended job can be retried (cancel it first)`, rowToJob(r));
       }
-      this.requeueRow(r, "retried by an operator", now, false);
+      this.requeueRow(r, `retried by ${by}`, now, false);
       return this.getJob(jobId)!;
     })();
   }
@@ -345,7 +390,7 @@ export class Store {
       if (!r || (r.state !== "assigned" && r.state !== "running")) return undefined;
       const at = now.toISOString();
       if (r.cancel_requested === 1) {
-        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, ended_at = ? WHERE id = ?").run(`cancelled; ${why}`, at, jobId);
+        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, ended_at = ? WHERE id = ?").run(`cancelled by ${r.cancelled_by ?? "an API client"}; ${why}`, at, jobId);
         this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, why, at);
       } else if (countsAsRetry && r.lost_count >= r.max_retries) {
         this.db.prepare("UPDATE jobs SET state = 'failed', reason = 'lost', ended_at = ? WHERE id = ?").run(at, jobId);
@@ -357,11 +402,26 @@ export class Store {
     })();
   }
 
+  /**
+   * Ends a running attempt as timed_out at the dispatcher's word (its agent did not report the end
+   * in time). Returns undefined when the job is no longer running.
+   */
+  timeOutJob(jobId: string, why: string, now = new Date()): StoredJob | undefined {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r || r.state !== "running") return undefined;
+      const at = now.toISOString();
+      this.db.prepare("UPDATE jobs SET state = 'timed_out', reason = ?, ended_at = ? WHERE id = ?").run(why, at, jobId);
+      this.stmts.transition.run(jobId, r.attempt, r.state, "timed_out", r.host_id, why, at);
+      return this.getJob(jobId);
+    })();
+  }
+
   private requeueRow(r: JobRow, why: string, now: Date, countsAsRetry: boolean) {
     const at = now.toISOString();
     this.db
       .prepare(`UPDATE jobs SET state = 'queued', attempt = attempt + 1, lost_count = lost_count + ?, host_id = NULL, gpu_indices = '[]',
-        delivered_at = NULL, cancel_requested = 0, exit_code = NULL, reason = NULL, assigned_at = NULL, started_at = NULL, ended_at = NULL
+        delivered_at = NULL, cancel_requested = 0, cancelled_by = NULL, exit_code = NULL, reason = NULL, assigned_at = NULL, started_at = NULL, ended_at = NULL
         WHERE id = ?`)
       .run(countsAsRetry ? 1 : 0, r.id);
     this.stmts.transition.run(r.id, r.attempt + 1, r.state, "queued", r.host_id, why, at);
@@ -372,8 +432,84 @@ export class Store {
       const r = this.stmts.getJob.get(jobId);
       if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
       if (r.state !== "queued") throw new StoreConflict("not_queued", `job ${jobId} is ${r.state}; only a queued job's priority can change`, rowToJob(r));
-      this.db.prepare("UPDATE jobs SET priority = ? WHERE id = ?").run(priority, jobId);
+      const cols = priorityColumns(priority);
+      this.db.prepare("UPDATE jobs SET priority = ?, urgent = ? WHERE id = ?").run(cols.priority, cols.urgent, jobId);
       return this.getJob(jobId)!;
+    })();
+  }
+
+  // ---- CVLab-Kit configs, groups, imports ----
+
+  /** The YAML stored with a job, exactly as submitted. */
+  jobConfig(jobId: string): string | undefined {
+    return this.stmts.getConfig.get(jobId) as string | undefined;
+  }
+
+  /** A sweep: the group and all its jobs, in one transaction. */
+  insertGroup(name: string, jobs: NewJob[], now = new Date()): { group: GroupRow; jobs: StoredJob[] } {
+    return this.db.transaction(() => {
+      let id = `g${newJobId(now.getTime())}`;
+      while (this.getGroup(id)) id = `g${newJobId(now.getTime())}`;
+      this.db.prepare("INSERT INTO job_groups (id, name, created_at) VALUES (?, ?, ?)").run(id, name, now.toISOString());
+      const inserted = jobs.map((j) => this.insertJob(j, now, id));
+      return { group: this.getGroup(id)!, jobs: inserted };
+    })();
+  }
+
+  getGroup(id: string): GroupRow | undefined {
+    return this.db.prepare<[string], GroupRow>("SELECT * FROM job_groups WHERE id = ?").get(id);
+  }
+
+  groupJobs(id: string): StoredJob[] {
+    return this.db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE group_id = ? ORDER BY seq").all(id).map(rowToJob);
+  }
+
+  /**
+   * Cancels every job of a group that has not ended, in one transaction; returns the jobs that
+   * changed. Ended jobs stay as they are.
+   */
+  cancelGroup(id: string, by: string, now = new Date()): StoredJob[] {
+    return this.db.transaction(() => {
+      if (!this.getGroup(id)) throw new StoreConflict("not_found", `group ${id} does not exist`);
+      return this.groupJobs(id)
+        .filter((j) => !["succeeded", "failed", "cancelled", "timed_out"].includes(j.state))
+        .map((j) => this.cancel(j.id, by, now));
+    })();
+  }
+
+  /** Queues again every job of a group that failed, was cancelled or timed out, in one transaction. */
+  retryGroup(id: string, by: string, now = new Date()): StoredJob[] {
+    return this.db.transaction(() => {
+      if (!this.getGroup(id)) throw new StoreConflict("not_found", `group ${id} does not exist`);
+      return this.groupJobs(id)
+        .filter((j) => j.state === "failed" || j.state === "cancelled" || j.state === "timed_out")
+        .map((j) => this.retry(j.id, by, now));
+    })();
+  }
+
+  /** The labrig job an earlier import made of `externalId`, if any. */
+  importedJobId(source: string, externalId: string): string | undefined {
+    return this.db.prepare("SELECT job_id FROM job_imports WHERE source = ? AND external_id = ?").pluck().get(source, externalId) as string | undefined;
+  }
+
+  /**
+   * Inserts a job from another queue's history in the state it had there, with its own times, in
+   * one transaction with its import record. Only queued and ended states can be imported: a job
+   * running elsewhere is not running here.
+   */
+  insertImported(source: string, j: ImportedJobInput, now = new Date()): StoredJob {
+    return this.db.transaction(() => {
+      if (j.state === "assigned" || j.state === "running") throw new StoreConflict("bad_state", `${j.externalId}: a job cannot be imported as ${j.state}`);
+      const job = this.insertJob(j, new Date(j.createdAt));
+      if (j.state !== "queued") {
+        const ended = j.endedAt ?? j.startedAt ?? j.createdAt;
+        this.db
+          .prepare("UPDATE jobs SET state = ?, reason = ?, exit_code = ?, host_id = ?, started_at = ?, ended_at = ? WHERE id = ?")
+          .run(j.state, j.reason ?? null, j.exitCode ?? null, j.hostId ?? null, j.startedAt ?? null, ended, job.id);
+        this.stmts.transition.run(job.id, 1, "queued", j.state, j.hostId ?? null, j.reason ?? `imported from ${source}`, ended);
+      }
+      this.db.prepare("INSERT INTO job_imports (source, external_id, job_id, imported_at) VALUES (?, ?, ?, ?)").run(source, j.externalId, job.id, now.toISOString());
+      return this.getJob(job.id)!;
     })();
   }
 

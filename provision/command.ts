@@ -2,11 +2,12 @@
 // run the steps with live progress on stderr, then print the summary or the JSON report on stdout.
 import { defaultKnownHostsFile } from "./known-hosts.js";
 import { type HostConfig, type Inventory, loadInventory, selectHosts } from "./inventory.js";
-import { listrProgress } from "./progress.js";
-import { anyFailed, provision, selectSteps, type ProvisionReport } from "./runner.js";
-import { shq } from "./remote.js";
-import { readSavedDispatcher } from "./saved-dispatcher.js";
+import { describeStepEnd, type HostPlan, provisionProgress } from "./progress.js";
 import { parseProxyJump } from "./proxy-jump.js";
+import { shq } from "./remote.js";
+import { anyFailed, provision, selectSteps, stepAppliesTo, type ProvisionReport } from "./runner.js";
+import { readSavedDispatcher } from "./saved-dispatcher.js";
+import type { Step } from "./step.js";
 import { SshRemote, type SshTarget } from "./ssh-remote.js";
 import { allSteps } from "./steps/index.js";
 
@@ -34,10 +35,12 @@ export function sshTarget(host: HostConfig): SshTarget {
 export async function runProvisionCommand(opts: ProvisionCommandOptions): Promise<boolean> {
   const inventory = loadInventory(opts.inventoryFile);
   const hosts = selectHosts(inventory, opts.hostSpec);
-  selectSteps(allSteps, opts.only, opts.skip); // flag errors before connecting anywhere
+  const selected = selectSteps(allSteps, opts.only, opts.skip); // flag errors before connecting anywhere
   const knownHostsFile = opts.knownHostsFile ?? defaultKnownHostsFile();
   const sudoPassword = await opts.askSudoPassword?.();
-  const progress = listrProgress(hosts.map((h) => h.name));
+  const plans = hostPlans(hosts, selected);
+  // listr2's terminal renderer draws only where both streams are a terminal; elsewhere plain lines.
+  const progress = provisionProgress(plans, { dryRun: opts.dryRun, tty: !!process.stderr.isTTY && !!process.stdout.isTTY });
   const report = await provision({
     inventory,
     hosts,
@@ -53,7 +56,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
   });
   await progress.done;
   const next = nextCommands(report, inventory, opts.inventoryFile);
-  process.stdout.write(opts.json ? JSON.stringify({ ...report, next }, null, 2) + "\n" : formatSummary(report) + formatNext(next));
+  process.stdout.write(opts.json ? JSON.stringify({ ...report, next }, null, 2) + "\n" : formatSummary(report, plans) + formatNext(next));
   return anyFailed(report);
 }
 
@@ -61,9 +64,13 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
 export function nextCommands(report: ProvisionReport, inventory: Inventory, inventoryFile: string, env: NodeJS.ProcessEnv = process.env): string[] {
   const inv = inventoryFile === "inventory.yaml" ? "" : ` --inventory ${shq(inventoryFile)}`;
   const failed = report.hosts.filter((h) => h.steps.some((s) => s.status === "failed")).map((h) => h.host);
-  if (report.dryRun) return [`apply these changes: labrig provision --host ${report.hosts.map((h) => h.host).join(",")}${inv}`];
   const next: string[] = [];
   if (failed.length) next.push(`fix what failed above, then run again (what converged stays as it is): labrig provision --host ${failed.join(",")}${inv}`);
+  if (report.dryRun) {
+    const fine = report.hosts.map((h) => h.host).filter((h) => !failed.includes(h));
+    if (fine.length) next.push(`apply these changes: labrig provision --host ${fine.join(",")}${inv}`);
+    return next;
+  }
   const saved = readSavedDispatcher(inventory.lab.name, env);
   const url = inventory.lab.dispatcher?.url ?? saved?.url;
   if (url && saved) {
@@ -80,15 +87,35 @@ function formatNext(next: string[]): string {
   return next.length ? `\nNext:\n${next.map((n) => `  ${n}`).join("\n")}\n` : "";
 }
 
-export function formatSummary(report: ProvisionReport): string {
+/** Each host and the steps meant for it: those --only/--skip leave that its roles call for. */
+export function hostPlans(hosts: HostConfig[], steps: Step[]): HostPlan[] {
+  return hosts.map((h) => ({ host: h.name, steps: steps.filter((s) => stepAppliesTo(s, h)).map((s) => s.id) }));
+}
+
+/**
+ * The summary on stdout: per host, the steps meant for it and what each did (a dry run: would
+ * do). A host whose first step failed (unreachable) is one line; steps left after a failure, and
+ * other roles' steps, are named on one line each rather than listed as skipped.
+ */
+export function formatSummary(report: ProvisionReport, plans: HostPlan[]): string {
   const lines: string[] = [];
   for (const host of report.hosts) {
+    const plan = plans.find((p) => p.host === host.host) ?? { host: host.host, steps: host.steps.map((s) => s.id) };
+    const mine = host.steps.filter((s) => plan.steps.includes(s.id));
+    const others = host.steps.filter((s) => !plan.steps.includes(s.id)).map((s) => s.id);
+    if (mine[0]?.status === "failed") {
+      lines.push(`${host.host}: failed: ${describeStepEnd(mine[0], report.dryRun)} No step ran.`);
+      continue;
+    }
     lines.push(`${host.host}:`);
-    for (const s of host.steps) {
+    const failedAt = mine.findIndex((s) => s.status === "failed");
+    for (const s of failedAt >= 0 ? mine.slice(0, failedAt + 1) : mine) {
       const status = report.dryRun && s.status === "changed" ? "would change" : s.status;
       lines.push(`  ${s.id.padEnd(15)} ${status}${s.reason && s.status !== "changed" ? `: ${s.reason}` : ""}`);
       for (const c of s.changes) lines.push(`      ${report.dryRun ? "would " : ""}${c.line}`);
     }
+    if (failedAt >= 0 && failedAt < mine.length - 1) lines.push(`  not run after ${mine[failedAt]!.id} failed: ${mine.slice(failedAt + 1).map((s) => s.id).join(", ")}`);
+    if (others.length) lines.push(`  not for this host's roles: ${others.join(", ")}`);
   }
   return lines.join("\n") + "\n";
 }

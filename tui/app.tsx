@@ -1,14 +1,15 @@
 // The operator's dashboard (`labrig tui`, and the local lab's foreground): the Ink app that renders
 // the store's state through the views, turns keys into actions through the key map, and hands the
-// resulting effects to the data client. `runTui` owns the terminal: alternate screen in, restored
-// on quit, on Ctrl-C and on process exit.
+// resulting effects to the data client. `runTui` owns the terminal (tui/terminal.ts): alternate
+// screen in, frames drawn by position, restored on quit, on Ctrl-C and on process exit.
 import { Box, render, useInput, useStdout } from "ink";
 import { useEffect, useState } from "react";
 import { DataClient } from "./client.js";
 import { type ContainerSource, inventorySources, localSource } from "./containers.js";
 import { type Effect, keyToAction, reduceAction } from "./keys.js";
-import { type TuiState, initialState } from "./state.js";
+import { type TuiState, addEvent, initialState } from "./state.js";
 import { TuiStore } from "./store.js";
+import { FullScreen } from "./terminal.js";
 import { ContainersView } from "./views/containers.js";
 import { DevicesView } from "./views/devices.js";
 import { EventsView } from "./views/events.js";
@@ -86,12 +87,17 @@ export function App({ store, onEffect, size, now = Date.now }: AppProps) {
     return () => clearInterval(t);
   }, [store]);
   useInput((input, key) => {
-    const current = store.get();
-    const action = keyToAction(input, key, current, Math.max(1, height - 8));
-    if (!action) return;
-    const { state: next, effects } = reduceAction(current, action, now());
-    store.updateNow(() => next);
-    for (const e of effects) onEffect(e);
+    // Keys typed faster than a read (or sent by a script) arrive as one string: outside the filter
+    // prompt, each is its own key press.
+    const presses = input.length > 1 && !store.get().filterEditing && !key.ctrl && !key.meta ? [...input] : [input];
+    for (const one of presses) {
+      const current = store.get();
+      const action = keyToAction(one, key, current, Math.max(1, height - 8));
+      if (!action) continue;
+      const { state: next, effects } = reduceAction(current, action, now());
+      store.updateNow(() => next);
+      for (const e of effects) onEffect(e);
+    }
   });
   return <Screen state={state} width={width} height={height} now={now()} />;
 }
@@ -100,9 +106,9 @@ function useTerminalSize(): { width: number; height: number } {
   const { stdout } = useStdout();
   const read = () => ({
     width: Math.max(40, stdout.columns || 80),
-    // One row short of the terminal: a frame as tall as the terminal makes Ink clear the whole
-    // screen on every update, which flickers.
-    height: Math.max(10, (stdout.rows || 24) - 1),
+    // The whole terminal: runTui draws frames by position, so a frame as tall as the terminal
+    // neither scrolls nor makes Ink clear the screen.
+    height: Math.max(10, stdout.rows || 24),
   });
   const [size, setSize] = useState(read);
   useEffect(() => {
@@ -125,9 +131,6 @@ export interface RunTuiOptions {
   stdin?: NodeJS.ReadStream;
 }
 
-const ENTER_ALT_SCREEN = "\x1b[?1049h\x1b[H";
-const LEAVE_ALT_SCREEN = "\x1b[?1049l";
-
 /** Runs the dashboard until the operator quits; resolves with the terminal as it was. */
 export async function runTui(opts: RunTuiOptions): Promise<void> {
   const stdout = opts.stdout ?? process.stdout;
@@ -135,11 +138,22 @@ export async function runTui(opts: RunTuiOptions): Promise<void> {
   const sources: ContainerSource[] = opts.inventoryPath ? await inventorySources(opts.inventoryPath) : [localSource()];
   const client = new DataClient({ url: opts.url, token: opts.token, store, containerSources: sources });
 
-  const restore = () => stdout.write(LEAVE_ALT_SCREEN);
-  if (stdout.isTTY) {
-    stdout.write(ENTER_ALT_SCREEN);
-    process.once("exit", restore);
-  }
+  // Text anything else writes while the dashboard holds the terminal: shown as an event now, and
+  // printed on the main screen once the dashboard has given the terminal back.
+  const heldBack: string[] = [];
+  const screen = stdout.isTTY
+    ? new FullScreen({
+        stdout,
+        stderr: process.stderr.isTTY && stdout === process.stdout ? process.stderr : undefined,
+        onForeignOutput: (text, stream) => {
+          heldBack.push(text);
+          for (const line of text.split(/\r?\n/)) {
+            if (line.trim()) store.update((s) => addEvent(s, { at: new Date().toISOString(), kind: "tui", level: stream === "stderr" ? "warn" : "info", text: line }));
+          }
+        },
+      })
+    : null;
+  const restore = () => screen?.leave();
   let instance: ReturnType<typeof render> | undefined;
   const onEffect: EffectHandler = (e) => {
     switch (e.kind) {
@@ -164,13 +178,19 @@ export async function runTui(opts: RunTuiOptions): Promise<void> {
   });
   const onAbort = () => instance?.unmount();
   try {
+    if (screen) {
+      process.once("exit", restore);
+      screen.enter();
+    }
     instance = render(<App store={store} onEffect={onEffect} />, {
-      stdout,
+      // In full screen, Ink only lays frames out: with `debug` it hands each whole frame to the
+      // stream (no cursor moves of its own), and FullScreen puts it on the terminal by position.
+      stdout: screen ? screen.inkStdout : stdout,
       stdin: opts.stdin ?? process.stdin,
       exitOnCtrlC: false,
-      patchConsole: true,
+      patchConsole: !screen,
+      debug: !!screen,
       maxFps: 8,
-      incrementalRendering: true,
     });
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     client.start();
@@ -180,10 +200,11 @@ export async function runTui(opts: RunTuiOptions): Promise<void> {
     unwatch();
     client.stop();
     store.close();
-    if (stdout.isTTY) {
+    if (screen) {
       process.off("exit", restore);
       restore();
     }
+    if (heldBack.length) stdout.write(heldBack.join(""));
   }
   opts.onQuit?.();
 }

@@ -1,10 +1,10 @@
 // What the views and keys show and act on, derived from the state: filtered, ordered lists and the
 // item under the cursor. Pure, so the key map and the views agree on what "selected" means.
-import type { Device, Job, JobState, Priority } from "../core/api.js";
+import { type Device, type Job, type JobState, type Priority, hasForeignProcesses, isTerminalJobState } from "../core/api.js";
 import type { ContainerHost, ContainerRow, EventEntry, ListView, TuiState } from "./state.js";
 
 const stateOrder: Record<JobState, number> = { running: 0, assigned: 1, queued: 2, failed: 3, timed_out: 3, cancelled: 3, succeeded: 3 };
-const priorityOrder: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+const priorityOrder: Record<Priority, number> = { urgent: -1, high: 0, normal: 1, low: 2 };
 
 function matches(filter: string, ...fields: (string | null | undefined)[]): boolean {
   if (!filter) return true;
@@ -113,7 +113,7 @@ export function labTotals(s: TuiState): LabTotals {
     t.devices++;
     if (d.status === "healthy") t.healthy++;
     t.gpus += d.gpus.length;
-    for (const g of d.gpus) if (g.busy) t.busyGpus++;
+    for (const g of d.gpus) if (g.busy || hasForeignProcesses(g)) t.busyGpus++;
   }
   for (const id in s.jobs) {
     const st = s.jobs[id]!.state;
@@ -121,4 +121,11 @@ export function labTotals(s: TuiState): LabTotals {
     else if (st === "running" || st === "assigned") t.running++;
   }
   return t;
+}
+
+/** The newest finished jobs, most recent end first. */
+export function recentJobEnds(s: TuiState, n: number): Job[] {
+  const ended: Job[] = [];
+  for (const id in s.jobs) if (isTerminalJobState(s.jobs[id]!.state) && s.jobs[id]!.endedAt) ended.push(s.jobs[id]!);
+  return ended.sort((a, b) => b.endedAt!.localeCompare(a.endedAt!)).slice(0, n);
 }

@@ -183,8 +183,28 @@ export function applySnapshot(s: TuiState, devices: Device[], jobs: Job[], now: 
   for (const j of jobs) byId[j.id] = j;
   // The listing is the newest jobs only; keep the one on screen even when it fell out of it.
   if (s.detailJobId && !byId[s.detailJobId] && s.jobs[s.detailJobId]) byId[s.detailJobId] = s.jobs[s.detailJobId]!;
-  return { ...s, devices: byHost, jobs: pruneJobs(byId, s.detailJobId), connection: { ...s.connection, lastSyncAt: now.toISOString() } };
+  const next = { ...s, devices: byHost, jobs: pruneJobs(byId, s.detailJobId), connection: { ...s.connection, lastSyncAt: now.toISOString() } };
+  return addMissedJobEnds(next, s, jobs);
 }
+
+/** The most job ends one listing adds to the events. */
+export const MISSED_JOB_ENDS = 20;
+
+/**
+ * Job ends the event stream did not bring (they happened before the dashboard started, or while
+ * it was disconnected) become events at the time each job ended, so "what just happened" is never
+ * blank because the dashboard was not watching.
+ */
+function addMissedJobEnds(next: TuiState, before: TuiState, listed: Job[]): TuiState {
+  const missed = listed.filter((j) => isTerminalJobState(j.state) && j.endedAt && before.jobs[j.id]?.state !== j.state);
+  if (missed.length === 0) return next;
+  missed.sort((a, b) => b.endedAt!.localeCompare(a.endedAt!));
+  const entries: EventEntry[] = missed.slice(0, MISSED_JOB_ENDS).map((j) => ({ at: j.endedAt!, kind: "job", level: jobEventLevel(j), text: describeJobChange(before.jobs[j.id], j) }));
+  const events = [...next.events, ...entries].sort((a, b) => b.at.localeCompare(a.at));
+  if (events.length > MAX_EVENTS) events.length = MAX_EVENTS;
+  return { ...next, events };
+}
+
 
 export function upsertJob(s: TuiState, job: Job): TuiState {
   return { ...s, jobs: { ...s.jobs, [job.id]: job } };

@@ -86,13 +86,17 @@ export function wallModel(s: TuiState, history: GpuHistory, now: number, rows = 
       }
       return { title: h.hostId, x: xs, y: ys, style: { line: SERIES_COLOURS[i % SERIES_COLOURS.length]! } };
     });
+  // A chart needs a series to draw: without GPU history, one flat line says why.
+  // (Empty x labels would print as "null"; the legend fits 12 characters.)
+  const why = gpus > 0 ? "sampling…" : Object.keys(s.devices).length > 0 ? "no GPUs" : "no hosts";
+  const placeholder = (): LineSeries[] => [{ title: why, x: [" ", " "], y: [0, 0] }];
   const conn = s.connection.status === "connected" ? "live" : s.connection.status === "connecting" ? "connecting…" : `DISCONNECTED (${s.connection.error ?? "retrying"})`;
   const active = visibleJobs({ ...s, filter: "" });
   const queue = active.slice(0, rows).map((j) => [j.id, j.name, j.state, j.hostId ?? "—", age(isTerminalJobState(j.state) ? j.endedAt : j.state === "running" ? j.startedAt : j.createdAt, now)]);
   return {
     title: `labrig wall · ${s.url.replace(/^https?:\/\//, "")} · ${conn}`,
-    util: series((h) => h.utilPct),
-    temp: series((h) => h.tempC),
+    util: top.length ? series((h) => h.utilPct) : placeholder(),
+    temp: top.length ? series((h) => h.tempC) : placeholder(),
     busyPct: gpus ? Math.round((busy / gpus) * 100) : 0,
     meanUtilPct: Math.round(meanOf(utils) ?? 0),
     memPct: memTotal ? Math.round((memUsed / memTotal) * 100) : 0,
@@ -121,14 +125,16 @@ export function createWall(screen: Widgets.Screen): Wall {
     keys: false,
     interactive: false,
     columnSpacing: 1,
-    columnWidth: [11, 18, 9, 12, 5],
+    // The state column fits "succeeded" and "timed_out" plus a space: the table pads but never
+    // separates a cell as wide as its column from the next.
+    columnWidth: [11, 18, 10, 12, 5],
     fg: "white",
   });
   const events = grid.set<Widgets.BoxElement>(8, 6, 4, 6, blessed.box, { label: " recent events ", tags: false, style: { fg: "white" } });
   return {
     show(m: WallModel) {
-      util.setData(m.util.length ? m.util : [{ title: "no hosts", x: ["", ""], y: [0, 0] }]);
-      temp.setData(m.temp.length ? m.temp : [{ title: "no hosts", x: ["", ""], y: [0, 0] }]);
+      util.setData(m.util);
+      temp.setData(m.temp);
       busy.setPercent(m.busyPct);
       mean.setPercent(m.meanUtilPct);
       mem.setPercent(m.memPct);

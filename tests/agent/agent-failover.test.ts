@@ -6,13 +6,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
+import { startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
-import { fastDispatcherEnv, groupGone, jobGroup, steadyDispatcherEnv, waitForState } from "./agent-helpers.js";
-import { signalGroup } from "../../agent/process-group.js";
+import { fastDispatcherEnv, groupGone, jobGroup, startedProcesses, steadyDispatcherEnv, waitForState } from "./agent-helpers.js";
 
-const started: { agents: AgentProcess[]; dispatchers: DispatcherProcess[]; groups: number[] } = { agents: [], dispatchers: [], groups: [] };
+const { started, removeAll } = startedProcesses();
 async function dispatcher(opts: Parameters<typeof startDispatcher>[0] = {}) {
   const d = await startDispatcher({ env: fastDispatcherEnv, ...opts });
   started.dispatchers.push(d);
@@ -24,21 +23,7 @@ async function agent(d: DispatcherProcess, hostId: string, more: Partial<Paramet
   return a;
 }
 
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === "fail" || process.env.SHOW_AGENT_OUTPUT) for (const a of started.agents) console.error(`--- agent ${a.hostId} ---\n${a.output().slice(-4000)}`);
-  for (const g of started.groups) signalGroup(g, "SIGKILL");
-  for (const a of started.agents.reverse()) {
-    await a.kill();
-    a.cleanup();
-  }
-  for (const d of started.dispatchers.reverse()) {
-    await d.kill();
-    d.cleanup();
-  }
-  started.agents = [];
-  started.dispatchers = [];
-  started.groups = [];
-});
+afterEach((ctx) => removeAll(ctx.task.result?.state === "fail"));
 
 const lines = (attempt: number, n: number) => Array.from({ length: n }, (_, i) => `attempt ${attempt} line ${i + 1}\n`).join("");
 

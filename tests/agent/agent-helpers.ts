@@ -2,12 +2,14 @@
 // states, reading an agent's /status, and checking that a job's process group is gone.
 import type { Job, JobState } from "../../core/api.js";
 import type { DispatcherClient } from "../../core/client.js";
-import { liveGroupMembers } from "../../agent/process-group.js";
+import { rmSync } from "node:fs";
+import { liveGroupMembers, signalGroup } from "../../agent/process-group.js";
 import type { AgentProcess } from "../helpers/agent-process.js";
+import type { DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
 
-/** Short thresholds for tests that wait for a silent agent to be declared lost. */
-export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
+/** Short thresholds for tests that wait for a silent agent to be declared lost (disconnected and lost at once). */
+export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
 /** For the rest: heartbeats as fast, but a busy CI machine delaying one must not lose a host. */
 export const steadyDispatcherEnv = { LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_HEARTBEAT_S: "1" };
 
@@ -44,4 +46,33 @@ export async function jobGroup(agent: AgentProcess, jobId: string): Promise<numb
 
 export function groupGone(pgid: number): boolean {
   return liveGroupMembers(pgid).length === 0;
+}
+
+/** What a test started (processes, job groups, folders), removed after each test; agents' output is printed when it failed. */
+export interface Started {
+  agents: AgentProcess[];
+  dispatchers: DispatcherProcess[];
+  groups: number[];
+  dirs: string[];
+}
+
+export function startedProcesses(): { started: Started; removeAll(failed: boolean): Promise<void> } {
+  const started: Started = { agents: [], dispatchers: [], groups: [], dirs: [] };
+  return {
+    started,
+    async removeAll(failed: boolean) {
+      if (failed || process.env.SHOW_AGENT_OUTPUT) for (const a of started.agents) console.error(`--- agent ${a.hostId} ---\n${a.output().slice(-4000)}`);
+      for (const g of started.groups) signalGroup(g, "SIGKILL");
+      for (const a of started.agents.reverse()) {
+        await a.kill();
+        a.cleanup();
+      }
+      for (const d of started.dispatchers.reverse()) {
+        await d.kill();
+        d.cleanup();
+      }
+      for (const dir of started.dirs) rmSync(dir, { recursive: true, force: true });
+      Object.assign(started, { agents: [], dispatchers: [], groups: [], dirs: [] });
+    },
+  };
 }

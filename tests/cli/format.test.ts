@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Device, Job } from "../../core/api.js";
-import { formatCommand, formatDevicesTable, formatDuration, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
+import { formatCommand, formatDevicesTable, formatDuration, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
 
 const now = Date.parse("2025-03-01T12:00:00Z");
 const ago = (s: number) => new Date(now - s * 1000).toISOString();
@@ -100,6 +100,25 @@ describe("tables", () => {
   });
 });
 
+describe("GPU processes", () => {
+  it("lists who is on each GPU: a labrig job's process and one outside labrig that keeps the GPU busy", () => {
+    const a100 = device({
+      hostId: "gpu-a100",
+      gpus: [
+        { ...gpu(0, "NVIDIA A100-SXM4-80GB"), busy: true, processes: [{ pid: 48213, usedMemoryMiB: 70912, user: "ana", command: "python train.py --epochs 90", jobId: "01jobproc0" }] },
+        { ...gpu(1, "NVIDIA A100-SXM4-80GB"), processes: [{ pid: 48377, usedMemoryMiB: null, user: "bo", command: "/opt/conda/bin/python -m ipykernel_launcher -f /run/user/1002/kernel-8f2c.json", jobId: null }] },
+        { ...gpu(2, "NVIDIA A100-SXM4-80GB"), processes: [] },
+      ],
+    });
+    const lines = formatGpuProcessesTable([a100, device({ hostId: "laptop" })]).split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^HOST\s+GPU\s+USED BY\s+PID\s+USER\s+MEMORY\s+COMMAND$/);
+    expect(lines[1]!.split(/\s{2,}/)).toEqual(["gpu-a100", "0", "job 01jobproc0", "48213", "ana", "69.3 GiB", "python train.py --epochs 90"]);
+    expect(lines[2]!.split(/\s{2,}/)).toEqual(["gpu-a100", "1", "not labrig (GPU busy)", "48377", "bo", "-", "/opt/conda/bin/python -m ipykernel_launcher -f /run/user/10…"]);
+    expect(formatGpuProcessesTable([device({ hostId: "laptop" })])).toBe("");
+  });
+});
+
 describe("job detail", () => {
   it("shows the command shell-quoted, the exit code and the history", () => {
     const text = formatJobDetail(
@@ -117,6 +136,15 @@ describe("job detail", () => {
     expect(text).toContain("env        SEED=1");
     expect(text).toContain("runtime    10s");
     expect(text).toContain(`${ago(10)}  #1  running → failed  on h1  exit code 3`);
+  });
+
+  it("never says an attempt beyond the automatic retries is 'of at most', and says an exit code once", () => {
+    const text = formatJobDetail(job({ state: "failed", attempt: 2, maxRetries: 0, exitCode: 3, reason: "exit code 3", hostId: "vm" }), now);
+    expect(text).toMatch(/^attempt\s+2$/m);
+    expect(text).toMatch(/^state\s+failed$/m);
+    expect(text).not.toContain("at most");
+    const withRetries = formatJobDetail(job({ attempt: 3, maxRetries: 1 }), now);
+    expect(withRetries).toMatch(/^attempt\s+3 \(retried automatically up to 1 time if its host is lost\)$/m);
   });
 
   it("leaves plain words unquoted", () => {

@@ -78,10 +78,10 @@ describe("job file → SubmitJobRequest", () => {
   });
 
   it("lists every refused field at once, using the file's key names", () => {
-    const text = ["command: echo hi", "timeout: soon", "priority: urgent", "retries: -1", "constraints:", "  minMemoryMiB: -5"].join("\n");
+    const text = ["command: echo hi", "timeout: soon", "priority: asap", "retries: -1", "constraints:", "  minMemoryMiB: -5"].join("\n");
     expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
       'jobs/train.yaml:2:10: timeout: expected a whole number of seconds > 0, got "soon"',
-      'jobs/train.yaml:3:11: priority: expected one of low, normal, high, got "urgent"',
+      'jobs/train.yaml:3:11: priority: expected one of low, normal, high, urgent, got "asap"',
       "jobs/train.yaml:4:10: retries: expected a whole number from 0 to 100, got -1",
       "jobs/train.yaml:6:17: constraints.minMemoryMiB: expected a whole number of MiB >= 0, got -5",
     ]);
@@ -99,6 +99,22 @@ describe("job file → SubmitJobRequest", () => {
     expect(lines[0]).toMatch(/^jobs\/train\.yaml:2:1: timeoutS: unknown key \(did you mean 'timeout'\?\); known keys: name, project, command/);
     expect(lines[1]).toMatch(/^jobs\/train\.yaml:3:1: foo: unknown key; known keys: /);
     expect(lines[2]).toMatch(/^jobs\/train\.yaml:5:3: constraints\.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB$/);
+  });
+
+  it("reports unknown keys and bad values in one round, in the file's order", () => {
+    const text = ["command: python train.py", "retrys: 1", "gpus: two", "timeout: soon", "constraints:", "  host: a", "  minMemoryMiB: -5", "priority: asap"].join("\n");
+    expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
+      "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab",
+      'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "two"',
+      'jobs/train.yaml:4:10: timeout: expected a whole number of seconds > 0, got "soon"',
+      "jobs/train.yaml:6:3: constraints.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB",
+      "jobs/train.yaml:7:17: constraints.minMemoryMiB: expected a whole number of MiB >= 0, got -5",
+      'jobs/train.yaml:8:11: priority: expected one of low, normal, high, urgent, got "asap"',
+    ]);
+    expect(problemsOf(() => buildSubmitRequest({ file: file("name: x\nseed: 1\n") }))).toEqual([
+      "jobs/train.yaml:1:1: command: missing: give `command:` in the file or the command after --",
+      "jobs/train.yaml:2:1: seed: unknown key; known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab",
+    ]);
   });
 
   it("refuses a file that is not a mapping", () => {

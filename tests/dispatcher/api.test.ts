@@ -17,7 +17,7 @@ let d: DispatcherProcess;
 let admin: DispatcherClient;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_HEARTBEAT_S: "1" } });
+  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" } });
   admin = d.admin();
 });
 afterAll(async () => {
@@ -109,7 +109,7 @@ describe("health and auth", () => {
     ["POST", "/api/agents/register", "join", { hostId: "bad host!", gpus: [] }, "hostId"],
     ["POST", "/api/agents/register", "join", { hostId: "ok", gpus: [{ index: -1, uuid: "u", name: "n", memoryTotalMiB: 1 }] }, "gpus.0.index"],
     ["POST", "/api/agents/register", "join", { hostId: "ok" }, "gpus"],
-    ["POST", "/api/queue/add", "admin", { priority: 1 }, "config_path"],
+    ["POST", "/api/queue/add", "admin", { priority: 1 }, "config"],
     ["POST", "/api/queue/add", "admin", { config_path: "a.yaml", priority: "soon" }, "priority"],
   ])("refuses %s %s with a malformed body, naming the field", async (method, path, who, body, field) => {
     const r = await raw(method, path, { token: who === "join" ? d.joinToken : d.adminToken, body });
@@ -129,7 +129,7 @@ describe("health and auth", () => {
     expect(ev2).toMatchObject({ status: 400, json: { field: "attempt" } });
     const w = await raw("GET", `/api/agents/${a.hostId}/lease?wait=soon`, { token: a.client.token });
     expect(w).toMatchObject({ status: 400, json: { field: "wait" } });
-    const p = await raw("POST", `/api/jobs/${j.id}/priority`, { token: d.adminToken, body: { priority: "urgent" } });
+    const p = await raw("POST", `/api/jobs/${j.id}/priority`, { token: d.adminToken, body: { priority: "asap" } });
     expect(p).toMatchObject({ status: 400, json: { field: "priority" } });
   });
 
@@ -177,7 +177,7 @@ describe("jobs", () => {
     [{}, "command"],
     [{ command: "x", gpus: -1 }, "gpus"],
     [{ command: "x", gpus: 1.5 }, "gpus"],
-    [{ command: "x", priority: "urgent" }, "priority"],
+    [{ command: "x", priority: "asap" }, "priority"],
     [{ command: "x", env: { "bad-name": "1" } }, "env.bad-name"],
     [{ command: "x", constraints: { minMemoryMiB: "lots" } }, "constraints.minMemoryMiB"],
     [{ command: "x", timeoutS: 0 }, "timeoutS"],
@@ -186,6 +186,14 @@ describe("jobs", () => {
     expect(r.status).toBe(400);
     expect(r.json.field).toBe(field);
     expect(r.json.message).toContain(field);
+  });
+
+  it("refuses a 31-day timeout with 400 naming the 30-day bound, and takes a 25-day one", async () => {
+    const r = await raw("POST", "/api/jobs", { token: d.adminToken, body: { command: "x", timeoutS: 31 * 24 * 3600, constraints: { hostId: "nowhere" } } });
+    expect(r.status).toBe(400);
+    expect(r.json).toMatchObject({ field: "timeoutS", message: "timeoutS: at most 2592000 s (30 days), the longest timeout labrig enforces" });
+    const ok = await admin.submit({ command: "x", timeoutS: 25 * 24 * 3600, constraints: { hostId: "nowhere" } });
+    expect(ok.timeoutS).toBe(2_160_000);
   });
 
   it("refuses a body that is not JSON with 400", async () => {
@@ -241,21 +249,7 @@ describe("jobs", () => {
   it("answers 404 for an unknown job", async () => {
     expect((await raw("GET", "/api/jobs/nosuchjob", { token: d.adminToken })).status).toBe(404);
   });
-
-  it("queues CVLab-Kit's POST /api/queue/add with the trainer command", async () => {
-    const r = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "configs/cifar.yaml", priority: 1 } });
-    expect(r.status).toBe(201);
-    expect(r.json.command).toBe("python train.py --config configs/cifar.yaml");
-    expect(r.json.priority).toBe("high");
-    expect(r.json.gpus).toBe(1);
-    await admin.cancel(r.json.id);
-    const low = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "my configs/a b.yaml", priority: -5 } });
-    expect(low.json).toMatchObject({ priority: "low", command: "python train.py --config 'my configs/a b.yaml'" });
-    await admin.cancel(low.json.id);
-    const named = await raw("POST", "/api/queue/add", { token: d.adminToken, body: { config_path: "c.yaml", priority: "normal" } });
-    expect(named.json.priority).toBe("normal");
-    await admin.cancel(named.json.id);
-  });
+  // CVLab-Kit's POST /api/queue/add: tests/dispatcher/cvlab-queue.test.ts.
 });
 
 describe("leases", () => {
@@ -399,6 +393,18 @@ describe("silent agents", () => {
     await waitFor("the host to disconnect", status, (s) => s === "disconnected", 3000, 50);
     await a.heartbeat();
     expect(await status()).toBe("healthy");
+  });
+
+  it("dates a heartbeat by its receipt, whatever clock the agent has", async () => {
+    const a = await newAgent();
+    const before = Date.now();
+    // An agent whose clock is a year behind says so in fields the API does not have: they change nothing.
+    const r = await raw("POST", `/api/agents/${a.hostId}/heartbeat`, { token: a.client.token, body: { ...a.heartbeatBody(), sentAt: "2025-01-01T00:00:00Z", at: 0 } });
+    expect(r.status).toBe(200);
+    const dev = (await admin.devices()).find((x) => x.hostId === a.hostId)!;
+    expect(dev.status).toBe("healthy");
+    expect(Date.parse(dev.lastSeenAt!)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(dev.lastSeenAt!)).toBeLessThanOrEqual(Date.now());
   });
 
   it("fails a silent agent's job with reason lost when it has no retries", async () => {
@@ -625,7 +631,7 @@ describe("crash safety", () => {
     const tokensBefore = [d.adminToken, d.joinToken];
 
     await d.kill();
-    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2" } });
+    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3" } });
     d = d2;
     admin = d2.admin();
     expect([d2.adminToken, d2.joinToken]).toEqual(tokensBefore);

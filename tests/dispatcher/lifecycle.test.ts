@@ -31,7 +31,7 @@ afterEach(async () => {
 describe("labrig dispatcher", () => {
   it("documents its flags and environment in --help", async () => {
     const { stdout } = await run(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", "dispatcher", "--help"], { cwd: repoRoot });
-    for (const flag of ["--port", "--state", "--bind", "--queue-command", "LABRIG_ADMIN_TOKEN", "LABRIG_JOIN_TOKEN", "LABRIG_STALE_AFTER_S", "LABRIG_DISCONNECT_AFTER_S", "LABRIG_ASSIGN_TIMEOUT_S"]) {
+    for (const flag of ["--port", "--state", "--bind", "--queue-command", "LABRIG_ADMIN_TOKEN", "LABRIG_JOIN_TOKEN", "LABRIG_STALE_AFTER_S", "LABRIG_DISCONNECT_AFTER_S", "LABRIG_LOST_AFTER_S", "LABRIG_MISSING_GRACE_S", "LABRIG_TIMEOUT_GRACE_S", "LABRIG_ASSIGN_TIMEOUT_S"]) {
       expect(stdout).toContain(flag);
     }
   });
@@ -65,6 +65,7 @@ describe("labrig dispatcher", () => {
 
   it("refuses to start with thresholds that make no sense, naming the variable", async () => {
     await expect(start({ env: { LABRIG_STALE_AFTER_S: "30", LABRIG_DISCONNECT_AFTER_S: "10" } })).rejects.toThrow(/LABRIG_DISCONNECT_AFTER_S/);
+    await expect(start({ env: { LABRIG_DISCONNECT_AFTER_S: "60", LABRIG_LOST_AFTER_S: "30" } })).rejects.toThrow(/LABRIG_LOST_AFTER_S/);
   });
 
   it("on SIGTERM answers waiting long polls with 204, checkpoints the WAL and exits 0 within 10 s", async () => {

@@ -6,7 +6,7 @@ const T0 = 1_700_000_000_000;
 const A100 = "NVIDIA A100-SXM4-80GB";
 const RTX = "NVIDIA GeForce RTX 4090";
 
-function host(hostId: string, gpus: number, opts: { busy?: number[]; name?: string; mem?: number; labels?: Record<string, string>; schedulable?: boolean } = {}): SchedDevice {
+function host(hostId: string, gpus: number, opts: { busy?: number[]; foreign?: number[]; name?: string; mem?: number; labels?: Record<string, string>; schedulable?: boolean } = {}): SchedDevice {
   return {
     hostId,
     schedulable: opts.schedulable ?? true,
@@ -16,6 +16,7 @@ function host(hostId: string, gpus: number, opts: { busy?: number[]; name?: stri
       name: opts.name ?? A100,
       memoryTotalMiB: opts.mem ?? 81920,
       free: !(opts.busy ?? []).includes(index),
+      foreign: (opts.foreign ?? []).includes(index),
     })),
   };
 }
@@ -70,6 +71,14 @@ describe("scheduleJobs", () => {
     expect(effectiveRank(low, T0 + AGING_STEP_MS)).toBe(1);
     expect(effectiveRank(low, T0 + 2 * AGING_STEP_MS)).toBe(2);
     expect(effectiveRank(low, T0 + 10 * AGING_STEP_MS)).toBe(2);
+  });
+
+  it("puts urgent above high, and never ages a job past high", () => {
+    const oldHigh = job(1, { priority: "high", createdAtMs: T0 - 10 * AGING_STEP_MS });
+    const urgent = job(1, { priority: "urgent", createdAtMs: T0 });
+    expect(scheduleJobs([oldHigh, urgent], [host("a", 1)], T0).map((a) => a.jobId)).toEqual([urgent.id]);
+    expect(effectiveRank(job(1, { priority: "low", createdAtMs: T0 }), T0 + 100 * AGING_STEP_MS)).toBe(2);
+    expect(effectiveRank(urgent, T0 + 100 * AGING_STEP_MS)).toBe(3);
   });
 
   it("lets an old low job run before a stream of fresh high ones", () => {
@@ -227,6 +236,19 @@ describe("scheduleJobs", () => {
     expect(out.map((a) => a.jobId)).toEqual([jobs[0]!.id, jobs[jobs.length - 1]!.id]);
   });
 
+  it("places no job on a GPU a process outside labrig is using, and packs around it", () => {
+    const [a, b] = [job(1), job(1)];
+    // GPU 0 of "a" is someone's notebook: the 1-GPU jobs take 1 and 2; "b" (all free) waits.
+    expect(scheduleJobs([a, b], [host("a", 3, { foreign: [0] }), host("b", 4)], T0)).toEqual([
+      { jobId: a.id, hostId: "a", gpuIndices: [1] },
+      { jobId: b.id, hostId: "a", gpuIndices: [2] },
+    ]);
+    // Every GPU in use by others: nothing starts, and a 2-GPU job reserves the host for when they end.
+    const big = job(2);
+    const small = job(1);
+    expect(scheduleJobs([big, small], [host("a", 2, { foreign: [0, 1] }), host("c", 1, { foreign: [0] })], T0)).toEqual([]);
+  });
+
   it("is deterministic: the order of jobs and devices in the input does not change the decision", () => {
     const jobs = Array.from({ length: 50 }, (_, i) => job((i % 3) + 1, { priority: (["low", "normal", "high"] as const)[i % 3] }));
     const devices = [host("a", 8), host("b", 8, { busy: [1, 5] }), host("c", 4)];
@@ -262,7 +284,7 @@ function naiveSchedule(queue: SchedJob[], devices: SchedDevice[], nowMs: number)
   const hosts = devices
     .filter((d) => d.schedulable)
     .sort((a, b) => (a.hostId < b.hostId ? -1 : 1))
-    .map((d) => ({ d, free: d.gpus.filter((g) => g.free).sort((a, b) => a.index - b.index) }));
+    .map((d) => ({ d, free: d.gpus.filter((g) => g.free && !g.foreign).sort((a, b) => a.index - b.index) }));
   let reserved: string | undefined;
   let reservationMade = false;
   const out: Assignment[] = [];
@@ -304,7 +326,7 @@ function expectValid(out: Assignment[], queue: SchedJob[], devices: SchedDevice[
     expect(hostMatches(d, j.constraints)).toBe(true);
     for (const i of a.gpuIndices) {
       const g = d.gpus.find((x) => x.index === i)!;
-      expect(g.free && gpuMatches(g, j.constraints)).toBe(true);
+      expect(g.free && !g.foreign && gpuMatches(g, j.constraints)).toBe(true);
       expect(used.has(`${a.hostId}/${i}`)).toBe(false);
       used.add(`${a.hostId}/${i}`);
     }
@@ -329,7 +351,7 @@ function randomLab(rnd: () => number, size = { hosts: 40, jobs: 80 }): { queue: 
       labels: rnd() < 0.5 ? { room: pick(["1", "2"]), ...(rnd() < 0.3 ? { fast: "yes" } : {}) } : {},
       gpus: Array.from({ length: pick([0, 1, 2, 4, 4, 8, 8]) }, (_, index) => {
         const n = mixed ? pick(names) : name;
-        return { index, name: n, memoryTotalMiB: n === RTX ? 24564 : 81920, free: rnd() > 0.4 };
+        return { index, name: n, memoryTotalMiB: n === RTX ? 24564 : 81920, free: rnd() > 0.4, foreign: rnd() < 0.1 };
       }),
     };
   });

@@ -29,7 +29,7 @@ afterEach(() => {
 
 function submit(req: Partial<SubmitJobRequest> = {}, now?: Date): StoredJob {
   const parsed = submitJobRequestSchema.parse({ command: ["true"], ...req });
-  return store.insertJob({ ...parsed, name: parsed.name ?? "job", project: parsed.project ?? "default" }, now);
+  return store.insertJob({ ...parsed, command: parsed.command ?? ["true"], name: parsed.name ?? "job", project: parsed.project ?? "default" }, now);
 }
 
 /** A job assigned to `host`, handed to its agent and reported running. */
@@ -365,7 +365,7 @@ describe("tokens", () => {
 
 describe("configuration", () => {
   it("reads thresholds from the environment with the documented defaults", () => {
-    expect(configFromEnv({})).toMatchObject({ staleAfterMs: 10_000, disconnectAfterMs: 30_000, heartbeatIntervalS: 3, assignTimeoutMs: 60_000, queueCommand: "python train.py --config {config_path}" });
+    expect(configFromEnv({})).toMatchObject({ staleAfterMs: 10_000, disconnectAfterMs: 30_000, lostAfterMs: 600_000, missingGraceMs: 30_000, timeoutGraceMs: 120_000, heartbeatIntervalS: 3, assignTimeoutMs: 60_000, queueCommand: "uv run main.py --config {config_path} --fast" });
     expect(configFromEnv({ LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_QUEUE_COMMAND: "x {config_path}" }, undefined)).toMatchObject({ staleAfterMs: 1000, disconnectAfterMs: 2000, queueCommand: "x {config_path}" });
     expect(configFromEnv({ LABRIG_QUEUE_COMMAND: "x" }, "flag {config_path}").queueCommand).toBe("flag {config_path}");
   });
@@ -373,6 +373,8 @@ describe("configuration", () => {
   it("refuses nonsense thresholds naming the variable", () => {
     expect(() => configFromEnv({ LABRIG_STALE_AFTER_S: "soon" })).toThrow(/LABRIG_STALE_AFTER_S/);
     expect(() => configFromEnv({ LABRIG_STALE_AFTER_S: "20", LABRIG_DISCONNECT_AFTER_S: "10" })).toThrow(/LABRIG_DISCONNECT_AFTER_S/);
+    expect(() => configFromEnv({ LABRIG_DISCONNECT_AFTER_S: "60", LABRIG_LOST_AFTER_S: "30" })).toThrow(/LABRIG_LOST_AFTER_S/);
+    expect(() => configFromEnv({ LABRIG_HEARTBEAT_S: "5", LABRIG_MISSING_GRACE_S: "5" })).toThrow(/LABRIG_MISSING_GRACE_S/);
   });
 
   it("advertises 127.0.0.1 for a wildcard or loopback bind", () => {

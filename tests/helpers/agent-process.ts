@@ -40,17 +40,36 @@ export interface StartAgentOptions {
   args?: string[];
   /** A file in tests/fixtures/nvidia-smi the fake nvidia-smi prints (default: one H100). */
   gpus?: string;
+  /** A file in tests/fixtures/nvidia-smi the fake prints for `--query-compute-apps` (default: none). */
+  computeApps?: string;
   /** Run this instead of `node --import tsx cli/main.ts agent` (e.g. the bundled agent). */
   command?: string[];
+  /** How long it may take to register and write agent.json (default 30 s). */
+  readyWithinMs?: number;
+}
+
+/**
+ * Writes a script standing in for nvidia-smi (there is no GPU here): `--query-compute-apps` prints
+ * the recorded `computeApps` file (none: no processes), anything else the recorded `gpus` file.
+ * Both name files in tests/fixtures/nvidia-smi (`computeApps` may be an absolute path, a file the
+ * test rewrites as processes come and go). The caller removes `dir`.
+ */
+export function writeFakeNvidiaSmi(gpus: string, computeApps?: string): { dir: string; path: string } {
+  const dir = mkdtempSync(join(tmpdir(), "labrig-fake-smi-"));
+  const path = join(dir, "nvidia-smi");
+  const apps = computeApps ? `cat '${resolve(nvidiaSmiFixtures, computeApps)}'` : "true";
+  writeFileSync(
+    path,
+    `#!/bin/sh\n# Stands in for nvidia-smi: there is no GPU on the test machine.\ncase "$*" in\n  *--query-compute-apps*) ${apps} ;;\n  *) cat '${join(nvidiaSmiFixtures, gpus)}' ;;\nesac\n`,
+  );
+  chmodSync(path, 0o755);
+  return { dir, path };
 }
 
 export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess> {
   const ownWorkdir = !opts.workdir;
   const workdir = opts.workdir ?? mkdtempSync(join(tmpdir(), `labrig-agent-${opts.hostId}-`));
-  const toolDir = mkdtempSync(join(tmpdir(), "labrig-fake-smi-"));
-  const smi = join(toolDir, "nvidia-smi");
-  writeFileSync(smi, `#!/bin/sh\n# Stands in for nvidia-smi: there is no GPU on the test machine.\ncat '${join(nvidiaSmiFixtures, opts.gpus ?? "h100-80gb-x1.txt")}'\n`);
-  chmodSync(smi, 0o755);
+  const { dir: toolDir, path: smi } = writeFakeNvidiaSmi(opts.gpus ?? "h100-80gb-x1.txt", opts.computeApps);
   const infoFile = join(workdir, "agent.json");
   rmSync(infoFile, { force: true });
   const cmd = opts.command ?? [nodeWithTsx[0], ...nodeWithTsx.slice(1), "cli/main.ts", "agent"];
@@ -69,7 +88,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => ((exitCode = code), r(code))));
 
-  const deadline = Date.now() + 30_000;
+  const readyWithinMs = opts.readyWithinMs ?? 30_000;
+  const deadline = Date.now() + readyWithinMs;
   let url = "";
   while (Date.now() < deadline) {
     if (exitCode !== undefined) {
@@ -93,7 +113,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
     child.kill("SIGKILL");
     await exited;
     removeOwn();
-    throw new Error(`agent ${opts.hostId} did not become ready in 30 s:\n${out}`);
+    throw new Error(`agent ${opts.hostId} did not become ready in ${readyWithinMs / 1000} s:\n${out}`);
   }
   const signal = async (s: NodeJS.Signals) => {
     if (exitCode === undefined) child.kill(s);

@@ -34,6 +34,8 @@ export interface StartOptions {
   port?: number;
   env?: Record<string, string>;
   args?: string[];
+  /** How long it may take to answer /api/health (default 30 s). */
+  readyWithinMs?: number;
 }
 
 /** Starts `labrig dispatcher --port 0 --state DIR` and waits until it answers /api/health. */
@@ -53,7 +55,8 @@ export async function startDispatcher(opts: StartOptions = {}): Promise<Dispatch
   let exited = false;
   const exitPromise = new Promise<void>((r) => child.once("exit", () => ((exited = true), r())));
 
-  const deadline = Date.now() + 30_000;
+  const readyWithinMs = opts.readyWithinMs ?? 30_000;
+  const deadline = Date.now() + readyWithinMs;
   let url = "";
   while (Date.now() < deadline) {
     if (exited) throw new Error(`dispatcher exited before it was ready:\n${out}`);
@@ -70,7 +73,7 @@ export async function startDispatcher(opts: StartOptions = {}): Promise<Dispatch
   }
   if (!url) {
     child.kill("SIGKILL");
-    throw new Error(`dispatcher did not become ready in 30 s:\n${out}`);
+    throw new Error(`dispatcher did not become ready in ${readyWithinMs / 1000} s:\n${out}`);
   }
   const adminToken = readFileSync(join(stateDir, "admin-token"), "utf8").trim();
   const joinToken = readFileSync(join(stateDir, "join-token"), "utf8").trim();

@@ -115,7 +115,7 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     }
     // The bring-up timeline, for the report.
     const line = (run: CliRun, host: string) => run.report.hosts.find((h) => h.host === host)!.steps.map((s) => `${s.id} ${(s.durationMs / 1000).toFixed(1)}s`).join(", ");
-    console.log(`${formatSummary(first.report)}${first.report.next?.map((n) => `  ${n}`).join("\n")}\n`);
+    console.log(`${formatSummary(first.report, [])}${first.report.next?.map((n) => `  ${n}`).join("\n")}\n`);
     console.log(
       [`bring-up: first run ${firstWallS.toFixed(0)} s, second run ${secondWallS.toFixed(0)} s`, ...["nas", "gpu-a", "gpu-b"].map((h) => `  ${h}: ${line(first, h)}`)].join("\n"),
     );

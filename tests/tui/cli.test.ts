@@ -58,8 +58,12 @@ describe("labrig tui in a terminal", () => {
   async function inTerminal(keys: string[], gapMs = 1500) {
     const cmd = `${process.execPath} --import tsx cli/main.ts tui --url ${d.url} --token ${d.adminToken}`;
     const child = execa("script", ["-qfec", cmd, "/dev/null"], { cwd: repoRoot, env: { ...cliEnv({ LABRIG_HOME: home }), TERM: "xterm-256color" }, extendEnv: false, reject: false, timeout: 60_000 });
-    // Let it start and draw (tsx compiles on first run), then type.
-    await new Promise((r) => setTimeout(r, 5000));
+    // Type only once it has drawn (tsx compiles on first run; keys typed before raw mode echo and
+    // arrive as one read).
+    let seen = "";
+    child.stdout!.on("data", (d: Buffer) => (seen += d.toString()));
+    const deadline = Date.now() + 30_000;
+    while (!plain(seen).includes("● connected") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     for (const k of keys) {
       child.stdin!.write(k);
       await new Promise((r) => setTimeout(r, gapMs));

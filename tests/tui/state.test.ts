@@ -10,6 +10,7 @@ import {
   appendLogText,
   applyDispatcherEvent,
   applyDispatcherEvents,
+  MISSED_JOB_ENDS,
   applySnapshot,
   initialState,
   replaceLogText,
@@ -67,6 +68,20 @@ describe("state updates", () => {
     // The oldest finished ones went.
     expect(s.jobs["01f00000"]).toBeUndefined();
     expect(s.jobs[`01f${String(MAX_FINISHED_JOBS + 49).padStart(5, "0")}`]).toBeDefined();
+  });
+
+  it("turns job ends the event stream did not bring into events at the time each job ended", () => {
+    const ended = Array.from({ length: 30 }, (_, i) => job(`01e${String(i).padStart(5, "0")}`, { state: "succeeded", hostId: "vm", endedAt: iso(1000 - i) }));
+    const first = applySnapshot(labState([], []), [], [...ended, job("01q", { state: "queued" })], at);
+    // The first listing: the newest ends only, newest first, at their own times.
+    expect(first.events).toHaveLength(MISSED_JOB_ENDS);
+    expect(first.events[0]).toMatchObject({ kind: "job", at: iso(1000 - 29), text: "job 01e00029 (train-01e00029) succeeded on vm" });
+    // A resync adds what ended meanwhile (a disconnect), once, and nothing it already knew.
+    const later = job("01q", { state: "failed", exitCode: 3, hostId: "vm", endedAt: iso(5), reason: "exit code 3" });
+    const second = applySnapshot(first, [], [...ended, later], at);
+    expect(second.events).toHaveLength(MISSED_JOB_ENDS + 1);
+    expect(second.events[0]).toMatchObject({ level: "error", text: "job 01q (train-01q) queued → failed on vm exit 3 (exit code 3)" });
+    expect(applySnapshot(second, [], [...ended, later], at).events).toHaveLength(MISSED_JOB_ENDS + 1);
   });
 
   it("keeps the job on screen across a resync that no longer lists it", () => {

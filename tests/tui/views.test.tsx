@@ -116,7 +116,58 @@ describe("a lost dispatcher", () => {
   });
 });
 
+describe("who is on each GPU", () => {
+  it("shows a labrig job's process and one outside labrig under their GPUs, and counts the latter's GPU as in use", () => {
+    const d = device("gpu-a100", {
+      gpus: [
+        gpu(0, { busy: true, processes: [{ pid: 48213, usedMemoryMiB: 70912, user: "ana", command: "python train.py --epochs 90", jobId: "01jobrun00" }] }),
+        gpu(1, { processes: [{ pid: 48377, usedMemoryMiB: 312, user: "bo", command: "python -m ipykernel_launcher", jobId: null }] }),
+        gpu(2, { processes: [] }),
+      ],
+      runningJobs: ["01jobrun00"],
+    });
+    const text = plain(frame(labState([d], [])));
+    const rows = text.split("\n");
+    const g0 = rows.findIndex((l) => /^\s+0 A100/.test(l));
+    expect(rows[g0]).toMatch(/busy$/);
+    expect(rows[g0 + 1]).toBe("       ↳ job 01jobrun00 · ana pid 48213 · 69.3 GiB · python train.py --epochs 90");
+    expect(rows[g0 + 2]).toMatch(/^\s+1 A100.* in use$/);
+    expect(rows[g0 + 3]).toBe("       ↳ not labrig · bo pid 48377 · 0.3 GiB · python -m ipykernel_launcher");
+    expect(rows[g0 + 4]).toMatch(/^\s+2 A100.* free$/);
+    expect(rows.find((l) => l.includes("▸ gpu-a100"))).toMatch(/2\/3/);
+    expect(rows[0]).toContain("GPUs 2/3 busy");
+  });
+});
+
+describe("the first screen after jobs ended", () => {
+  it("lists the newest job ends under the hosts, with state, age, host and exit code", () => {
+    const s = smallLab();
+    s.jobs["01done0000"] = job("01done0000", { name: "quick-eval", state: "succeeded", hostId: "gpu-a100", gpuIndices: [1], exitCode: 0, endedAt: iso(12) });
+    const f = frame(s);
+    expectFits(f, 80, 23);
+    const text = plain(f);
+    expect(text).toContain("recently ended (2 Queue lists every job)");
+    const rows = text.split("\n");
+    const first = rows.findIndex((l) => l.includes("01done0000"));
+    expect(rows[first]).toMatch(/succeeded\s+12s ago\s+01done0000 quick-eval on gpu-a100:1 · exit 0/);
+    expect(rows[first + 1]).toMatch(/failed\s+10m ago\s+01jobfail0 bert-tiny on gpu-3090:0 · exit 2 · exit code 2/);
+  });
+
+  it("leaves the strip out when there is no room or nothing ended", () => {
+    expect(plain(frame(smallLab(), 80, 5))).not.toContain("recently ended");
+    const none = smallLab();
+    delete none.jobs["01jobfail0"];
+    expect(plain(frame(none))).not.toContain("recently ended");
+  });
+});
+
 describe("Queue view", () => {
+  it("suggests the job-file flag submit really has when the queue is empty", () => {
+    const text = plain(frame(labState([], [], { view: "queue" })));
+    expect(text).toContain("pnpm submit --config job.yaml");
+    expect(text).not.toContain("--file");
+  });
+
   it("lists running, then queued by priority, then finished jobs with project, GPUs, host, age and state", () => {
     const s = labState(
       [],

@@ -5,9 +5,9 @@ import { PassThrough } from "node:stream";
 import { Terminal } from "@xterm/headless";
 import { afterEach, describe, expect, it } from "vitest";
 import { GpuHistory } from "../../tui/history.js";
-import { addEvent, setConnection } from "../../tui/state.js";
+import { addEvent, applySnapshot, setConnection } from "../../tui/state.js";
 import { createWall, wallModel } from "../../tui/wall.js";
-import { NOW, device, gpu, iso, smallLab } from "./fixtures.js";
+import { NOW, device, gpu, iso, job, labState, smallLab } from "./fixtures.js";
 
 const require = createRequire(import.meta.url);
 const blessed = require("blessed") as typeof import("blessed");
@@ -85,6 +85,40 @@ describe("wall", () => {
     const out = await text();
     expect(out).toContain("no jobs");
     expect(out).toContain("no events yet");
+  });
+});
+
+describe("the wall after a first hour (issue 19)", () => {
+  /** A GPU-less host (a laptop's local lab) whose job has ended, as the wall first sees it. */
+  function laptopLab() {
+    const done = job("01jobdone0", { name: "train", state: "succeeded", hostId: "vm", exitCode: 0, endedAt: iso(5) });
+    return applySnapshot(labState([], []), [device("vm", { gpus: [] })], [done], new Date(NOW));
+  }
+
+  it("labels empty charts without printing null and says the host has no GPUs instead of no hosts", async () => {
+    const s = laptopLab();
+    const history = new GpuHistory();
+    history.record(Object.values(s.devices), NOW);
+    const { screen, text } = fakeWallScreen();
+    createWall(screen).show(wallModel(s, history, NOW));
+    const out = await text();
+    expect(out).not.toContain("null");
+    expect(out).toContain("no GPUs");
+    expect(out).not.toContain("no hosts");
+  });
+
+  it("keeps a job's state apart from its host in the queue table", async () => {
+    const { screen, text } = fakeWallScreen();
+    createWall(screen).show(wallModel(laptopLab(), new GpuHistory(), NOW));
+    expect(await text()).toMatch(/01jobdone0\s+train\s+succeeded\s+vm\s+5s/);
+  });
+
+  it("shows jobs that ended before it started in recent events", async () => {
+    const { screen, text } = fakeWallScreen();
+    createWall(screen).show(wallModel(laptopLab(), new GpuHistory(), NOW));
+    const out = await text();
+    expect(out).not.toContain("no events yet");
+    expect(out).toContain("job 01jobdone0 (train) succeeded on vm");
   });
 });
 

@@ -1,23 +1,33 @@
 // The Devices view: one row per host (status, last seen, a cell per GPU, busy GPUs, hottest GPU,
 // power, running jobs) and, for the selected host (or every host when they all fit), a line per
-// GPU with its utilisation bar, memory, temperature and power.
+// GPU with its utilisation bar, memory, temperature and power, and who is on it (a labrig job, or a
+// process outside labrig that keeps the GPU busy); under them the jobs that ended last.
 import { Box, Text } from "ink";
-import type { Device, DeviceGpu } from "../../core/api.js";
-import { cursorOf, visibleDevices } from "../derive.js";
-import { age, bar, deviceStatusColour, fit, gib, sparkCell, temperatureColour, utilisationColour } from "../format.js";
+import { type Device, type DeviceGpu, type GpuProcess, type Job, hasForeignProcesses } from "../../core/api.js";
+import { cursorOf, recentJobEnds, visibleDevices } from "../derive.js";
+import { age, bar, deviceStatusColour, fit, gib, jobStateColour, sparkCell, temperatureColour, utilisationColour } from "../format.js";
 import { Line, Note, type ViewProps, clampNum, scrollOffset } from "./common.js";
 
-type Row = { kind: "host"; device: Device; index: number } | { kind: "gpu"; device: Device; gpu: DeviceGpu } | { kind: "problem"; device: Device } | { kind: "nogpu"; device: Device };
+type Row =
+  | { kind: "host"; device: Device; index: number }
+  | { kind: "gpu"; device: Device; gpu: DeviceGpu }
+  | { kind: "process"; device: Device; gpu: DeviceGpu; process: GpuProcess }
+  | { kind: "problem"; device: Device }
+  | { kind: "nogpu"; device: Device };
 
 export function DevicesView({ state, width, height, now }: ViewProps) {
   if (Object.keys(state.devices).length === 0) return <EmptyLab url={state.url} connected={state.connection.status === "connected"} />;
   const devices = visibleDevices(state);
   if (devices.length === 0) return <Note lines={[`no host matches the filter "${state.filter}" (Esc clears it)`]} />;
   const cursor = cursorOf(state, "devices", devices.length);
-  const bodyHeight = height - 1;
+  // Jobs that ended lately, under the hosts: a job that ran and ended before anyone looked is
+  // otherwise nowhere on the first screen.
+  const ends = recentJobEnds(state, RECENT_ENDS);
+  const showEnds = ends.length > 0 && height - 2 - ends.length >= 3;
+  const bodyHeight = height - 1 - (showEnds ? ends.length + 1 : 0);
 
   const detailRows = (d: Device): Row[] => {
-    const rows: Row[] = d.gpus.map((gpu) => ({ kind: "gpu", device: d, gpu }));
+    const rows: Row[] = d.gpus.flatMap((gpu): Row[] => [{ kind: "gpu", device: d, gpu }, ...(gpu.processes ?? []).map((process): Row => ({ kind: "process", device: d, gpu, process }))]);
     if (d.gpus.length === 0) rows.push({ kind: "nogpu", device: d });
     if (d.gpuProblem) rows.push({ kind: "problem", device: d });
     return rows;
@@ -46,12 +56,14 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
         {fit("POWER", 6, "right")} {fit("JOBS", cols.jobs)}
       </Line>
       {rows.slice(offset, offset + bodyHeight).map((r, i) => {
-        const key = `${r.device.hostId}:${r.kind}:${r.kind === "gpu" ? r.gpu.index : i}`;
+        const key = `${r.device.hostId}:${r.kind}:${r.kind === "gpu" ? r.gpu.index : r.kind === "process" ? `${r.gpu.index}:${r.process.pid}` : i}`;
         switch (r.kind) {
           case "host":
             return <HostRow key={key} d={r.device} selected={r.index === cursor} cols={cols} now={now} />;
           case "gpu":
             return <GpuRow key={key} g={r.gpu} cols={gcols} />;
+          case "process":
+            return <ProcessRow key={key} p={r.process} />;
           case "problem":
             return (
               <Line key={key} color="red">
@@ -67,7 +79,32 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
             );
         }
       })}
+      {showEnds ? <RecentEnds jobs={ends} width={width} now={now} /> : null}
     </Box>
+  );
+}
+
+const RECENT_ENDS = 3;
+
+function RecentEnds({ jobs, width, now }: { jobs: Job[]; width: number; now: number }) {
+  return (
+    <>
+      <Line dim>{fit("recently ended (2 Queue lists every job)", width)}</Line>
+      {jobs.map((j) => {
+        const where = j.hostId ? ` on ${j.hostId}${j.gpuIndices.length ? `:${j.gpuIndices.join(",")}` : ""}` : "";
+        const exit = j.exitCode !== null ? ` · exit ${j.exitCode}` : "";
+        const reason = j.reason && j.state !== "succeeded" ? ` · ${j.reason}` : "";
+        return (
+          <Text key={j.id} wrap="truncate-end">
+            {"  "}
+            <Text color={jobStateColour[j.state]}>{fit(j.state, 9)}</Text> {fit(`${age(j.endedAt, now)} ago`, 8, "right")}  <Text dimColor>{j.id}</Text> {j.name}
+            {where}
+            {exit}
+            {reason}
+          </Text>
+        );
+      })}
+    </>
   );
 }
 
@@ -79,14 +116,14 @@ function hostColumns(width: number) {
 }
 
 function gpuColumns(width: number) {
-  const fixed = 4 + 2 + 1 + 1 + 1 + 4 + 1 + 15 + 1 + 5 + 1 + 6 + 1 + 4;
+  const fixed = 4 + 2 + 1 + 1 + 1 + 4 + 1 + 15 + 1 + 5 + 1 + 6 + 1 + 6;
   const rest = Math.max(16, width - fixed);
   const name = clampNum(Math.floor(rest * 0.45), 14, 28);
   return { name, bar: clampNum(rest - name, 6, 60) };
 }
 
 function HostRow({ d, selected, cols, now }: { d: Device; selected: boolean; cols: ReturnType<typeof hostColumns>; now: number }) {
-  const busy = d.gpus.filter((g) => g.busy).length;
+  const busy = d.gpus.filter((g) => g.busy || hasForeignProcesses(g)).length;
   let hottest: number | null = null;
   let power: number | null = null;
   for (const g of d.gpus) {
@@ -109,7 +146,7 @@ function HostRow({ d, selected, cols, now }: { d: Device; selected: boolean; col
           </Text>
         ))
       )}
-      {" ".repeat(Math.max(0, cols.spark - cells.length))} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
+      {cells.length ? " ".repeat(Math.max(0, cols.spark - cells.length)) : ""} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
       <Text color={temperatureColour(hottest)}>{fit(hottest == null ? "—" : `${Math.round(hottest)}°C`, 5, "right")}</Text> {fit(power == null ? "—" : `${Math.round(power)}W`, 6, "right")}{" "}
       {fit(jobs, cols.jobs)}
     </Text>
@@ -125,7 +162,20 @@ function GpuRow({ g, cols }: { g: DeviceGpu; cols: ReturnType<typeof gpuColumns>
       {"    "}
       {fit(String(g.index), 2, "right")} {fit(name, cols.name)} <Text color={utilisationColour(g.utilizationPct)}>{bar(g.utilizationPct, cols.bar)}</Text> {fit(pct, 4, "right")}{" "}
       {fit(mem, 15, "right")} <Text color={temperatureColour(g.temperatureC)} bold={(g.temperatureC ?? 0) >= 80}>{fit(g.temperatureC == null ? "—" : `${Math.round(g.temperatureC)}°C`, 5, "right")}</Text>{" "}
-      {fit(g.powerW == null ? "—" : `${Math.round(g.powerW)}W`, 6, "right")} {g.busy ? <Text color="cyan">busy</Text> : <Text dimColor>free</Text>}
+      {fit(g.powerW == null ? "—" : `${Math.round(g.powerW)}W`, 6, "right")} {g.busy ? <Text color="cyan">busy</Text> : hasForeignProcesses(g) ? <Text color="yellow">in use</Text> : <Text dimColor>free</Text>}
+    </Text>
+  );
+}
+
+/** Who is on a GPU: a labrig job's process, or one outside labrig (which keeps the GPU from the queue). */
+function ProcessRow({ p }: { p: GpuProcess }) {
+  const mem = p.usedMemoryMiB === null ? "" : ` · ${gib(p.usedMemoryMiB)} GiB`;
+  return (
+    <Text wrap="truncate-end">
+      {"       ↳ "}
+      {p.jobId ? <Text color="cyan">job {p.jobId}</Text> : <Text color="yellow">not labrig</Text>}
+      {` · ${p.user ?? "?"} pid ${p.pid}${mem} · `}
+      <Text dimColor>{p.command ?? "?"}</Text>
     </Text>
   );
 }

@@ -9,7 +9,7 @@ import { Line, Note, type ViewProps, clampNum, scrollOffset } from "./common.js"
 export function QueueView({ state, width, height, now }: ViewProps) {
   const jobs = visibleJobs(state);
   if (Object.keys(state.jobs).length === 0) {
-    return <Note lines={["no jobs yet: submit one with", "  pnpm submit -- python train.py", "(or `pnpm labrig submit --file job.yaml`); it shows up here at once."]} />;
+    return <Note lines={["no jobs yet: submit one with", "  pnpm submit -- python train.py", "(or from a job file: `pnpm submit --config job.yaml`); it shows up here at once."]} />;
   }
   if (jobs.length === 0) return <Note lines={[`no job matches the filter "${state.filter}" (Esc clears it)`]} />;
   const counts = { running: 0, assigned: 0, queued: 0, finished: 0 };
