@@ -19,6 +19,19 @@ export const priorities = ["low", "normal", "high"] as const;
 export type Priority = (typeof priorities)[number];
 
 const labelsSchema = z.record(z.string(), z.string());
+
+/** Names that become folder names or are printed to terminals: a safe set, never "." or "..". */
+export const SAFE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const projectNameSchema = z.string().regex(SAFE_NAME_PATTERN, "project: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+export const personNameSchema = z.string().regex(SAFE_NAME_PATTERN, "name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+// C0 and C1 control characters (ESC, BEL, CR, ...): in a name they would reach an operator's terminal.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+export const jobNameSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((s) => !CONTROL_CHARS.test(s), "name: no control characters")
+  .refine((s) => s.trim() !== "." && s.trim() !== "..", "name: not '.' or '..'");
 const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names: letters, digits and '_'"), z.string());
 
 // ---- agents ----
@@ -44,6 +57,8 @@ export type RegisterRequest = z.infer<typeof registerRequestSchema>;
 export const registerResponseSchema = z.object({
   agentToken: z.string(),
   heartbeatIntervalS: z.number(),
+  /** What the dispatcher shows this agent's local server when it relays a live log; the agent accepts it there. */
+  relayToken: z.string().optional(),
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 
@@ -84,8 +99,8 @@ export const constraintsSchema = z.object({
 export type Constraints = z.infer<typeof constraintsSchema>;
 
 export const submitJobRequestSchema = z.object({
-  name: z.string().min(1).max(200).optional(),
-  project: z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, "project: letters, digits, '.', '_' or '-'").optional(),
+  name: jobNameSchema.optional(),
+  project: projectNameSchema.optional(),
   command: z.union([z.array(z.string()).min(1), z.string().min(1)]),
   gpus: z.number().int().min(0).max(64).default(1),
   image: z.string().min(1).optional(),
@@ -122,10 +137,19 @@ export const jobSchema = z.object({
   assignedAt: z.string().nullable(),
   startedAt: z.string().nullable(),
   endedAt: z.string().nullable(),
+  /** Who submitted it (a person's name; "admin" for the state dir's admin token); null for jobs from before people existed. */
+  owner: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 
-export const jobListResponseSchema = z.object({ jobs: z.array(jobSchema) });
+export const jobListResponseSchema = z.object({
+  jobs: z.array(jobSchema),
+  /** How many jobs match the filter in all. */
+  total: z.number().optional(),
+  /** Pass as ?cursor= for the next page; null on the last page. */
+  nextCursor: z.string().nullable().optional(),
+});
+export type JobListPage = z.infer<typeof jobListResponseSchema>;
 
 export const queueAddRequestSchema = z.object({
   config_path: z.string().min(1),
@@ -208,6 +232,42 @@ export const noticeRequestSchema = z.object({
   level: z.enum(["info", "warn", "error"]).default("info"),
   message: z.string().min(1).max(2000),
 });
+
+// ---- people and join tokens ----
+
+export const roles = ["admin", "member"] as const;
+export type Role = (typeof roles)[number];
+
+export const addPersonRequestSchema = z.object({ name: personNameSchema, role: z.enum(roles).default("member") });
+export const personSchema = z.object({
+  name: z.string(),
+  role: z.enum(roles),
+  createdAt: z.string(),
+  createdBy: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+export type Person = z.infer<typeof personSchema>;
+
+export const createJoinTokenRequestSchema = z.object({
+  ttlS: z.number().int().positive().optional(),
+  uses: z.number().int().positive().optional(),
+  note: z.string().max(200).refine((s) => !CONTROL_CHARS.test(s), "note: no control characters").optional(),
+});
+export const joinTokenSchema = z.object({
+  id: z.string(),
+  note: z.string().nullable(),
+  createdAt: z.string(),
+  createdBy: z.string().nullable(),
+  expiresAt: z.string().nullable(),
+  usesLeft: z.number().nullable(),
+  uses: z.number(),
+  revokedAt: z.string().nullable(),
+  usable: z.boolean(),
+});
+export type JoinToken = z.infer<typeof joinTokenSchema>;
+
+/** `GET /api/whoami`: who the token is. */
+export type WhoAmI = { kind: "person"; name: string; role: Role } | { kind: "agent"; hostId: string };
 
 export const errorResponseSchema = z.object({
   error: z.string(),

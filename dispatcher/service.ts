@@ -28,6 +28,9 @@ export interface LeaseGrant {
   gpuIndices: number[];
 }
 
+/** The token hash of a host an admin reset: no token hashes to it (hashes are hex). */
+const RESET_TOKEN_HASH = "reset";
+
 /** Heartbeats update a device's event at most this often (status changes go out at once). */
 const DEVICE_EVENT_EVERY_MS = 1000;
 
@@ -101,8 +104,9 @@ export class DispatcherService {
 
   // ---- agents ----
 
-  register(req: RegisterRequest): { agentToken: string; heartbeatIntervalS: number } {
+  register(req: RegisterRequest): { agentToken: string; relayToken: string; heartbeatIntervalS: number } {
     const agentToken = generateToken("lrt");
+    const relayToken = generateToken("lrl");
     const now = new Date();
     const previous = this.devices.get(req.hostId);
     const row = this.store.upsertAgent({
@@ -113,6 +117,7 @@ export class DispatcherService {
       labels: req.labels ?? {},
       agentVersion: req.agentVersion,
       agentUrl: req.agentUrl,
+      relayToken,
       now,
     });
     this.devices.put({
@@ -123,6 +128,7 @@ export class DispatcherService {
       labels: req.labels ?? {},
       agentVersion: row.agent_version,
       agentUrl: row.agent_url,
+      relayToken: row.relay_token,
       draining: row.draining === 1,
       registeredAt: row.registered_at,
       lastSeenMs: now.getTime(),
@@ -131,7 +137,31 @@ export class DispatcherService {
     });
     this.emitDevice(req.hostId);
     this.requestSchedule();
-    return { agentToken, heartbeatIntervalS: this.config.heartbeatIntervalS };
+    return { agentToken, relayToken, heartbeatIntervalS: this.config.heartbeatIntervalS };
+  }
+
+  /** Whether a host id is taken: registered and not reset by an admin. */
+  hostIsClaimed(hostId: string): boolean {
+    const a = this.devices.get(hostId);
+    return a !== undefined && a.tokenHash !== RESET_TOKEN_HASH;
+  }
+
+  /** An admin's reset: the host's agent token stops working, and a join token may register the host id again. */
+  resetHost(hostId: string): boolean {
+    const a = this.devices.get(hostId);
+    if (!a) return false;
+    this.store.resetAgentToken(hostId, RESET_TOKEN_HASH);
+    this.devices.put({ ...a, tokenHash: RESET_TOKEN_HASH, relayToken: null });
+    return true;
+  }
+
+  /** Where and with what the dispatcher asks a host's agent for a live log, when it can. */
+  relayTarget(hostId: string): { agentUrl: string; relayToken: string } | undefined {
+    const a = this.devices.get(hostId);
+    if (!a?.agentUrl || !a.relayToken) return undefined;
+    const status = this.devices.status(hostId, Date.now());
+    if (status !== "healthy" && status !== "draining" && status !== "stale") return undefined;
+    return { agentUrl: a.agentUrl, relayToken: a.relayToken };
   }
 
   hostForAgentToken(token: string): string | undefined {
@@ -222,9 +252,9 @@ export class DispatcherService {
 
   // ---- jobs ----
 
-  submit(req: SubmitJob): StoredJob {
+  submit(req: SubmitJob, owner: string | null = null): StoredJob {
     const name = req.name ?? defaultJobName(req.command);
-    const job = this.store.insertJob({ ...req, name, project: req.project ?? "default" });
+    const job = this.store.insertJob({ ...req, name, project: req.project ?? "default", owner });
     this.queuedAtMs.set(job.id, Date.now());
     this.changed(job);
     this.requestSchedule();
@@ -232,7 +262,7 @@ export class DispatcherService {
   }
 
   /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
-  queueAdd(configPath: string, priority: Priority): StoredJob {
+  queueAdd(configPath: string, priority: Priority, owner: string | null = null): StoredJob {
     const command = this.config.queueCommand.replaceAll("{config_path}", shellQuote(configPath));
     return this.submit({
       name: configPath.split("/").pop()!.replace(/\.ya?ml$/, ""),
@@ -240,7 +270,7 @@ export class DispatcherService {
       gpus: 1,
       priority,
       maxRetries: 0,
-    });
+    }, owner);
   }
 
   cancel(jobId: string): StoredJob {
@@ -391,7 +421,8 @@ export class DispatcherService {
 
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
-  return words.slice(0, 3).join(" ").slice(0, 60) || "job";
+  // Control characters would reach operators' terminals; names never carry them.
+  return words.slice(0, 3).join(" ").replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 60) || "job";
 }
 
 function shellQuote(s: string): string {

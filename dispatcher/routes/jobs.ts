@@ -1,0 +1,88 @@
+// Jobs' routes for people: submit (the caller becomes the owner), list (paged), show, cancel,
+// retry, re-prioritise (members: their own jobs only), CVLab-Kit's queue/add, and notices.
+import type { FastifyInstance } from "fastify";
+import { jobStates, noticeRequestSchema, priorities, queueAddRequestSchema, submitJobRequestSchema, type JobState, type Priority } from "../../core/api.js";
+import type { Caller } from "../http/auth.js";
+import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
+import { HttpError } from "../http/errors.js";
+
+/** The most jobs one page holds; the default page is 1000 as before paging existed. */
+const MAX_PAGE = 10_000;
+
+const ownerOf = (c: Caller): string | null => (c.kind === "person" ? c.name : null);
+
+export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { service } = ctx;
+
+  app.post("/api/jobs", { config: { access: "person" } }, async (req, reply) => {
+    const body = parseBody(submitJobRequestSchema, req.body);
+    return reply.code(201).send(service.submit(body, ownerOf(req.caller)));
+  });
+
+  app.get<{ Querystring: { state?: string; project?: string; host?: string; owner?: string; limit?: string; cursor?: string } }>(
+    "/api/jobs",
+    { config: { access: "person" } },
+    async (req) => {
+      const states = req.query.state ? req.query.state.split(",").filter(Boolean) : undefined;
+      for (const s of states ?? []) {
+        if (!(jobStates as readonly string[]).includes(s)) {
+          throw new HttpError(400, "invalid_query", `state: '${s}' is not one of ${jobStates.join(", ")}`, { field: "state" });
+        }
+      }
+      const limit = req.query.limit ? Number(req.query.limit) : 1000;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, "invalid_query", `limit: a whole number from 1 to ${MAX_PAGE}`, { field: "limit" });
+      let beforeSeq: number | undefined;
+      if (req.query.cursor !== undefined) {
+        if (!/^[1-9][0-9]{0,15}$/.test(req.query.cursor)) throw new HttpError(400, "invalid_query", "cursor: pass the nextCursor of the previous page", { field: "cursor" });
+        beforeSeq = Number(req.query.cursor);
+      }
+      const filter = { states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, owner: req.query.owner };
+      const page = service.store.listJobsPage({ ...filter, limit, beforeSeq });
+      return { jobs: page.jobs.map((j) => viewJob(j, req.caller)), total: page.total, nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>("/api/jobs/:id", { config: { access: "person" } }, async (req) => {
+    const job = jobOr404(service, req.params.id);
+    return { ...viewJob(job, req.caller), history: service.store.transitions(job.id) };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", { config: { access: "person" } }, async (req) => {
+    requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "cancel");
+    return service.cancel(req.params.id);
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/retry", { config: { access: "person" } }, async (req) => {
+    requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "retry");
+    return service.retry(req.params.id);
+  });
+
+  app.post<{ Params: { id: string }; Body: { priority?: unknown } }>("/api/jobs/:id/priority", { config: { access: "person" } }, async (req) => {
+    requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "re-prioritise");
+    const p = (req.body ?? {}).priority;
+    if (typeof p !== "string" || !(priorities as readonly string[]).includes(p)) {
+      throw new HttpError(400, "invalid_body", `priority: one of ${priorities.join(", ")}`, { field: "priority" });
+    }
+    return service.setPriority(req.params.id, p as Priority);
+  });
+
+  app.post("/api/queue/add", { config: { access: "person" } }, async (req, reply) => {
+    const body = parseBody(queueAddRequestSchema, req.body);
+    const job = service.queueAdd(body.config_path, toPriority(body.priority), ownerOf(req.caller));
+    return reply.code(201).send({ ...job, status: "queued", job_id: job.id });
+  });
+
+  app.post("/api/notices", { config: { access: "admin" } }, async (req, reply) => {
+    const body = parseBody(noticeRequestSchema, req.body);
+    const notice = { type: "notice" as const, level: body.level, message: body.message, at: new Date().toISOString() };
+    service.events.emit(notice);
+    return reply.code(202).send(notice);
+  });
+}
+
+function toPriority(p: Priority | number | undefined): Priority {
+  if (p === undefined) return "normal";
+  if (typeof p === "string") return p;
+  // CVLab-Kit sends a number: larger is more urgent.
+  return p > 0 ? "high" : p < 0 ? "low" : "normal";
+}
