@@ -21,3 +21,15 @@ export function visible(s: string): string {
 export function visibleText(s: string): string {
   return s.replace(/\r\n/g, "\n").replace(/\r/g, "\n").replace(CONTROLS_BUT_LAYOUT, escape);
 }
+
+/** A value from the API with every string in it (keys too) made visible, for screens that print fields as they come. */
+export function visibleDeep<T>(v: T): T {
+  if (typeof v === "string") return visible(v) as T;
+  if (Array.isArray(v)) return v.map(visibleDeep) as T;
+  if (v && typeof v === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[visible(k)] = visibleDeep(x);
+    return out as T;
+  }
+  return v;
+}

@@ -10,6 +10,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { Job } from "../../core/api.js";
 import { DispatcherClient } from "../../core/client.js";
+import { DataClient } from "../../tui/client.js";
+import { initialState, startLog } from "../../tui/state.js";
+import { TuiStore } from "../../tui/store.js";
 import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
@@ -301,6 +304,24 @@ describe("no person's token goes toward an agent's URL (finding: the join token 
       expect(h.authorization).not.toContain(d.adminToken);
       expect(h.authorization).toMatch(/^Bearer lrl_/);
     }
+  });
+
+  it("the dashboard follows a running job's log through the dispatcher, never sending its token to the agent's URL", async () => {
+    seen = [];
+    const reg = await raw("POST", "/api/agents/register", { token: d.joinToken, body: { hostId: "dash-evil", gpus: fakeGpus(1), agentUrl } });
+    const b = new SimAgent(d.url, "dash-evil", fakeGpus(1));
+    b.client.token = reg.json.agentToken;
+    b.startHeartbeats(500);
+    onTestFinished(() => b.stop());
+    const job = await admin.submit({ command: "true", constraints: { hostId: "dash-evil" } });
+    await b.report((await b.lease(3))!, "running");
+    const store = new TuiStore(startLog(initialState(d.url), job.id));
+    const client = new DataClient({ url: d.url, token: d.adminToken, store });
+    await client.openJob(job.id, true);
+    client.stop();
+    expect(store.get().log?.lines.join("\n")).toContain("line one from the agent");
+    expect(seen.length).toBeGreaterThan(0);
+    for (const h of seen) expect(h.authorization).not.toContain(d.adminToken);
   });
 
   it("serves an ended job's log from the synced copy", async () => {
