@@ -128,9 +128,9 @@ export class DispatcherClient {
    */
   async jobLog(
     id: string,
-    opts: { follow?: boolean; attempt?: number; tail?: number; signal?: AbortSignal },
+    opts: { follow?: boolean; attempt?: number; tail?: number; signal?: AbortSignal; onSource?: (source: "agent" | "dispatcher") => void },
     write: (bytes: Uint8Array) => void,
-  ): Promise<{ source: string | null }> {
+  ): Promise<{ source: "agent" | "dispatcher" }> {
     const q = new URLSearchParams();
     if (opts.follow) q.set("follow", "1");
     if (opts.attempt !== undefined) q.set("attempt", String(opts.attempt));
@@ -159,6 +159,8 @@ export class DispatcherClient {
       }
       throw new ApiError(res.status, e.error ?? "error", e.message ?? `GET log of job ${id} failed`);
     }
+    const source = res.headers.get("x-labrig-log-source") === "agent" ? "agent" : "dispatcher";
+    opts.onSource?.(source);
     if (res.body) {
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
       for (;;) {
@@ -167,7 +169,7 @@ export class DispatcherClient {
         write(value);
       }
     }
-    return { source: res.headers.get("x-labrig-log-source") };
+    return { source };
   }
 
   // ---- devices ----

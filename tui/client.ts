@@ -281,12 +281,8 @@ export class DataClient {
   /** The dispatcher's `GET /api/jobs/{id}/log?follow=1`: live from the agent while the job runs. */
   private async streamLiveLog(jobId: string, signal: AbortSignal): Promise<void> {
     const decoder = new TextDecoder();
-    let started = false;
-    await this.api.jobLog(jobId, { follow: true, tail: LOG_TAIL_LINES, signal }, (bytes) => {
-      if (!started) {
-        started = true;
-        this.store.update((s) => setLogSource(replaceLogText(s, jobId, ""), jobId, "agent"));
-      }
+    const onSource = (source: "agent" | "dispatcher") => this.store.update((s) => setLogSource(replaceLogText(s, jobId, ""), jobId, source));
+    await this.api.jobLog(jobId, { follow: true, tail: LOG_TAIL_LINES, signal, onSource }, (bytes) => {
       const text = visibleText(decoder.decode(bytes, { stream: true }));
       this.store.update((s) => appendLogText(s, jobId, text));
     });
