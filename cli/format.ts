@@ -1,6 +1,7 @@
 // Turns jobs and devices into the plain-text tables and detail blocks the CLI prints. Pure:
 // callers pass "now" so output is the same in tests as in a terminal.
 import type { Device, Job } from "../core/api.js";
+import { commandLine } from "../core/shell.js";
 import { visible } from "../core/visible.js";
 
 /** Columns padded to their widest cell, separated by two spaces; no trailing spaces. Cells come from the API: control characters are made visible. */
@@ -35,8 +36,7 @@ export function jobRuntime(job: Job, now: number): string {
 }
 
 export function formatCommand(command: string | string[]): string {
-  if (typeof command === "string") return command;
-  return command.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
+  return commandLine(command);
 }
 
 function truncate(s: string, max: number): string {

@@ -29,7 +29,24 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** node:sqlite (the dispatcher's database) is unflagged from Node 22.13; the agent keeps Node 18. */
+const MIN_NODE = [22, 13] as const;
+
+function nodeTooOld(version = process.versions.node): boolean {
+  const [major, minor] = version.split(".").map(Number);
+  return major! < MIN_NODE[0] || (major === MIN_NODE[0] && minor! < MIN_NODE[1]);
+}
+
 async function main(argv: string[]) {
+  if (nodeTooOld() && argv[2] !== "agent") {
+    process.stderr.write(
+      `labrig: needs Node.js >= ${MIN_NODE.join(".")} (the dispatcher uses node:sqlite); this is ${process.version}.\n` +
+        "  Run it through the project's scripts (pnpm start, pnpm labrig …): `pnpm install` brings the Node 24 they use.\n" +
+        "  Or install Node.js 24 LTS. (`labrig agent` alone still runs on Node >= 18.)\n",
+    );
+    process.exitCode = 1;
+    return;
+  }
   // pnpm passes a lone "--" through when a script is called as `pnpm submit -- cmd`; commander
   // treats it as the end of options, which is what we want, so nothing to strip here.
   const program = buildProgram();

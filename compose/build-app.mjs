@@ -2,20 +2,17 @@
 // Assembles what the dispatcher image runs, into dist/image/app (or the folder given):
 //   labrig.mjs             the dispatcher, backup and restore commands in one esbuild bundle
 //   migrations/            the dispatcher's SQL migrations (read next to the bundle)
-//   node_modules/          better-sqlite3 and its two helpers: the only native part, kept external
 //   agent/labrig-agent.mjs the agent bundle, so provisioning fetches it from the image
 //   bin/labrig, bin/restic the command, and restic for backups inside the container
 // The Dockerfile runs this in its build stage; tests run it on this machine and build the image
-// with PREBUILT=1 (no registry needed), which is why better-sqlite3 is copied as built here.
+// with PREBUILT=1 (no registry needed). Nothing native is carried: SQLite is Node's own node:sqlite.
 import { execFileSync } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { build } from "esbuild";
 
 const root = resolve(import.meta.dirname, "..");
 const out = resolve(process.argv[2] ?? join(root, "dist", "image", "app"));
-const require = createRequire(join(root, "package.json"));
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, "bin"), { recursive: true });
@@ -26,25 +23,12 @@ await build({
   bundle: true,
   platform: "node",
   format: "esm",
-  target: "node20",
-  external: ["better-sqlite3"],
+  target: "node22",
   // Bundled CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: "import { createRequire as __labrigRequire } from 'node:module'; const require = __labrigRequire(import.meta.url);" },
   logLevel: "warning",
 });
 cpSync(join(root, "dispatcher", "migrations"), join(out, "migrations"), { recursive: true });
-
-// better-sqlite3 as installed here (compiled for this Node): its JS, its addon, and what it requires.
-const bsqlDir = dirname(require.resolve("better-sqlite3/package.json"));
-const bsqlRequire = createRequire(join(bsqlDir, "package.json"));
-const modules = join(out, "node_modules");
-for (const part of ["package.json", "lib", "build/Release/better_sqlite3.node"]) {
-  cpSync(join(bsqlDir, part), join(modules, "better-sqlite3", part), { recursive: true, dereference: true });
-}
-for (const dep of ["bindings", "file-uri-to-path"]) {
-  const depDir = dirname(dep === "bindings" ? bsqlRequire.resolve("bindings/package.json") : createRequire(bsqlRequire.resolve("bindings")).resolve("file-uri-to-path/package.json"));
-  cpSync(depDir, join(modules, dep), { recursive: true, dereference: true });
-}
 
 // The agent bundle, built fresh from agent/ (its own esbuild script) so the image never carries a stale one.
 const agentBundle = join(root, "dist", "agent", "labrig-agent.mjs");

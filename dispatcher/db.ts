@@ -1,10 +1,10 @@
 // Opens the dispatcher's SQLite database and brings its schema up to date from the plain .sql
 // migrations in ./migrations, applied in name order, each in a transaction and recorded.
-import Database from "better-sqlite3";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Database } from "./sqlite.js";
 
-export type Db = Database.Database;
+export type Db = Database;
 
 const migrationsDir = join(import.meta.dirname, "migrations");
 

@@ -6,6 +6,7 @@
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
 import type { Device, HeartbeatRequest, JobEventRequest, Priority, RegisterRequest, SubmitJob } from "../core/api.js";
+import { shq } from "../core/shell.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
 import { JobIndex } from "./job-index.js";
@@ -263,9 +264,9 @@ export class DispatcherService {
 
   /** CVLab-Kit's `POST /api/queue/add`: a 1-GPU job running the lab's trainer on a config file. */
   queueAdd(configPath: string, priority: Priority, owner: string | null = null): StoredJob {
-    const command = this.config.queueCommand.replaceAll("{config_path}", shellQuote(configPath));
+    const command = this.config.queueCommand.replaceAll("{config_path}", shq(configPath));
     return this.submit({
-      name: configPath.split("/").pop()!.replace(/\.ya?ml$/, ""),
+      name: safeJobName(configPath.split("/").pop()!.replace(/\.ya?ml$/, "")),
       command,
       gpus: 1,
       priority,
@@ -419,12 +420,14 @@ export class DispatcherService {
   }
 }
 
+/** A name taken from outside (a config file's name): no control characters, never "." or "..". */
+function safeJobName(s: string): string {
+  const name = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 200).trim();
+  return name === "" || name === "." || name === ".." ? "job" : name;
+}
+
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
   // Control characters would reach operators' terminals; names never carry them.
   return words.slice(0, 3).join(" ").replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 60) || "job";
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }

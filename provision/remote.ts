@@ -66,11 +66,9 @@ export class SudoPasswordRequiredError extends LabrigError {
   }
 }
 
-/** POSIX shell single-quoting: the one place arguments become shell text. */
-export function shq(arg: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
-  return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
+import { shq } from "../core/shell.js";
+
+export { shq };
 
 export function tail(text: string, lines = 8): string {
   return text.trim().split("\n").slice(-lines).join("\n");

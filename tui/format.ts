@@ -1,5 +1,6 @@
 // Text helpers for the dashboard's fixed-width columns: fit, bars, ages, sizes, colours by level.
 import type { DeviceStatus, JobState } from "../core/api.js";
+import { commandLine } from "../core/shell.js";
 
 /** Cuts to `width` with an ellipsis, or pads with spaces, so columns line up. */
 export function fit(text: string, width: number, align: "left" | "right" = "left"): string {
@@ -59,7 +60,7 @@ export function clock(iso: string): string {
 }
 
 export function commandText(command: string | string[]): string {
-  return Array.isArray(command) ? command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ") : command;
+  return commandLine(command);
 }
 
 export type Colour = "green" | "yellow" | "red" | "magenta" | "cyan" | "gray" | "blue" | "white" | undefined;

@@ -1,10 +1,10 @@
 // Takes a consistent copy of the dispatcher's live SQLite database with SQLite's online backup API
-// (better-sqlite3's db.backup): the pages are copied under one read transaction, so the copy is the
+// (node:sqlite's backup()): the pages are copied under one read transaction, so the copy is the
 // database as of one committed instant even while the dispatcher keeps writing. A plain file copy
 // of a WAL database in use can miss committed pages or tear; it is never used here.
-import Database from "better-sqlite3";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
+import { DatabaseSync, backup } from "node:sqlite";
 import { BackupError } from "./errors.mjs";
 
 /** All pages in one step: the copy then comes from a single read transaction. */
@@ -23,15 +23,14 @@ export async function snapshotDatabase(liveFile, destFile) {
   rmSync(destFile, { force: true });
   let live;
   try {
-    live = new Database(liveFile, { fileMustExist: true });
-    live.pragma("busy_timeout = 10000");
-    const progress = await live.backup(destFile, { progress: () => ALL_PAGES });
+    live = new DatabaseSync(liveFile, { timeout: 10_000 });
+    const totalPages = await backup(live, destFile, { rate: ALL_PAGES });
     selfContained(destFile);
     const check = inspectDatabase(destFile);
     if (check.integrity !== "ok") throw new BackupError("database", `the online copy of ${liveFile} fails integrity_check: ${check.integrity}`);
     const bytes = readFileSync(destFile);
     return {
-      pages: progress.totalPages,
+      pages: totalPages,
       sizeBytes: bytes.length,
       sha256: createHash("sha256").update(bytes).digest("hex"),
       jobs: check.jobs,
@@ -47,9 +46,9 @@ export async function snapshotDatabase(liveFile, destFile) {
 
 /** The copy inherits WAL mode; switching it to a rollback journal keeps it one file with nothing beside it. */
 function selfContained(file) {
-  const copy = new Database(file, { fileMustExist: true });
+  const copy = new DatabaseSync(file);
   try {
-    copy.pragma("journal_mode = DELETE");
+    copy.exec("PRAGMA journal_mode = DELETE");
   } finally {
     copy.close();
   }
@@ -63,11 +62,12 @@ function selfContained(file) {
 export function inspectDatabase(file) {
   let db;
   try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-    const rows = db.pragma("integrity_check", { simple: false }).map((r) => r.integrity_check);
+    if (!existsSync(file)) throw new Error(`${file} does not exist`);
+    db = new DatabaseSync(file, { readOnly: true });
+    const rows = db.prepare("PRAGMA integrity_check").all().map((r) => r.integrity_check);
     const integrity = rows.length === 1 && rows[0] === "ok" ? "ok" : rows.join("; ");
     const hasJobs = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").get();
-    const jobs = hasJobs && integrity === "ok" ? db.prepare("SELECT count(*) FROM jobs").pluck().get() : null;
+    const jobs = hasJobs && integrity === "ok" ? db.prepare("SELECT count(*) AS n FROM jobs").get().n : null;
     return { integrity, jobs };
   } catch (err) {
     return { integrity: `cannot read it as an SQLite database: ${err.message}`, jobs: null };

@@ -6,7 +6,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
+import { Database } from "../../dispatcher/sqlite.js";
 import { execa } from "execa";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { BackupSummary } from "../../scripts/backup.mjs";
@@ -65,7 +65,7 @@ async function stateAtRest(): Promise<{ stateDir: string; jobIds: string[] }> {
 }
 
 function jobIdsIn(dbFile: string): Set<string> {
-  const db = new Database(dbFile, { readonly: true });
+  const db = new Database(dbFile, { readOnly: true });
   try {
     return new Set(db.prepare("SELECT id FROM jobs").pluck().all() as string[]);
   } finally {

@@ -23,7 +23,7 @@ beforeEach(() => {
   store = new Store(db);
 });
 afterEach(() => {
-  if (db.open) db.close();
+  db.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

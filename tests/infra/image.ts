@@ -9,10 +9,14 @@ import { docker, requireDocker } from "./docker.js";
 
 const imageDir = resolve(import.meta.dirname, "host-image");
 const lockFile = "/tmp/labrig-test-host-image.lock";
-const fallbackMirror = "http://deb.debian.org/debian";
 
-/** The Debian mirror this machine's apt uses (so debootstrap and the hosts' apt reach the same one). */
+/**
+ * The Debian mirror this machine's apt uses (so debootstrap and the hosts' apt reach the same one),
+ * or LABRIG_TEST_DEBIAN_MIRROR when set. With neither, the build stops and says what to set.
+ */
 export function debianMirror(): string {
+  const chosen = process.env.LABRIG_TEST_DEBIAN_MIRROR;
+  if (chosen) return chosen;
   const files = ["/etc/apt/sources.list", ...listDir("/etc/apt/sources.list.d").map((f) => join("/etc/apt/sources.list.d", f))];
   for (const file of files) {
     if (!existsSync(file) || !/\.(list|sources)$|sources\.list$/.test(file)) continue;
@@ -24,7 +28,10 @@ export function debianMirror(): string {
       if (uri && /^Suites:.*\bbookworm\b/m.test(stanza) && !uri.includes("security")) return uri;
     }
   }
-  return fallbackMirror;
+  throw new Error(
+    "tests/infra: found no Debian bookworm mirror in /etc/apt/sources.list or /etc/apt/sources.list.d/; " +
+      "set LABRIG_TEST_DEBIAN_MIRROR to the mirror URL the test hosts' apt should use",
+  );
 }
 
 function listDir(dir: string): string[] {

@@ -1,6 +1,6 @@
 // A base image for building labrig's dispatcher image without a registry: the test Debian base
-// (tests/infra/image.ts) with this machine's own node binary, so better-sqlite3 as compiled here
-// loads inside it. Built once per base and Node version; Debian's libstdc++ is already in the base.
+// (tests/infra/image.ts) with the node binary running the tests (the Node the project carries), so
+// the image runs the same runtime as the tests. Built once per base and Node version.
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
