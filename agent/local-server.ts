@@ -1,7 +1,8 @@
 // The agent's small HTTP server (--listen): GET /status, GET /jobs/{id}/log?tail=N&follow=1
 // (streamed while the job runs) and GET /metrics, for the dashboard and for a look at one host.
-// Every route but /health needs a bearer token: this agent's own token, or an admin token, which
-// the agent checks by asking its dispatcher once (cached) or finds in LABRIG_AGENT_ADMIN_TOKENS.
+// Every route but /health needs a bearer token: this agent's own token, the dispatcher's relay
+// token for it (live logs reach people through the dispatcher), or a person's token, which the
+// agent checks by asking its dispatcher once (cached) or finds in LABRIG_AGENT_ADMIN_TOKENS.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { existsSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
@@ -19,9 +20,9 @@ export function tokensEqual(a: string, b: string): boolean {
 }
 
 /**
- * Decides whether a token is the lab's admin token without holding it: tokens listed in
- * LABRIG_AGENT_ADMIN_TOKENS are accepted offline; any other is shown to the dispatcher once
- * (GET /api/jobs?limit=1 answers 200 only to the admin), and the answer is cached by the token's
+ * Decides whether a token is a person's (an admin's or a member's) without holding it: tokens
+ * listed in LABRIG_AGENT_ADMIN_TOKENS are accepted offline; any other is shown to the dispatcher
+ * once (GET /api/jobs?limit=1 answers 200 only to people), and the answer is cached by the token's
  * hash — yes for 5 minutes, no for 30 seconds, so a wrong token cannot make the agent hammer the
  * dispatcher. When the dispatcher cannot be reached the answer is "unknown" (HTTP 503).
  */
