@@ -11,8 +11,9 @@ import { buildSubmitRequest } from "./job-file.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
 import { visibleText } from "../core/visible.js";
 
-const out = (s: string): void => void process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
-const note = (s: string): void => void process.stderr.write(`${s}\n`);
+// What these print comes from the API: control characters are made visible (newlines kept).
+const out = (s: string): void => void process.stdout.write(visibleText(s.endsWith("\n") ? s : `${s}\n`));
+const note = (s: string): void => void process.stderr.write(`${visibleText(s)}\n`);
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
 function clientFor(flags: TargetFlags): DispatcherClient {
