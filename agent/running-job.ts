@@ -69,7 +69,7 @@ export function processJobEnv(base: NodeJS.ProcessEnv, jobEnv: Record<string, st
 
 /** The end state a job reaches from how it exited and why the agent stopped it (if it did). */
 export function endStateOf(exit: JobExit, reason: StopReason | undefined, timeoutS: number | null): Omit<JobResult, "endedAt"> {
-  if (reason === "cancel") return { state: "cancelled", exitCode: exit.exitCode, message: "cancelled by the dispatcher" };
+  if (reason === "cancel") return { state: "cancelled", exitCode: exit.exitCode, message: "stopped at the dispatcher's request" };
   if (reason === "timeout") return { state: "timed_out", exitCode: exit.exitCode, message: `timed out after ${timeoutS} s` };
   if (reason === "agent-stop") return { state: "failed", exitCode: exit.exitCode, message: "agent stopped" };
   if (exit.exitCode === 0) return { state: "succeeded", exitCode: 0 };

@@ -1,6 +1,6 @@
 // Turns jobs and devices into the plain-text tables and detail blocks the CLI prints. Pure:
 // callers pass "now" so output is the same in tests as in a terminal.
-import type { Device, Job } from "../core/api.js";
+import { type Device, isTerminalJobState, type Job } from "../core/api.js";
 import { commandLine } from "../core/shell.js";
 import { visible } from "../core/visible.js";
 
@@ -41,6 +41,23 @@ export function formatCommand(command: string | string[]): string {
 
 function truncate(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+/**
+ * How an ended job ended, to follow its state: ", exit code 3", " (lost)", ", exit code 143
+ * (cancelled by the CLI)". The reason is left out where it only repeats the exit code.
+ */
+export function jobOutcome(j: Job): string {
+  const ended = isTerminalJobState(j.state);
+  const exit = ended && j.exitCode !== null ? `, exit code ${j.exitCode}` : "";
+  const reason = j.reason && j.reason !== `exit code ${j.exitCode}` ? ` (${j.reason})` : "";
+  return `${exit}${reason}`;
+}
+
+/** "2", or "2 (retried automatically up to 1 time if its host is lost)": never "2 of at most 1" after a manual retry. */
+export function describeAttempt(j: Job): string {
+  if (j.maxRetries === 0) return String(j.attempt);
+  return `${j.attempt} (retried automatically up to ${j.maxRetries} time${j.maxRetries === 1 ? "" : "s"} if its host is lost)`;
 }
 
 export function formatJobsTable(jobs: Job[], now: number): string {
@@ -103,8 +120,8 @@ export function formatJobDetail(job: Job & { history?: JobTransition[] }, now: n
     ["name", job.name],
     ["project", job.project],
     ["owner", job.owner ?? "-"],
-    ["state", job.state + (job.reason ? ` (${job.reason})` : "")],
-    ["attempt", `${job.attempt} of at most ${job.maxRetries + 1}`],
+    ["state", job.state + (job.reason && job.reason !== `exit code ${job.exitCode}` ? ` (${job.reason})` : "")],
+    ["attempt", describeAttempt(job)],
     ["command", formatCommand(job.command)],
     ["gpus", `${job.gpus}${job.gpuIndices.length ? ` (indices ${job.gpuIndices.join(",")})` : ""}`],
     ["host", job.hostId ?? "-"],

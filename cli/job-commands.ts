@@ -1,12 +1,13 @@
 // What the job and device commands do: find the dispatcher, call its API, print tables or JSON.
 // Loaded lazily by jobs.ts.
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminalJobState, type Job, type JobListPage, type JobState, type SubmitJobRequest, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
-import { formatDevicesTable, formatJobDetail, formatJobsTable, type JobTransition } from "./format.js";
+import { formatDevicesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmitRequest } from "./job-file.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
 import { visibleText } from "../core/visible.js";
@@ -18,14 +19,29 @@ const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
 function clientFor(flags: TargetFlags): DispatcherClient {
   const target = resolveDispatcher(flags);
-  return new DispatcherClient({ url: target.url, token: target.token });
+  return new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
 }
 
-export async function submitCommand(command: string[], opts: SubmitFlags): Promise<void> {
+/**
+ * The folder the user ran the command from. `pnpm submit` runs the script in the checkout and
+ * passes the caller's folder as INIT_CWD; outside a package script INIT_CWD may be left over from
+ * an outer one, so it counts only while npm_lifecycle_event says a script is running.
+ */
+export function invocationDir(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  return env.npm_lifecycle_event && env.INIT_CWD ? env.INIT_CWD : cwd;
+}
+
+export interface SubmitContext {
+  /** Whether `submit` offers --code (it comes with code snapshots), so a warning names it only then. */
+  hasCodeFlag: boolean;
+}
+
+export async function submitCommand(command: string[], opts: SubmitFlags, ctx: SubmitContext = { hasCodeFlag: false }): Promise<void> {
+  const here = invocationDir();
   let file: { file: string; text: string } | undefined;
   if (opts.config) {
     try {
-      file = { file: opts.config, text: readFileSync(opts.config, "utf8") };
+      file = { file: opts.config, text: readFileSync(resolve(here, opts.config), "utf8") };
     } catch (err) {
       throw new InputError("--config", `cannot read ${opts.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
     }
@@ -47,7 +63,9 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
       labels: opts.label,
     },
   });
-  const client = clientFor(opts);
+  const target = resolveDispatcher(opts);
+  const client = new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
+  placeJob(req, target.source === "local-lab", here, ctx);
   await defaultGpusForGpulessLab(client, req);
   const job = await client.submit(req);
   if (opts.json && !opts.wait) return json(job);
@@ -59,8 +77,39 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
   const end = await waitForEnd(client, job, opts.json ? () => {} : (j) => out(describeProgress(j)));
   if (opts.json) json(end);
   if (end.state !== "succeeded") {
-    throw new LabrigError(`job ${end.id} ended ${end.state}${end.exitCode !== null ? ` with exit code ${end.exitCode}` : ""}${end.reason ? ` (${end.reason})` : ""}; see: pnpm labrig logs ${end.id}`);
+    throw new LabrigError(`job ${end.id} ended ${end.state}${jobOutcome(end)}; see: pnpm labrig logs ${end.id}`);
   }
+}
+
+/**
+ * Where the job runs. The local lab's agent is on this machine, so a process job without a workdir
+ * runs in the folder `submit` ran from, as a command typed here would. Elsewhere the host has its
+ * own files: a command naming a relative path there would look for it in the job's output folder,
+ * so say so and how to choose.
+ */
+function placeJob(req: SubmitJobRequest, localLab: boolean, here: string, ctx: SubmitContext): void {
+  if (req.workdir !== undefined) return;
+  if (localLab && !req.image) {
+    req.workdir = here;
+    return;
+  }
+  const paths = relativePathsIn(req.command);
+  if (paths.length === 0) return;
+  const choices = ctx.hasCodeFlag ? "--workdir DIR (a folder that exists on that host) or --code (send this folder with the job)" : "--workdir DIR (a folder that exists on that host)";
+  note(
+    `warning: ${paths.map((p) => `'${p}'`).join(", ")} ${paths.length === 1 ? "is a relative path" : "are relative paths"}, but this job does not run in this folder: ` +
+      `without a workdir it runs in its own output folder on the host that takes it${req.image ? ", inside the container" : ""}. Pass ${choices}.`,
+  );
+}
+
+/** Words of a command that look like relative file paths (train.py, ./run.sh, data/x.csv): not flags, numbers or the program's bare name. */
+export function relativePathsIn(command: string | string[]): string[] {
+  const words = typeof command === "string" ? command.trim().split(/\s+/) : command;
+  return words.filter((w, i) => {
+    if (w === "" || w.startsWith("/") || w.startsWith("-") || w.startsWith("~") || w.includes("=") || w.includes("://")) return false;
+    if (w.startsWith("./") || w.startsWith("../") || (w.includes("/") && /[A-Za-z]/.test(w))) return true;
+    return i > 0 && /^[\w.-]*[A-Za-z][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,5}$/.test(w);
+  });
 }
 
 /**
@@ -80,8 +129,7 @@ async function defaultGpusForGpulessLab(client: DispatcherClient, req: SubmitJob
 function describeProgress(j: Job): string {
   const where = j.hostId ? ` on ${j.hostId}${j.gpuIndices.length ? ` (GPUs ${j.gpuIndices.join(",")})` : ""}` : "";
   const attempt = j.attempt > 1 ? ` (attempt ${j.attempt})` : "";
-  const exit = j.exitCode !== null && isTerminalJobState(j.state) ? `, exit code ${j.exitCode}` : "";
-  return `job ${j.id}: ${j.state}${attempt}${where}${exit}${j.reason ? ` (${j.reason})` : ""}`;
+  return `job ${j.id}: ${j.state}${attempt}${where}${jobOutcome(j)}`;
 }
 
 async function waitForEnd(client: DispatcherClient, job: Job, progress: (j: Job) => void): Promise<Job> {
@@ -133,17 +181,31 @@ export async function jobCommand(id: string, opts: TargetFlags & { json?: boolea
 export async function logsCommand(id: string, opts: TargetFlags & { follow?: boolean; attempt?: number; tail?: number; raw?: boolean; interval: number }) {
   const client = clientFor(opts);
   let wrote = 0;
+  const decoder = new TextDecoder();
   const write = (b: Uint8Array) => {
     wrote += b.length;
     process.stdout.write(opts.raw ? b : visibleText(decoder.decode(b, { stream: true })));
   };
-  const decoder = new TextDecoder();
   await client.jobLog(id, { follow: opts.follow, attempt: opts.attempt, tail: opts.tail }, write);
   if (!opts.raw) process.stdout.write(visibleText(decoder.decode()));
-  if (wrote === 0 && !opts.follow) {
-    const job = await client.job(id);
-    note(`job ${id} has no log${opts.attempt ? ` for attempt ${opts.attempt}` : ""} yet (state ${job.state}); follow it with: pnpm labrig logs ${id} -f`);
+  if (opts.follow) {
+    // The log alone does not say how it ended; stderr, so stdout stays the log's bytes.
+    note(`--- ${describeProgress(await client.job(id))}`);
+    return;
   }
+  if (wrote === 0) {
+    const job = await client.job(id); // a missing job throws its own 404 here
+    note(noLogYet(job, opts.attempt));
+  }
+}
+
+/** Why there is no log, and only where one may still come, how to follow it. */
+function noLogYet(job: Job, attempt: number | undefined): string {
+  const which = attempt ? ` for attempt ${attempt}` : "";
+  if (attempt !== undefined && attempt < job.attempt) return `job ${job.id} has no log${which}: that attempt wrote none (the job is now at attempt ${job.attempt}, ${job.state})`;
+  if (!isTerminalJobState(job.state)) return `job ${job.id} has no log${which} yet (state ${job.state}); follow it with: pnpm labrig logs ${job.id} -f`;
+  if (job.startedAt === null) return `job ${job.id} never ran, so it has no log: it ended ${job.state}${jobOutcome(job)} before starting`;
+  return `job ${job.id} has no log${which}: it ran but wrote nothing, and ended ${job.state}${jobOutcome(job)}`;
 }
 
 export async function cancelCommand(id: string, opts: TargetFlags & { json?: boolean }) {
@@ -153,8 +215,14 @@ export async function cancelCommand(id: string, opts: TargetFlags & { json?: boo
 }
 
 export async function retryCommand(id: string, opts: TargetFlags & { json?: boolean }) {
-  const job = await clientFor(opts).retry(id);
+  const client = clientFor(opts);
+  const before = await client.job(id);
+  const job = await client.retry(id);
   if (opts.json) return json(job);
+  if (before.state === "succeeded") {
+    out(`job ${id} had succeeded; it is ${job.state} to run again as attempt ${job.attempt} (attempt ${before.attempt}'s log stays: pnpm labrig logs ${id} --attempt ${before.attempt})`);
+    return;
+  }
   out(`job ${id}: ${job.state} again as attempt ${job.attempt}`);
 }
 

@@ -59,7 +59,7 @@ const fileKeyToApi: Record<string, keyof SubmitJobRequest> = {
 const apiToFileKey = Object.fromEntries(Object.entries(fileKeyToApi).map(([k, v]) => [v, k])) as Record<string, string>;
 const constraintKeys = ["hostId", "labels", "gpuName", "minMemoryMiB"];
 /** Names people reach for, and the key the file uses instead. */
-const keyHints: Record<string, string> = { timeoutS: "timeout", timeout_s: "timeout", maxRetries: "retries", max_retries: "retries", cmd: "command", gpu: "gpus" };
+const keyHints: Record<string, string> = { retry: "retries", retrys: "retries", timeoutS: "timeout", timeout_s: "timeout", maxRetries: "retries", max_retries: "retries", cmd: "command", gpu: "gpus" };
 
 /** What a field expects, said the way a user reads it; keyed by API path with `*` for any key. */
 const expectations: Record<string, string> = {
@@ -87,6 +87,8 @@ type Provenance = Map<string, string>;
 
 interface ParsedFile {
   fields: Partial<Record<keyof SubmitJobRequest, unknown>>;
+  /** Unknown keys, reported together with the values' problems. */
+  problems: JobSpecProblem[];
   doc: Document.Parsed;
   lines: LineCounter;
   file: string;
@@ -137,25 +139,38 @@ export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFla
     merged.constraints = c;
   }
 
+  // Every problem at once: unknown keys, a missing command and bad values, so one edit fixes all.
+  const problems: JobSpecProblem[] = [...(parsed?.problems ?? [])];
   if (merged.command === undefined) {
-    const where = parsed ? `${parsed.file}:1:1` : "command line";
-    throw new JobSpecError([
-      {
-        where,
-        field: "command",
-        message: parsed
-          ? "missing: give `command:` in the file or the command after --"
-          : "missing: give the command after --, e.g. labrig submit -- python train.py",
-      },
-    ]);
+    problems.push({
+      where: parsed ? `${parsed.file}:1:1` : "command line",
+      field: "command",
+      message: parsed ? "missing: give `command:` in the file or the command after --" : "missing: give the command after --, e.g. labrig submit -- python train.py",
+    });
   }
-
   const result = submitJobRequestSchema.safeParse(merged);
-  if (!result.success) throw new JobSpecError(result.error.issues.map((issue) => describeIssue(issue, merged, fromFlags, parsed)));
+  if (!result.success) {
+    // A missing command is said above, in words that say where to give it.
+    const issues = result.error.issues.filter((issue) => !(merged.command === undefined && issue.path[0] === "command"));
+    problems.push(...issues.map((issue) => describeIssue(issue, merged, fromFlags, parsed)));
+  }
+  if (problems.length > 0) throw new JobSpecError(sortByPosition(problems));
   return merged as SubmitJobRequest;
 }
 
-/** Parses a job file into API fields, refusing syntax errors and unknown keys with their position. */
+/** File problems in the order of the file's lines; flag and command-line problems after them. */
+function sortByPosition(problems: JobSpecProblem[]): JobSpecProblem[] {
+  const key = (p: JobSpecProblem) => {
+    const m = /:(\d+):(\d+)$/.exec(p.where);
+    return m ? Number(m[1]) * 1e6 + Number(m[2]) : Number.MAX_SAFE_INTEGER;
+  };
+  return problems.map((p, i) => ({ p, i })).sort((a, b) => key(a.p) - key(b.p) || a.i - b.i).map(({ p }) => p);
+}
+
+/**
+ * Parses a job file into API fields. Syntax errors throw at once (nothing else can be read);
+ * unknown keys are left out of the fields and returned as problems, so the values are still judged.
+ */
 export function parseJobFile(source: JobFileSource): ParsedFile {
   const lines = new LineCounter();
   const doc = parseDocument(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -183,18 +198,18 @@ export function parseJobFile(source: JobFileSource): ParsedFile {
       continue;
     }
     const value = pair.value as Node | null;
+    fields[api] = api === "env" || api === "command" ? toJsKeepingScalarText(value) : value === null ? null : value.toJSON();
     if (api === "constraints" && isMap(value)) {
       for (const cp of value.items) {
         const ck = isScalar(cp.key) ? String(cp.key.value) : String(cp.key);
         if (!constraintKeys.includes(ck)) {
           problems.push({ where: at((cp.key as Node | null)?.range?.[0]), field: `constraints.${ck}`, message: `unknown key; known keys: ${constraintKeys.join(", ")}` });
+          delete (fields.constraints as Record<string, unknown>)[ck];
         }
       }
     }
-    fields[api] = api === "env" || api === "command" ? toJsKeepingScalarText(value) : value === null ? null : value.toJSON();
   }
-  if (problems.length > 0) throw new JobSpecError(problems);
-  return { fields, doc, lines, file: source.file };
+  return { fields, problems, doc, lines, file: source.file };
 }
 
 /**

@@ -80,7 +80,7 @@ export function registerJobCommands(program: Command): void {
       .option("--retries <n>", "run again this many times if the host is lost", parseWholeNumber(0, 100))
       .option("--host <hostId>", "run only on this host")
       .option("--label <key=value>", "run only on hosts with this label (repeatable)", collectKeyValue)
-      .option("--workdir <dir>", "working folder on the host")
+      .option("--workdir <dir>", "working folder on the host (default: in the local lab, this folder; elsewhere the job's output folder)")
       .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints); flags override it")
       .option("--json", "print the job as JSON")
       .option("--wait", "wait until the job ends; exit 0 only if it succeeded"),
@@ -92,9 +92,15 @@ Examples:
   pnpm submit -- echo hi
   pnpm submit --gpus 2 --project vision --timeout 3600 -- python train.py --lr 0.001
   pnpm submit --config jobs/train.yaml --priority high
+
+Where it runs: with the local lab ('pnpm start'), a job without --workdir runs in the folder you
+ran submit from. On a lab's other hosts it runs in its own output folder there unless --workdir
+names a folder that exists on that host.
 ${targetHelp}`,
     )
-    .action(async (command: string[], opts: SubmitFlags) => (await load()).submitCommand(command, opts));
+    .action(async (command: string[], opts: SubmitFlags, cmd: Command) =>
+      (await load()).submitCommand(command, opts, { hasCodeFlag: cmd.options.some((o) => o.long === "--code") }),
+    );
 
   withTarget(
     program
@@ -133,7 +139,7 @@ ${targetHelp}`,
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).cancelCommand(id, opts));
 
-  withTarget(program.command("retry").description("queue an ended job again as a new attempt").argument("<id>", "job id").option("--json", "print JSON"))
+  withTarget(program.command("retry").description("queue an ended job again as a new attempt (a succeeded one too: it runs again)").argument("<id>", "job id").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).retryCommand(id, opts));
 

@@ -11,6 +11,7 @@ import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
 import { registerPeopleCommands } from "./people.js";
 import { registerProvisionCommands } from "./provision.js";
+import { registerStackCommands } from "./stack.js";
 import { registerTuiCommands } from "./tui.js";
 
 export function buildProgram(): Command {
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerJobCommands(program);
   registerPeopleCommands(program);
   registerProvisionCommands(program);
+  registerStackCommands(program);
   registerTuiCommands(program);
   registerBackupCommands(program);
   return program;

@@ -139,8 +139,17 @@ export const jobSchema = z.object({
   endedAt: z.string().nullable(),
   /** Who submitted it (a person's name; "admin" for the state dir's admin token); null for jobs from before people existed. */
   owner: z.string().nullable().optional(),
+  /** Who asked to cancel it (see jobActionRequestSchema), while the request or its result stands. */
+  cancelledBy: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
+
+/**
+ * The optional body of POST /api/jobs/{id}/cancel and /retry: `via` names the client a person
+ * acts through ("the CLI", "the dashboard"), so the job's history and reason say who did it.
+ */
+export const jobActionRequestSchema = z.object({ via: z.string().min(1).max(60).optional() });
+export type JobActionRequest = z.infer<typeof jobActionRequestSchema>;
 
 export const jobListResponseSchema = z.object({
   jobs: z.array(jobSchema),

@@ -20,17 +20,21 @@ export interface ClientOptions {
   token?: string;
   /** Per-request timeout in ms for ordinary calls (long polls add their wait). */
   timeoutMs?: number;
+  /** The client acting, as a cancel or retry records it: "the CLI", "the dashboard". */
+  via?: string;
 }
 
 export class DispatcherClient {
   readonly url: string;
   token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly via: string | undefined;
 
   constructor(opts: ClientOptions) {
     this.url = opts.url.replace(/\/+$/, "");
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? 15_000;
+    this.via = opts.via;
   }
 
   async request<T>(
@@ -113,10 +117,10 @@ export class DispatcherClient {
     return (await this.request<Job>("GET", `/api/jobs/${enc(id)}`)).body;
   }
   async cancel(id: string): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/cancel`)).body;
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined })).body;
   }
   async retry(id: string): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/retry`)).body;
+    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined })).body;
   }
   async setPriority(id: string, priority: "low" | "normal" | "high"): Promise<Job> {
     return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/priority`, { body: { priority } })).body;

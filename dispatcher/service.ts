@@ -274,8 +274,8 @@ export class DispatcherService {
     }, owner);
   }
 
-  cancel(jobId: string): StoredJob {
-    const job = this.changed(this.store.cancel(jobId));
+  cancel(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.cancel(jobId, by));
     if (job.state === "cancelled" && job.hostId) {
       this.emitDevice(job.hostId);
       this.requestSchedule();
@@ -283,8 +283,8 @@ export class DispatcherService {
     return job;
   }
 
-  retry(jobId: string): StoredJob {
-    const job = this.changed(this.store.retry(jobId));
+  retry(jobId: string, by: string): StoredJob {
+    const job = this.changed(this.store.retry(jobId, by));
     this.queuedAtMs.set(job.id, Date.now());
     this.requestSchedule();
     return job;

@@ -25,6 +25,7 @@ export interface JobRow {
   gpu_indices: string;
   delivered_at: string | null;
   cancel_requested: number;
+  cancelled_by: string | null;
   exit_code: number | null;
   reason: string | null;
   created_at: string;
@@ -85,6 +86,7 @@ export function rowToJob(r: JobRow): StoredJob {
     assignedAt: r.assigned_at,
     startedAt: r.started_at,
     endedAt: r.ended_at,
+    cancelledBy: r.cancelled_by ?? null,
     cancelRequested: r.cancel_requested === 1,
     deliveredAt: r.delivered_at,
     lostCount: r.lost_count,
@@ -317,7 +319,11 @@ export class Store {
         if (r.state === "running") return rowToJob(r);
         this.db.prepare("UPDATE jobs SET state = 'running', started_at = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?").run(at, at, jobId);
       } else {
-        const reason = report.message ?? (report.state === "failed" && report.exitCode != null ? `exit code ${report.exitCode}` : null);
+        // A cancelled job's reason names who asked, not the agent that carried it out.
+        const reason =
+          report.state === "cancelled" && r.cancelled_by
+            ? `cancelled by ${r.cancelled_by}`
+            : (report.message ?? (report.state === "failed" && report.exitCode != null ? `exit code ${report.exitCode}` : null));
         this.db
           .prepare("UPDATE jobs SET state = ?, exit_code = ?, reason = ?, ended_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
           .run(report.state, report.exitCode ?? null, reason, at, at, jobId);
@@ -329,20 +335,21 @@ export class Store {
 
   /**
    * Cancels a job. A queued job, or one assigned but not yet handed to its agent, ends at once; a
-   * job an agent holds gets cancel_requested, and its agent is told in the next heartbeat.
+   * job an agent holds gets cancel_requested, and its agent is told in the next heartbeat. `by` is
+   * the actor who asked ("the CLI", "the dashboard", "the dispatcher", a person), kept on the job.
    */
-  cancel(jobId: string, now = new Date()): StoredJob {
+  cancel(jobId: string, by = "an API client", now = new Date()): StoredJob {
     return this.db.transaction(() => {
       const r = this.stmts.getJob.get(jobId);
       if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
       const at = now.toISOString();
       if (r.state === "queued" || (r.state === "assigned" && r.delivered_at === null)) {
-        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = 'cancelled by an operator', ended_at = ? WHERE id = ?").run(at, jobId);
-        this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, "cancelled by an operator", at);
+        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, cancelled_by = ?, ended_at = ? WHERE id = ?").run(`cancelled by ${by}`, by, at, jobId);
+        this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, `cancelled by ${by}`, at);
       } else if (r.state === "assigned" || r.state === "running") {
         if (r.cancel_requested === 0) {
-          this.db.prepare("UPDATE jobs SET cancel_requested = 1 WHERE id = ?").run(jobId);
-          this.stmts.transition.run(jobId, r.attempt, r.state, r.state, r.host_id, "cancel requested", at);
+          this.db.prepare("UPDATE jobs SET cancel_requested = 1, cancelled_by = ? WHERE id = ?").run(by, jobId);
+          this.stmts.transition.run(jobId, r.attempt, r.state, r.state, r.host_id, `cancel requested by ${by}`, at);
         }
       } else {
         throw new StoreConflict("already_ended", `job ${jobId} already ended (${r.state}); nothing to cancel`, rowToJob(r));
@@ -351,15 +358,15 @@ export class Store {
     })();
   }
 
-  /** Queues an ended job again as a new attempt. */
-  retry(jobId: string, now = new Date()): StoredJob {
+  /** Queues an ended job again as a new attempt; `by` is the actor who asked, for the history. */
+  retry(jobId: string, by = "an API client", now = new Date()): StoredJob {
     return this.db.transaction(() => {
       const r = this.stmts.getJob.get(jobId);
       if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
       if (!["succeeded", "failed", "cancelled", "timed_out"].includes(r.state)) {
         throw new StoreConflict("not_ended", `job ${jobId} is ${r.state}; only an ended job can be retried (cancel it first)`, rowToJob(r));
       }
-      this.requeueRow(r, "retried by an operator", now, false);
+      this.requeueRow(r, `retried by ${by}`, now, false);
       return this.getJob(jobId)!;
     })();
   }
@@ -375,7 +382,7 @@ export class Store {
       if (!r || (r.state !== "assigned" && r.state !== "running")) return undefined;
       const at = now.toISOString();
       if (r.cancel_requested === 1) {
-        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, ended_at = ? WHERE id = ?").run(`cancelled; ${why}`, at, jobId);
+        this.db.prepare("UPDATE jobs SET state = 'cancelled', reason = ?, ended_at = ? WHERE id = ?").run(`cancelled by ${r.cancelled_by ?? "an API client"}; ${why}`, at, jobId);
         this.stmts.transition.run(jobId, r.attempt, r.state, "cancelled", r.host_id, why, at);
       } else if (countsAsRetry && r.lost_count >= r.max_retries) {
         this.db.prepare("UPDATE jobs SET state = 'failed', reason = 'lost', ended_at = ? WHERE id = ?").run(at, jobId);
@@ -391,7 +398,7 @@ export class Store {
     const at = now.toISOString();
     this.db
       .prepare(`UPDATE jobs SET state = 'queued', attempt = attempt + 1, lost_count = lost_count + ?, host_id = NULL, gpu_indices = '[]',
-        delivered_at = NULL, cancel_requested = 0, exit_code = NULL, reason = NULL, assigned_at = NULL, started_at = NULL, ended_at = NULL
+        delivered_at = NULL, cancel_requested = 0, cancelled_by = NULL, exit_code = NULL, reason = NULL, assigned_at = NULL, started_at = NULL, ended_at = NULL
         WHERE id = ?`)
       .run(countsAsRetry ? 1 : 0, r.id);
     this.stmts.transition.run(r.id, r.attempt + 1, r.state, "queued", r.host_id, why, at);

@@ -1,7 +1,7 @@
 // The local lab's plain summary, used until (or instead of) the Ink dashboard: a full screen of
 // devices and recent jobs for a terminal, and one line per change for logs and CI. Pure.
-import type { Device, Job } from "../core/api.js";
-import { formatDevicesTable, formatJobsTable } from "../cli/format.js";
+import { type Device, isTerminalJobState, type Job } from "../core/api.js";
+import { formatDevicesTable, formatJobsTable, jobOutcome } from "../cli/format.js";
 
 export interface LabSnapshot {
   devices: Device[];
@@ -18,9 +18,7 @@ export function describeDevice(d: Device): string {
 export function describeJob(j: Job): string {
   const attempt = j.attempt > 1 ? ` (attempt ${j.attempt})` : "";
   const host = j.hostId && j.state !== "queued" ? ` on ${j.hostId}` : "";
-  const exit = j.exitCode !== null ? `, exit code ${j.exitCode}` : "";
-  const reason = j.reason ? ` (${j.reason})` : "";
-  return `job ${j.id} ${j.name}: ${j.state}${attempt}${host}${exit}${reason}`;
+  return `job ${j.id} ${j.name}: ${j.state}${attempt}${host}${jobOutcome(j)}`;
 }
 
 /** What a terminal shows, redrawn every second. */
@@ -40,11 +38,20 @@ export function renderSummaryScreen(s: LabSnapshot, now: number, header: string[
 
 /**
  * The lines to print for what changed since `seen` (device status/GPU/job count, job state or
- * attempt), and the new memory of what was seen. A first call reports everything present.
+ * attempt), and the new memory of what was seen. A first call reports the devices and the jobs
+ * still waiting or running; jobs that had ended before it (a restarted lab's history) are only
+ * counted, since nothing happened to them now.
  */
 export function summaryChanges(seen: ReadonlyMap<string, string>, s: LabSnapshot): { lines: string[]; seen: Map<string, string> } {
   const next = new Map(seen);
   const lines: string[] = [];
+  if (seen.size === 0) {
+    const ended = s.jobs.filter((j) => isTerminalJobState(j.state));
+    for (const j of ended) next.set(`job:${j.id}`, describeJob(j));
+    if (ended.length > 0) {
+      lines.push("jobs that had ended before this start are not repeated here; list them with: pnpm labrig jobs");
+    }
+  }
   for (const d of s.devices) {
     const line = describeDevice(d);
     if (seen.get(`device:${d.hostId}`) !== line) lines.push(line);
@@ -53,7 +60,7 @@ export function summaryChanges(seen: ReadonlyMap<string, string>, s: LabSnapshot
   // Oldest first, so a job's lines read in the order things happened.
   for (const j of [...s.jobs].reverse()) {
     const line = describeJob(j);
-    if (seen.get(`job:${j.id}`) !== line) lines.push(line);
+    if (next.get(`job:${j.id}`) !== line) lines.push(line);
     next.set(`job:${j.id}`, line);
   }
   return { lines, seen: next };

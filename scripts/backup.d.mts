@@ -26,6 +26,7 @@ export interface BackupSummary {
   check: string;
   durationMs: number;
 }
+export declare function localLabStateDir(env?: NodeJS.ProcessEnv): string;
 export declare function runBackup(opts: BackupOptions): Promise<BackupSummary>;
 export declare function formatSummary(s: BackupSummary): string;
 export declare function main(argv: string[], io?: { out?: (s: string) => void; err?: (s: string) => void }): Promise<number>;

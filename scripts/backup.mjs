@@ -5,7 +5,7 @@
 // `pnpm backup ...`, `labrig backup ...` or by the labrig-backup timer; any failure exits non-zero,
 // and is posted to the webhook and the dispatcher's events when those are known.
 import { cpSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
+import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
@@ -20,11 +20,12 @@ export const MANIFEST = "manifest.json";
 /** Every snapshot carries this tag, so forget/restore never touch another tool's snapshots. */
 export const BACKUP_TAG = "labrig";
 
-export const usage = `usage: pnpm backup --state DIR --repo REPO --password-file F [options]
+export const usage = `usage: pnpm backup [--state DIR] --repo REPO --password-file F [options]
 
 Backs up a labrig dispatcher's state folder with restic.
 
-  --state DIR            the dispatcher's state folder (labrig.db, tokens, runs/)
+  --state DIR            the dispatcher's state folder (labrig.db, tokens, runs/); default: the
+                         local lab's, $LABRIG_HOME/dispatcher (LABRIG_HOME defaults to ~/.labrig)
   --repo REPO            restic repository (a folder, sftp:host:/path, rest:..., s3:...); created if new
   --password-file F      file holding the repository's password
   --config DIR           also back up this folder (inventory, compose env, ...)
@@ -40,6 +41,11 @@ Backs up a labrig dispatcher's state folder with restic.
   --token-file F         admin token for --dispatcher (default: DIR/admin-token)
   --json                 print one JSON document instead of text
 `;
+
+/** The local lab's state folder, where `pnpm start` keeps it (as core/config.ts localLabPaths has it). */
+export function localLabStateDir(env = process.env) {
+  return join(env.LABRIG_HOME ? env.LABRIG_HOME : join(homedir(), ".labrig"), "dispatcher");
+}
 
 /**
  * @typedef {object} BackupOptions
@@ -211,13 +217,19 @@ export async function main(argv, io = {}) {
     return 0;
   }
   const webhook = values.webhook ?? process.env.LABRIG_BACKUP_WEBHOOK;
-  const noticeTarget = () =>
-    resolveNoticeTarget({ dispatcherUrl: values.dispatcher, tokenFile: values["token-file"], stateDir: values.state && resolve(values.state) });
+  let state = values.state;
+  const noticeTarget = () => resolveNoticeTarget({ dispatcherUrl: values.dispatcher, tokenFile: values["token-file"], stateDir: state && resolve(state) });
 
   try {
-    if (!values.state) throw new BackupError("options", "no state folder given: pass --state DIR (the dispatcher's state folder)");
+    if (!state) {
+      state = localLabStateDir();
+      if (!existsSync(join(state, "labrig.db"))) {
+        throw new BackupError("options", `no state folder given, and the local lab has none at ${state}: pass --state DIR (the dispatcher's state folder)`);
+      }
+      err(`labrig backup: backing up the local lab's state folder ${state} (pass --state DIR for another)\n`);
+    }
     const summary = await runBackup({
-      state: values.state,
+      state,
       repo: values.repo ?? process.env.RESTIC_REPOSITORY,
       passwordFile: values["password-file"] ?? process.env.RESTIC_PASSWORD_FILE,
       config: values.config,

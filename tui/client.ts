@@ -71,7 +71,7 @@ export class DataClient {
       containerPollMs: opts.containerPollMs ?? 5_000,
       now: opts.now ?? (() => new Date()),
     };
-    this.api = new DispatcherClient({ url: this.opts.url, token: opts.token, timeoutMs: 5_000 });
+    this.api = new DispatcherClient({ url: this.opts.url, token: opts.token, timeoutMs: 5_000, via: "the dashboard" });
   }
 
   start(): void {

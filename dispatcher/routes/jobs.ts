@@ -1,8 +1,9 @@
 // Jobs' routes for people: submit (the caller becomes the owner), list (paged), show, cancel,
 // retry, re-prioritise (members: their own jobs only), CVLab-Kit's queue/add, and notices.
 import type { FastifyInstance } from "fastify";
-import { jobStates, noticeRequestSchema, priorities, queueAddRequestSchema, submitJobRequestSchema, type JobState, type Priority } from "../../core/api.js";
+import { jobActionRequestSchema, jobStates, noticeRequestSchema, priorities, queueAddRequestSchema, submitJobRequestSchema, type JobState, type Priority } from "../../core/api.js";
 import type { Caller } from "../http/auth.js";
+import { FIRST_ADMIN } from "../people.js";
 import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
 
@@ -49,12 +50,12 @@ export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", { config: { access: "person" } }, async (req) => {
     requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "cancel");
-    return service.cancel(req.params.id);
+    return service.cancel(req.params.id, actorOf(req.caller, req.body));
   });
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/retry", { config: { access: "person" } }, async (req) => {
     requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "retry");
-    return service.retry(req.params.id);
+    return service.retry(req.params.id, actorOf(req.caller, req.body));
   });
 
   app.post<{ Params: { id: string }; Body: { priority?: unknown } }>("/api/jobs/:id/priority", { config: { access: "person" } }, async (req) => {
@@ -78,6 +79,16 @@ export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
     service.events.emit(notice);
     return reply.code(202).send(notice);
   });
+}
+
+/**
+ * Who acts on a job, for its history: a named person (and the client they came through), or for
+ * the state dir's admin token the client alone ("the CLI", "the dashboard").
+ */
+function actorOf(caller: Caller, body: unknown): string {
+  const via = parseBody(jobActionRequestSchema, body ?? {}).via;
+  if (caller.kind === "person" && caller.name !== FIRST_ADMIN) return via ? `${caller.name} (${via})` : caller.name;
+  return via ?? "an API client";
 }
 
 function toPriority(p: Priority | number | undefined): Priority {

@@ -277,6 +277,22 @@ describe("failures are visible", () => {
     expect(existsSync(join(stateDir, ".labrig-backup")), "the staging folder is removed after a failure").toBe(false);
   });
 
+  it("without --state backs up the local lab's state folder under LABRIG_HOME, and says which; with no local lab it names the flag", async () => {
+    const fx = fixture();
+    const { stateDir, jobIds } = await stateAtRest();
+    const home = mkdtempSync(join(tmpdir(), "labrig-home-"));
+    cleanups.push(() => rmSync(home, { recursive: true, force: true }));
+    cpSync(stateDir, join(home, "dispatcher"), { recursive: true });
+    const r = await runScript("backup", ["--check-subset", "0", "--json"], fx, { LABRIG_HOME: home });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`backing up the local lab's state folder ${join(home, "dispatcher")}`);
+    expect(jsonOutput<BackupSummary>(r).database.jobs).toBe(jobIds.length);
+
+    const noLab = await runScript("backup", [], fx, { LABRIG_HOME: join(home, "nothing-here") });
+    expect(noLab.exitCode).toBe(1);
+    expect(noLab.stderr).toContain(`no state folder given, and the local lab has none at ${join(home, "nothing-here", "dispatcher")}: pass --state DIR`);
+  }, 120_000);
+
   it("refuses a folder that holds no database, naming what it looked for", async () => {
     const fx = fixture();
     const empty = mkdtempSync(join(tmpdir(), "labrig-empty-state-"));

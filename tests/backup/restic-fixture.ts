@@ -49,10 +49,10 @@ export interface ScriptResult {
 }
 
 /** Runs scripts/backup.mjs or scripts/restore.mjs with plain node, as the labrig-backup timer does. */
-export async function runScript(script: "backup" | "restore", args: string[], fx: ResticFixture): Promise<ScriptResult> {
+export async function runScript(script: "backup" | "restore", args: string[], fx: ResticFixture, env: Record<string, string> = {}): Promise<ScriptResult> {
   const r = await execa(process.execPath, [join(repoRoot, "scripts", `${script}.mjs`), "--repo", fx.repo, "--password-file", fx.passwordFile, ...args], {
     reject: false,
-    env: { RESTIC_CACHE_DIR: fx.cacheDir },
+    env: { RESTIC_CACHE_DIR: fx.cacheDir, ...env },
   });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -1,6 +1,10 @@
 // Runs the real `labrig` CLI as a process (node + tsx, as `pnpm labrig` does) for the CLI tests.
+import { join } from "node:path";
 import { execa, type Options } from "execa";
-import { nodeWithTsx, repoRoot } from "../helpers/dispatcher-process.js";
+import { repoRoot } from "../helpers/dispatcher-process.js";
+
+// tsx and cli/main.ts by absolute location, so a test may run the CLI from any folder (cwd).
+const cliCommand = [process.execPath, "--import", import.meta.resolve("tsx"), join(repoRoot, "cli/main.ts")] as const;
 
 export interface CliResult {
   exitCode: number;
@@ -16,7 +20,7 @@ export function cliEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 export async function runCli(args: string[], env: Record<string, string>, opts: Omit<Options, "encoding"> = {}): Promise<CliResult> {
-  const r = await execa(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", ...args], {
+  const r = await execa(cliCommand[0], [...cliCommand.slice(1), ...args], {
     cwd: repoRoot,
     env,
     extendEnv: false,
@@ -32,7 +36,7 @@ export async function runCli(args: string[], env: Record<string, string>, opts: 
 
 /** Starts the CLI without waiting, for commands that run until something happens (logs -f, submit --wait). */
 export function spawnCli(args: string[], env: Record<string, string>) {
-  return execa(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", ...args], {
+  return execa(cliCommand[0], [...cliCommand.slice(1), ...args], {
     cwd: repoRoot,
     env,
     extendEnv: false,

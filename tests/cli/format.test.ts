@@ -129,6 +129,15 @@ describe("job detail", () => {
     expect(text).toContain(`${ago(10)}  #1  running → failed  on h1  exit code 3`);
   });
 
+  it("never says an attempt beyond the automatic retries is 'of at most', and says an exit code once", () => {
+    const text = formatJobDetail(job({ state: "failed", attempt: 2, maxRetries: 0, exitCode: 3, reason: "exit code 3", hostId: "vm" }), now);
+    expect(text).toMatch(/^attempt\s+2$/m);
+    expect(text).toMatch(/^state\s+failed$/m);
+    expect(text).not.toContain("at most");
+    const withRetries = formatJobDetail(job({ attempt: 3, maxRetries: 1 }), now);
+    expect(withRetries).toMatch(/^attempt\s+3 \(retried automatically up to 1 time if its host is lost\)$/m);
+  });
+
   it("leaves plain words unquoted", () => {
     expect(formatCommand(["python", "train.py", "--lr=0.1", "a/b.yaml"])).toBe("python train.py --lr=0.1 a/b.yaml");
     expect(formatCommand("echo hi && ls")).toBe("echo hi && ls");

@@ -101,6 +101,22 @@ describe("job file → SubmitJobRequest", () => {
     expect(lines[2]).toMatch(/^jobs\/train\.yaml:5:3: constraints\.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB$/);
   });
 
+  it("reports unknown keys and bad values in one round, in the file's order", () => {
+    const text = ["command: python train.py", "retrys: 1", "gpus: two", "timeout: soon", "constraints:", "  host: a", "  minMemoryMiB: -5", "priority: urgent"].join("\n");
+    expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
+      "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints",
+      'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "two"',
+      'jobs/train.yaml:4:10: timeout: expected a whole number of seconds > 0, got "soon"',
+      "jobs/train.yaml:6:3: constraints.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB",
+      "jobs/train.yaml:7:17: constraints.minMemoryMiB: expected a whole number of MiB >= 0, got -5",
+      'jobs/train.yaml:8:11: priority: expected one of low, normal, high, got "urgent"',
+    ]);
+    expect(problemsOf(() => buildSubmitRequest({ file: file("name: x\nseed: 1\n") }))).toEqual([
+      "jobs/train.yaml:1:1: command: missing: give `command:` in the file or the command after --",
+      "jobs/train.yaml:2:1: seed: unknown key; known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints",
+    ]);
+  });
+
   it("refuses a file that is not a mapping", () => {
     expect(problemsOf(() => buildSubmitRequest({ file: file("- echo\n- hi\n") }))[0]).toMatch(/^jobs\/train\.yaml:1:1: expected a mapping of job fields/);
   });

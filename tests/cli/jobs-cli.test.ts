@@ -6,12 +6,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { endStateOf } from "../../agent/running-job.js";
 import type { Job } from "../../core/api.js";
+import { DataClient } from "../../tui/client.js";
+import { initialState } from "../../tui/state.js";
+import { TuiStore } from "../../tui/store.js";
 import { type DispatcherProcess, repoRoot, startDispatcher } from "../helpers/dispatcher-process.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
 import { cliEnv, runCli, spawnCli } from "./cli-process.js";
+
+// Each test starts several CLI processes (node + tsx, seconds each on a busy machine).
+vi.setConfig({ testTimeout: 120_000 });
 
 let d: DispatcherProcess;
 let env: Record<string, string>;
@@ -61,12 +68,16 @@ describe("labrig submit / jobs / job / cancel", () => {
 
     const cancel = await runCli(["cancel", job.id], env);
     expect(cancel).toMatchObject({ exitCode: 0, stdout: `job ${job.id}: cancelled\n` });
+    // It never ran: no log, and nothing to follow.
+    const noLog = await runCli(["logs", job.id], env);
+    expect(noLog.stderr).toBe(`job ${job.id} never ran, so it has no log: it ended cancelled (cancelled by the CLI) before starting\n`);
+    expect(noLog.stderr).not.toContain("-f");
 
     const cancelled = await runCli(["jobs", "--state", "cancelled", "--json"], env);
     expect((JSON.parse(cancelled.stdout) as Job[]).map((j) => j.id)).toContain(job.id);
     const shown = await runCli(["job", job.id], env);
-    expect(shown.stdout).toMatch(/^state\s+cancelled\b/m);
-    expect(shown.stdout).toMatch(/#1 {2}queued → cancelled/);
+    expect(shown.stdout).toMatch(/^state\s+cancelled \(cancelled by the CLI\)$/m);
+    expect(shown.stdout).toMatch(/#1 {2}queued → cancelled {2}cancelled by the CLI/);
   });
 
   it("reads a job file, lets flags override it, and refuses a bad one naming line and field", async () => {
@@ -82,7 +93,8 @@ describe("labrig submit / jobs / job / cancel", () => {
       writeFileSync(bad, "command: echo\ngpus: two\nseed: 1\n");
       const r = await runCli(["submit", "--config", bad], env);
       expect(r.exitCode).toBe(1);
-      expect(r.stderr).toContain(`${bad}:3:1: seed: unknown key`);
+      // Every problem in one round: the unknown key and the bad value together.
+      expect(r.stderr).toContain(`${bad}:2:7: gpus: expected a whole number from 0 to 64, got "two"\n${bad}:3:1: seed: unknown key`);
       const r2 = await runCli(["submit", "--config", bad.replace("bad", "missing")], env);
       expect(r2.stderr).toMatch(/--config: cannot read .*missing\.yaml: ENOENT/);
     } finally {
@@ -125,6 +137,13 @@ describe("with an agent taking the jobs", () => {
     const okDone = await ok;
     expect(okDone.exitCode, String(okDone.stderr)).toBe(0);
     expect(String(okDone.stdout)).toMatch(new RegExp(`job ${lease1!.job.id}: succeeded on cli-host-wait.*exit code 0`));
+    // Retrying a succeeded job runs it again; the CLI says so rather than only "queued again".
+    const again = await runCli(["retry", lease1!.job.id], env);
+    expect(again).toMatchObject({
+      exitCode: 0,
+      stdout: `job ${lease1!.job.id} had succeeded; it is queued to run again as attempt 2 (attempt 1's log stays: pnpm labrig logs ${lease1!.job.id} --attempt 1)\n`,
+    });
+    await runCli(["cancel", lease1!.job.id], env);
 
     const bad = spawnCli(["submit", "--wait", "--host", "cli-host-wait", "--", "false"], env);
     const lease2 = await waitFor("a lease", () => agent.lease(1), (l) => l !== null, 20_000);
@@ -132,11 +151,40 @@ describe("with an agent taking the jobs", () => {
     await agent.report(lease2!, "failed", 3);
     const badDone = await bad;
     expect(badDone.exitCode).toBe(1);
-    expect(String(badDone.stderr)).toContain(`job ${lease2!.job.id} ended failed with exit code 3`);
+    // The exit code once: not "with exit code 3 (exit code 3)".
+    expect(String(badDone.stderr)).toBe(`labrig: job ${lease2!.job.id} ended failed, exit code 3; see: pnpm labrig logs ${lease2!.job.id}\n`);
+    expect(String(badDone.stdout)).toContain(`job ${lease2!.job.id}: failed on cli-host-wait (GPUs 0), exit code 3\n`);
 
     const retry = await runCli(["retry", lease2!.job.id], env);
     expect(retry).toMatchObject({ exitCode: 0, stdout: `job ${lease2!.job.id}: queued again as attempt 2\n` });
+    // A manual retry goes past maxRetries + 1 attempts; the detail must not read "2 of at most 1".
+    const shown = await runCli(["job", lease2!.job.id], env);
+    expect(shown.stdout).toMatch(/^attempt\s+2$/m);
+    expect(shown.stdout).toContain("retried by the CLI");
     await runCli(["cancel", lease2!.job.id], env);
+  });
+
+  it("records who cancelled: a running job cancelled from the CLI, then one from the dashboard, each named in its reason", async () => {
+    const agent = await simAgent("cli-host-cancel");
+    const sub = await runCli(["submit", "--json", "--host", "cli-host-cancel", "--", "sleep", "600"], env);
+    const id = parseJob(sub.stdout).id;
+    const lease = await waitFor("a lease", () => agent.lease(1), (l) => l !== null, 20_000);
+    await agent.report(lease!, "running");
+    const cancel = await runCli(["cancel", id], env);
+    expect(cancel.stdout).toBe(`job ${id}: cancel requested (running); its agent stops it at its next heartbeat\n`);
+    // The agent stops it and reports the end in its own words, as a real agent does.
+    const end = endStateOf({ exitCode: 143, signal: null }, "cancel", null);
+    await agent.client.jobEvent(id, { attempt: lease!.attempt, ...end });
+    const shown = await runCli(["job", id], env);
+    expect(shown.stdout).toMatch(/^state\s+cancelled \(cancelled by the CLI\)$/m);
+    expect(shown.stdout).toContain("running → running  on cli-host-cancel  cancel requested by the CLI");
+    expect(shown.stdout).not.toContain("cancelled by the dispatcher");
+
+    // The dashboard's data client, as the Queue view's `c` key uses it.
+    const queued = parseJob((await runCli(["submit", "--json", "--host", "nowhere", "--", "true"], env)).stdout);
+    const dashboard = new DataClient({ url: d.url, token: d.adminToken, store: new TuiStore(initialState(d.url)) });
+    await dashboard.perform({ kind: "cancel", jobId: queued.id });
+    expect(await d.admin().job(queued.id)).toMatchObject({ state: "cancelled", reason: "cancelled by the dashboard", cancelledBy: "the dashboard" });
   });
 
   it("logs prints job.log byte for byte, and -f follows it until the job has ended", async () => {
@@ -163,6 +211,8 @@ describe("with an agent taking the jobs", () => {
     const followed = await follow;
     expect(followed.exitCode, String(followed.stderr)).toBe(0);
     expect(followed.stdout).toBe(Buffer.concat(chunks).toString());
+    // It ends by saying how the job ended (on stderr, so stdout is the log alone).
+    expect(String(followed.stderr)).toBe(`--- job ${id}: succeeded on cli-host-logs (GPUs 0), exit code 0\n`);
 
     const once = await runCli(["logs", id], env);
     expect(once.stdoutBytes.equals(Buffer.concat(chunks))).toBe(true);
@@ -175,6 +225,8 @@ describe("with an agent taking the jobs", () => {
       const env2 = cliEnv({ LABRIG_URL: d2.url, LABRIG_TOKEN: d2.adminToken, LABRIG_HOME: emptyHome });
       const cpuOnly = await new SimAgent(d2.url, "cpu-box", []).register(d2.joinToken);
       await cpuOnly.heartbeat();
+      // Heartbeats keep it healthy however slowly the CLI processes below start.
+      agents.push(cpuOnly.startHeartbeats(300));
       const sub = await runCli(["submit", "--json", "--", "echo", "hi"], env2);
       expect(sub.stderr).toContain("no device in this lab has a GPU, so the job asks for 0 GPUs");
       expect(parseJob(sub.stdout).gpus).toBe(0);

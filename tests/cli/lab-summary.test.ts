@@ -50,6 +50,9 @@ const job = (over: Partial<Job>): Job => ({
   ...over,
 });
 
+/** What summaryChanges remembers once it has looked at least once (a first look treats ended jobs as history). */
+const afterFirstLook = new Map([["device:none", ""]]);
+
 describe("the lab's change lines", () => {
   it("reports everything at first, then only what changed, oldest job first", () => {
     const first = summaryChanges(new Map(), { devices: [device({})], jobs: [job({ id: "j2", name: "b" }), job({ id: "j1", name: "a" })] });
@@ -66,8 +69,21 @@ describe("the lab's change lines", () => {
   });
 
   it("shows a retried job's attempt and a failure's reason", () => {
-    const { lines } = summaryChanges(new Map(), { devices: [], jobs: [job({ state: "failed", attempt: 2, reason: "lost", hostId: "gpu-b" })] });
+    const { lines } = summaryChanges(afterFirstLook, { devices: [], jobs: [job({ state: "failed", attempt: 2, reason: "lost", hostId: "gpu-b" })] });
     expect(lines).toEqual(["job j1 echo hi: failed (attempt 2) on gpu-b (lost)"]);
+  });
+
+  it("says once that earlier ended jobs exist, instead of printing each as a change, on a restarted lab", () => {
+    const old = [job({ id: "j3", name: "c", state: "queued" }), job({ id: "j2", name: "b", state: "failed", exitCode: 3, reason: "exit code 3", hostId: "vm" }), job({ id: "j1", name: "a", state: "succeeded", exitCode: 0, hostId: "vm" })];
+    const first = summaryChanges(new Map(), { devices: [], jobs: old });
+    expect(first.lines).toEqual(["jobs that had ended before this start are not repeated here; list them with: pnpm labrig jobs", "job j3 c: queued"]);
+    const retried = summaryChanges(first.seen, { devices: [], jobs: [old[0], job({ id: "j2", name: "b", state: "queued", attempt: 2 }), old[2]] });
+    expect(retried.lines).toEqual(["job j2 b: queued (attempt 2)"]);
+  });
+
+  it("says a failure's exit code once, not again as its reason", () => {
+    const { lines } = summaryChanges(afterFirstLook, { devices: [], jobs: [job({ state: "failed", exitCode: 3, reason: "exit code 3", hostId: "vm" })] });
+    expect(lines).toEqual(["job j1 echo hi: failed on vm, exit code 3"]);
   });
 
   it("draws a screen with the header, devices, recent jobs and how to quit", () => {

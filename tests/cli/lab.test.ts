@@ -1,6 +1,6 @@
 // The local lab as `pnpm start` runs it: a real `labrig lab` process starting a real dispatcher
 // and a real agent, used by real CLI processes that get no flags, then stopped with SIGINT.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -81,6 +81,15 @@ describe("labrig lab", () => {
     expect(jobs.stdout.split("\n").find((l) => l.startsWith(id))?.split(/\s{2,}/)[4]).toBe("succeeded");
     await waitFor("the change lines", output, (o) => o.includes(`job ${id} echo hi: succeeded on ${info!.hostId}, exit code 0`), 10_000);
 
+    // A job submitted from a project folder runs there: a relative path in its command is found.
+    const project = newHome();
+    writeFileSync(join(project, "marker.txt"), "read from the project folder\n");
+    const here = await runCli(["submit", "--wait", "--", "cat", "marker.txt"], env, { cwd: project });
+    expect(here.exitCode, `${here.stdout}\n${here.stderr}`).toBe(0);
+    const hereId = /submitted job (\S+)/.exec(here.stdout)![1];
+    const hereLog = await waitFor("its log", () => runCli(["logs", hereId], env), (r) => r.stdout.length > 0, 15_000, 300);
+    expect(hereLog.stdout).toBe("read from the project folder\n");
+
     lab.kill("SIGINT");
     const done = await lab;
     expect(done.exitCode, output()).toBe(0);
@@ -93,7 +102,16 @@ describe("labrig lab", () => {
     expect(alive(info!.agentPid!)).toBe(false);
     // The dispatcher's log holds its own account of a clean stop.
     expect(readFileSync(join(home, "logs", "dispatcher.log"), "utf8")).toContain("labrig dispatcher: stopped");
-  }, 180_000);
+
+    // A restart prints the devices and what is still to do, not every ended job as if it had just changed.
+    const again = startLab(env);
+    await waitFor("the restarted lab's first lines", again.output, (o) => o.includes("jobs that had ended before this start are not repeated here"), 90_000, 200);
+    await waitFor("its device line", again.output, (o) => /^device \S+: healthy/m.test(o.slice(o.indexOf("running;"))), 30_000, 200);
+    expect(again.output()).not.toContain(`job ${id} echo hi: succeeded`);
+    expect(again.output()).not.toContain(`job ${hereId}`);
+    again.lab.kill("SIGINT");
+    expect((await again.lab).exitCode, again.output()).toBe(0);
+  }, 400_000);
 
   it("refuses a --port that is taken, naming it, and leaves nothing running", async () => {
     const server: Server = createServer();

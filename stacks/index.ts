@@ -1,0 +1,26 @@
+// The Pulumi program (Pulumi.yaml's main): the lab declared from inventory.yaml. Config (namespace
+// labrig): inventory (default ../inventory.yaml), knownHosts, agentBundle, and the secrets
+// joinToken and resticPassword when a declared step needs them. `pnpm preview`/`pnpm run up` set
+// these from the inventory; plain `pulumi up` in this folder reads what `pulumi config` holds.
+import { resolve } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { loadInventory } from "../provision/inventory.js";
+import { defaultKnownHostsFile } from "../provision/known-hosts.js";
+import { defaultAgentBundle } from "../provision/steps/agent.js";
+import { allSteps } from "../provision/steps/index.js";
+import { bundleStepRuntime } from "./bundle.js";
+import { declareLab } from "./program.js";
+
+export default async function labProgram() {
+  const config = new pulumi.Config("labrig");
+  const inventory = loadInventory(resolve(config.get("inventory") ?? resolve(import.meta.dirname, "../inventory.yaml")));
+  const lab = declareLab({
+    inventory,
+    steps: allSteps,
+    runtimeUrl: await bundleStepRuntime(),
+    knownHostsFile: config.get("knownHosts") ?? defaultKnownHostsFile(),
+    agentBundle: config.get("agentBundle") ?? defaultAgentBundle,
+    secret: (name) => config.requireSecret(name),
+  });
+  return lab.outputs;
+}

@@ -1,0 +1,100 @@
+// What deleting a step's resource does on the host: the reverse where one is safe, and a
+// statement of what stays. Removing Docker or the NVIDIA packages would take away what other
+// workloads on the host rely on, so those stay; labrig's own units, files, firewall rules and
+// container go. Changes are data, as in provisioning, carried out by the same applyChanges.
+//
+//   const t = await teardownFor("agent", ctx);   // {changes: [stop and disable labrig-agent.service, ...], runs, leaves: "..."}
+//   await applyChanges(ctx, t.changes, { runs: t.runs });
+import type { Change } from "../provision/change.js";
+import { ufwState } from "../provision/facts/ufw.js";
+import type { HostConfig } from "../provision/inventory.js";
+import { shq } from "../core/shell.js";
+import type { StepContext } from "../provision/step.js";
+import { agentBundleRemote, agentEnvFile, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
+import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile } from "../provision/steps/backup-timer.js";
+import { dispatcherSettings } from "../provision/steps/dispatcher-container.js";
+import { desiredChainRules, firewallScript, firewallUnit, hookRule } from "../provision/steps/dispatcher-firewall.js";
+import { labrigComment } from "../provision/steps/firewall.js";
+
+export interface Teardown {
+  /** Removal changes, in order. */
+  changes: Change[];
+  /** The actions behind the "run" changes, by their `what`; each is harmless when its target is already gone. */
+  runs: Record<string, () => Promise<void>>;
+  /** What deleting leaves on the host, said to the user. */
+  leaves: string;
+}
+
+/** The plan for a step; the firewall's depends on the rules found on the host. */
+export async function teardownFor(step: string, ctx: Pick<StepContext, "host" | "remote">): Promise<Teardown> {
+  const { host, remote } = ctx;
+  const changes: Change[] = [];
+  const runs: Record<string, () => Promise<void>> = {};
+  const run = (what: string, reason: string, command: string) => {
+    changes.push({ kind: "run", what, reason });
+    runs[what] = async () => void (await remote.run(command, { sudo: true }));
+  };
+  const stopUnit = (unit: string) => run(`stop and disable ${unit}`, "labrig no longer manages it", `systemctl disable --now ${shq(unit)} 2>/dev/null || true`);
+  const removeFiles = (paths: string[], reason: string) => run(`remove ${paths.join(" ")}`, reason, `rm -f ${paths.map(shq).join(" ")}`);
+  const reload = () => changes.push({ kind: "daemon-reload", reason: "labrig's unit files are gone" });
+
+  switch (step) {
+    case "agent":
+      stopUnit(agentUnit);
+      removeFiles([agentUnitFile, agentEnvFile, agentBundleRemote], "the agent's unit, env file (with the join token) and bundle");
+      reload();
+      break;
+    case "firewall": {
+      const sshRule = `allow ${host.port}/tcp`;
+      for (const r of (await ufwState(remote)).rules) {
+        if (r.comment === labrigComment && r.rule !== sshRule) changes.push({ kind: "ufw-delete", rule: r.rule, reason: "a rule labrig added" });
+      }
+      break;
+    }
+    case "dispatcher-container": {
+      const name = dispatcherSettings(host).containerName;
+      run(`remove container ${name}`, "the dispatcher is no longer declared", `docker rm -f ${shq(name)} ${shq(`${name}-previous`)} >/dev/null 2>&1 || true`);
+      break;
+    }
+    case "dispatcher-firewall": {
+      const hook = hookRule(dispatcherSettings(host).port);
+      const chain = desiredChainRules([])[0]!.replace(/^-N /, "");
+      stopUnit(firewallUnit);
+      run(`remove the ${chain} chain from DOCKER-USER`, "labrig added it", `while iptables -C ${hook} 2>/dev/null; do iptables -D ${hook}; done; iptables -F ${chain} 2>/dev/null; iptables -X ${chain} 2>/dev/null; true`);
+      removeFiles([firewallScript, `/etc/systemd/system/${firewallUnit}`], "the firewall script and its unit");
+      reload();
+      break;
+    }
+    case "backup-timer":
+      stopUnit("labrig-backup.timer");
+      removeFiles([backupTimerFile, backupServiceFile, backupEnvFile, backupPasswordFile], "the backup units, settings and password");
+      reload();
+      break;
+    // base, docker, nvidia-toolkit: nothing is removed (see leavesAfterDelete).
+  }
+  return { changes, runs, leaves: leavesAfterDelete(step, host) };
+}
+
+/** What deleting a step's resource leaves on the host, in words. */
+export function leavesAfterDelete(step: string, host: HostConfig): string {
+  switch (step) {
+    case "base":
+      return "the packages curl, ca-certificates, gnupg and jq (other software may use them)";
+    case "docker":
+      return "Docker (docker.io or docker-ce), /etc/docker/daemon.json and the docker group membership: containers other than labrig's may depend on them";
+    case "nvidia-toolkit":
+      return "the NVIDIA container toolkit, its apt source and Docker's nvidia runtime: GPU containers other than labrig's may depend on them";
+    case "agent":
+      return `Node.js, the user labrig-agent and ${host.agent.workdir} (the jobs' files)`;
+    case "firewall":
+      return `ufw enabled with its default policies, and the rule 'allow ${host.port}/tcp' so SSH still reaches the host`;
+    case "dispatcher-container":
+      return `the data folders (the queue database, runs, config, backups), the image ${dispatcherSettings(host).image}, and the tokens saved on this machine`;
+    case "dispatcher-firewall":
+      return "iptables and Docker's own chains";
+    case "backup-timer":
+      return `restic, and the backup repository${host.backup ? ` ${host.backup.repository}` : ""} with every snapshot in it`;
+    default:
+      return `whatever step ${step} set up (labrig knows no safe reverse for it)`;
+  }
+}

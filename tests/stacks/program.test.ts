@@ -1,0 +1,188 @@
+// The Pulumi program under pulumi.runtime.setMocks (the engine cannot run here): the exact
+// resources it declares for the worked example inventory and for a one-host inventory, the
+// dependencies it sends the engine, the stack outputs, and the secrets sent as secrets. Mocked: the
+// Pulumi engine only; the program, its config and the provider's serialisation are real.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadInventory } from "../../provision/inventory.js";
+import { allSteps } from "../../provision/steps/index.js";
+import { hostUrns } from "../../stacks/command.js";
+import { planLab, renderGraph } from "../../stacks/graph.js";
+import labProgram from "../../stacks/index.js";
+import type { HostFacts } from "../../stacks/program.js";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+const exampleInventory = join(repoRoot, "inventory.yaml");
+const secretSig = "4dabf18193072939515e22adb298388d";
+
+interface Registered {
+  type: string;
+  name: string;
+  parent: string;
+  dependencies: string[];
+  object: Record<string, unknown>;
+  additionalSecretOutputs: string[];
+}
+
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "labrig-stack-prog-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const found: Record<string, Record<string, unknown>> = {
+  base: { os: "Debian GNU/Linux 12 (bookworm)" },
+  docker: { docker: "20.10.24+dfsg1" },
+  "nvidia-toolkit": { driver: "550.54.15", gpus: ["NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB"] },
+};
+
+/** Runs stacks/index.ts under mocks with this config and returns what reached the engine and the stack outputs. */
+async function runProgram(config: Record<string, string>, secretKeys: string[]) {
+  const registered: Registered[] = [];
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        const step = args.name.split("/")[1] ?? "";
+        return { id: args.custom ? `${args.name}-id` : undefined, state: args.custom ? { ...args.inputs, plan: [], found: found[step] ?? {} } : {} };
+      },
+      call: () => ({}),
+    },
+    "labrig",
+    "test",
+    false,
+  );
+  // Read what the program sends the engine (parents, dependencies, secrets) from the monitor's requests.
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource: (req: RegisterRequest, cb: unknown) => Promise<void> };
+  const original = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) => {
+    registered.push({
+      type: req.getType(),
+      name: req.getName(),
+      parent: req.getParent(),
+      dependencies: req.getDependenciesList(),
+      object: req.getObject().toJavaScript(),
+      additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+    });
+    return original(req, cb);
+  };
+  pulumi.runtime.setAllConfig(config, secretKeys);
+  const outputs = await labProgram();
+  const hosts: Record<string, HostFacts> = {};
+  for (const [name, out] of Object.entries(outputs.hosts)) hosts[name] = await valueOf(out);
+  return { registered, outputs: { dispatcherUrl: outputs.dispatcherUrl, hosts } };
+}
+
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getDependenciesList(): string[];
+  getObject(): { toJavaScript(): Record<string, unknown> };
+  getAdditionalsecretoutputsList(): string[];
+}
+
+function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => o.apply((v) => resolve(v)));
+}
+
+const stepType = "pulumi-nodejs:dynamic/host:Step";
+const urn = (host: string, step?: string) =>
+  step ? `urn:pulumi:test::labrig::labrig:host:Host$${stepType}::${host}/${step}` : `urn:pulumi:test::labrig::labrig:host:Host::${host}`;
+
+function graphOf(registered: Registered[]): Record<string, string[]> {
+  return Object.fromEntries(registered.filter((r) => r.type === stepType).map((r) => [r.name, r.dependencies.map((d) => d.split("::").pop()!).sort()]));
+}
+
+describe("the stack program under mocks (engine mocked)", { timeout: 120_000 }, () => {
+  it("declares every host's steps for the worked example, each after the host's earlier steps", async () => {
+    const { registered, outputs } = await runProgram(
+      { "labrig:inventory": exampleInventory, "labrig:joinToken": "join-secret-123", "labrig:resticPassword": "restic-secret-456", "labrig:knownHosts": join(dir, "known_hosts") },
+      ["labrig:joinToken", "labrig:resticPassword"],
+    );
+    expect(registered.filter((r) => r.type === "labrig:host:Host").map((r) => r.name)).toEqual(["nas", "gpu-a100", "gpu-3090"]);
+    const gpuSteps = ["base", "docker", "nvidia-toolkit", "agent", "firewall", "backup-timer"];
+    const nasSteps = ["base", "docker", "firewall", "dispatcher-container", "dispatcher-firewall", "backup-timer"];
+    const expected: Record<string, string[]> = {};
+    for (const [host, steps] of [["nas", nasSteps], ["gpu-a100", gpuSteps], ["gpu-3090", gpuSteps]] as const) {
+      steps.forEach((s, i) => (expected[`${host}/${s}`] = steps.slice(0, i).map((e) => `${host}/${e}`).sort()));
+    }
+    expect(graphOf(registered)).toEqual(expected);
+    for (const r of registered.filter((x) => x.type === stepType)) {
+      expect(r.parent, r.name).toBe(urn(r.name.split("/")[0]!));
+      expect(r.additionalSecretOutputs).toEqual(["joinToken", "resticPassword"]);
+    }
+    // --host targets exactly one host's component and steps, by the URNs the engine gives them.
+    const seen = new Set(registered.flatMap((r) => [r.parent, ...r.dependencies]));
+    const a100 = hostUrns("test", planLab(loadInventory(exampleInventory), allSteps), "gpu-a100");
+    expect(a100).toHaveLength(7);
+    expect(a100[0]).toBe(urn("gpu-a100"));
+    // Every one but the host's last step is some resource's parent or dependency.
+    for (const u of a100.slice(0, -1)) expect(seen, u).toContain(u);
+    expect(a100.at(-1)).toBe(urn("gpu-a100", "backup-timer"));
+    // The dispatcher's URL and, per host, what the steps found.
+    expect(outputs.dispatcherUrl).toBe("http://192.168.1.10:8000");
+    expect(outputs.hosts["gpu-a100"]).toEqual({ os: "Debian GNU/Linux 12 (bookworm)", docker: "20.10.24+dfsg1", driver: "550.54.15", gpus: ["NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB"] });
+    expect(outputs.hosts.nas).toEqual({ os: "Debian GNU/Linux 12 (bookworm)", docker: "20.10.24+dfsg1", driver: null, gpus: [] });
+    expect(Object.keys(outputs.hosts)).toEqual(["nas", "gpu-a100", "gpu-3090"]);
+  });
+
+  it("sends the join token and restic password only to the steps that use them, and only as secrets", async () => {
+    const { registered } = await runProgram(
+      { "labrig:inventory": exampleInventory, "labrig:joinToken": "join-secret-123", "labrig:resticPassword": "restic-secret-456" },
+      ["labrig:joinToken", "labrig:resticPassword"],
+    );
+    const steps = registered.filter((r) => r.type === stepType);
+    for (const r of steps) {
+      const step = r.name.split("/")[1];
+      const text = JSON.stringify(r.object);
+      // Each secret travels wrapped in Pulumi's secret signature, never as a bare string.
+      expect(text.replace(/\{"4dabf18193072939515e22adb298388d":"1b47061264138c4ac30d75fd1eb44270","value":"[^"]*"\}/g, "SECRET"), r.name).not.toMatch(/join-secret-123|restic-secret-456/);
+      if (step === "agent") expect(r.object.joinToken).toEqual({ [secretSig]: "1b47061264138c4ac30d75fd1eb44270", value: "join-secret-123" });
+      else expect(r.object.joinToken, r.name).toBeUndefined();
+      if (step === "backup-timer") expect(r.object.resticPassword).toEqual({ [secretSig]: "1b47061264138c4ac30d75fd1eb44270", value: "restic-secret-456" });
+      else expect(r.object.resticPassword, r.name).toBeUndefined();
+    }
+    // The password file's path on this machine is not an input: the secret replaces it.
+    const backup = steps.find((r) => r.name === "gpu-a100/backup-timer")!.object.host as { backup: { passwordFile: string } };
+    expect(backup.backup.passwordFile).toBe("(the stack's resticPassword secret)");
+  });
+
+  it("declares a one-host inventory's steps from what the inventory rules in or out", async () => {
+    const file = join(dir, "one-host.yaml");
+    writeFileSync(
+      file,
+      `lab: {name: solo, dispatcher: {url: "http://10.0.0.5:8000"}}
+hosts:
+  box: {address: 10.0.0.9, roles: [gpu], gpu: none, firewall: {allowFrom: [10.0.0.0/24]}}
+`,
+    );
+    const { registered, outputs } = await runProgram({ "labrig:inventory": file, "labrig:joinToken": "tok" }, ["labrig:joinToken"]);
+    // gpu: none and no backup settings: no nvidia-toolkit or backup-timer resource, and no restic secret asked for.
+    expect(graphOf(registered)).toEqual({
+      "box/base": [],
+      "box/docker": ["box/base"],
+      "box/agent": ["box/base", "box/docker"],
+      "box/firewall": ["box/agent", "box/base", "box/docker"],
+    });
+    const agent = registered.find((r) => r.name === "box/agent")!.object as { host: { address: string }; lab: unknown; step: string };
+    expect(agent.step).toBe("agent");
+    expect(agent.host.address).toBe("10.0.0.9");
+    expect(agent.lab).toEqual({ name: "solo", dispatcher: { url: "http://10.0.0.5:8000" } });
+    expect(outputs).toEqual({ dispatcherUrl: "http://10.0.0.5:8000", hosts: { box: { os: "Debian GNU/Linux 12 (bookworm)", docker: "20.10.24+dfsg1", driver: null, gpus: [] } } });
+  });
+
+  it("fails with the config key to set when a needed secret is missing", async () => {
+    await expect(runProgram({ "labrig:inventory": exampleInventory, "labrig:joinToken": "tok" }, ["labrig:joinToken"])).rejects.toThrow(/labrig:resticPassword/);
+  });
+
+  it("prints the example's resource graph as the README shows it", () => {
+    const graph = renderGraph(planLab(loadInventory(exampleInventory), allSteps));
+    expect(graph.split("\n")).toHaveLength(18);
+    expect(graph).toContain("gpu-a100/agent  <- gpu-a100/nvidia-toolkit");
+    expect(graph).toContain("nas/dispatcher-firewall  <- nas/dispatcher-container");
+  });
+});
