@@ -4,15 +4,15 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Server } from "node:http";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { GpuProcess, Lease } from "../core/api.js";
+import type { GpuProcess, Lease, RegisterResponse } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
 import { type GpuProbe, probeGpus } from "./gpu-probe.js";
 import { type OwnedJob, describeGpuProcesses, linuxProcReader, probeComputeApps } from "./gpu-processes.js";
 import { type HostStats, HostStatsReader } from "./host-stats.js";
-import { writeJsonFile } from "./json-file.js";
+import { ensurePrivateDir, readJsonFile, writeJsonFile } from "./json-file.js";
 import { AdminTokenCheck, createLocalServer, listen } from "./local-server.js";
 import { createAgentMetrics } from "./metrics.js";
 import type { AgentOptions } from "./options.js";
@@ -40,6 +40,8 @@ export class Agent {
   private readonly statsReader: HostStatsReader;
   private heartbeatS = 3;
   private registering?: Promise<void>;
+  /** What the dispatcher shows our local server when it relays a live log. */
+  private relayToken: string | undefined;
   private stopping = false;
   private shutdownBy?: number;
   private leaseAbort = new AbortController();
@@ -62,7 +64,9 @@ export class Agent {
 
   /** Registers (retrying while the dispatcher is unreachable), starts the server, picks up old jobs, starts the loops. */
   async start(): Promise<AgentInfo> {
-    mkdirSync(this.opts.workdir, { recursive: true, mode: 0o700 });
+    // The workdir holds job records with env secrets and the agent token: 0700 whatever existed.
+    ensurePrivateDir(this.opts.workdir);
+    ensurePrivateDir(dirname(this.paths.recordsDir));
     mkdirSync(this.paths.jobsDir, { recursive: true });
     this.probe = await probeGpus(this.opts.nvidiaSmi);
     if (this.probe.problem) this.log(`GPU probe: ${this.probe.problem}`);
@@ -89,7 +93,7 @@ export class Agent {
       this.track(RunningJob.resume(this.jobContext(), record));
     }
     const info: AgentInfo = { url: this.serverUrl, hostId: this.opts.hostId, pid: process.pid, dispatcherUrl: this.opts.url };
-    writeJsonFile(this.paths.infoFile, info);
+    writeJsonFile(this.paths.infoFile, info, 0o644);
     this.loops.push(this.heartbeatLoop(), this.leaseLoop());
     return info;
   }
@@ -133,13 +137,34 @@ export class Agent {
     };
   }
 
+  /** The agent token this host got last time from this dispatcher, if it kept one. */
+  private savedToken(): string | undefined {
+    const saved = readJsonFile<{ hostId?: string; url?: string; agentToken?: string }>(this.paths.tokenFile);
+    return saved && saved.hostId === this.opts.hostId && saved.url === this.opts.url ? saved.agentToken : undefined;
+  }
+
+  /**
+   * Registers with this host's own agent token when it has one (a join token only makes a host id
+   * that does not exist yet), else, or when the dispatcher no longer knows that token, with the
+   * join token.
+   */
   private async register(): Promise<void> {
     const body = this.registerBody();
-    const r = await this.client.register(this.opts.joinToken, body);
+    const own = this.client.token ?? this.savedToken();
+    let r: RegisterResponse | undefined;
+    if (own) {
+      try {
+        r = await this.client.register(own, body);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) throw err;
+      }
+    }
+    r ??= await this.client.register(this.opts.joinToken, body);
     this.client.token = r.agentToken;
+    this.relayToken = r.relayToken;
     this.heartbeatS = r.heartbeatIntervalS;
     this.registeredGpus = JSON.stringify(body.gpus);
-    writeJsonFile(this.paths.tokenFile, { hostId: this.opts.hostId, url: this.opts.url, agentToken: r.agentToken }, 0o600);
+    writeJsonFile(this.paths.tokenFile, { hostId: this.opts.hostId, url: this.opts.url, agentToken: r.agentToken, relayToken: r.relayToken }, 0o600);
     this.log(`registered with ${this.opts.url} (${body.gpus.length} GPU(s), heartbeat every ${r.heartbeatIntervalS} s)`);
   }
 
@@ -152,6 +177,9 @@ export class Agent {
       } catch (err) {
         if (err instanceof ApiError && err.status === 401 && first) {
           throw new JoinRefusedError(`the dispatcher at ${this.opts.url} refused the join token (${err.message}); use the one in its state dir's join-token file`);
+        }
+        if (err instanceof ApiError && err.status === 409 && err.code === "host_exists" && first) {
+          throw new JoinRefusedError(`the dispatcher at ${this.opts.url} already has a host ${this.opts.hostId} and this agent lacks its token: ${err.message}`);
         }
         this.log(`register: ${errorMessage(err)} (retrying in ${delay / 1000} s)`);
       }
@@ -337,6 +365,7 @@ export class Agent {
     });
     return {
       agentToken: () => this.client.token,
+      relayToken: () => this.relayToken,
       adminCheck: new AdminTokenCheck(this.opts.url, this.opts.adminTokens),
       status: () => this.status(),
       logFile: (jobId: string, attempt?: number) => {

@@ -282,7 +282,7 @@ export class JobSync {
     const state: SyncStateFile = { jobId: this.opts.jobId, attempt: this.opts.attempt, files: this.acked };
     mkdirSync(dirname(this.opts.stateFile), { recursive: true });
     const tmp = `${this.opts.stateFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state));
+    writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
     renameSync(tmp, this.opts.stateFile);
   }
 }

@@ -1,13 +1,17 @@
 // The agent's small HTTP server (--listen): GET /status, GET /jobs/{id}/log?tail=N&follow=1
 // (streamed while the job runs) and GET /metrics, for the dashboard and for a look at one host.
-// Every route but /health needs a bearer token: this agent's own token, or an admin token, which
-// the agent checks by asking its dispatcher once (cached) or finds in LABRIG_AGENT_ADMIN_TOKENS.
+// Every route but /health needs a bearer token: this agent's own token, the dispatcher's relay
+// token for it (live logs reach people through the dispatcher), or a person's token, which the
+// agent checks by asking its dispatcher once (cached) or finds in LABRIG_AGENT_ADMIN_TOKENS.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { existsSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { tailOffset } from "../core/log-tail.js";
+
+export { tailOffset };
 
 export function tokensEqual(a: string, b: string): boolean {
   const ha = createHash("sha256").update(a).digest();
@@ -16,9 +20,9 @@ export function tokensEqual(a: string, b: string): boolean {
 }
 
 /**
- * Decides whether a token is the lab's admin token without holding it: tokens listed in
- * LABRIG_AGENT_ADMIN_TOKENS are accepted offline; any other is shown to the dispatcher once
- * (GET /api/jobs?limit=1 answers 200 only to the admin), and the answer is cached by the token's
+ * Decides whether a token is a person's (an admin's or a member's) without holding it: tokens
+ * listed in LABRIG_AGENT_ADMIN_TOKENS are accepted offline; any other is shown to the dispatcher
+ * once (GET /api/jobs?limit=1 answers 200 only to people), and the answer is cached by the token's
  * hash — yes for 5 minutes, no for 30 seconds, so a wrong token cannot make the agent hammer the
  * dispatcher. When the dispatcher cannot be reached the answer is "unknown" (HTTP 503).
  */
@@ -59,6 +63,8 @@ export interface LogFile {
 
 export interface LocalServerSource {
   agentToken(): string | undefined;
+  /** The dispatcher's credential for relaying logs (see dispatcher/routes/logs.ts). */
+  relayToken(): string | undefined;
   adminCheck: AdminTokenCheck;
   status(): unknown;
   logFile(jobId: string, attempt?: number): LogFile | undefined;
@@ -79,6 +85,8 @@ async function authorized(req: IncomingMessage, res: ServerResponse, src: LocalS
   const token = h.slice(7).trim();
   const own = src.agentToken();
   if (own && tokensEqual(own, token)) return true;
+  const relay = src.relayToken();
+  if (relay && tokensEqual(relay, token)) return true;
   const admin = await src.adminCheck.isAdmin(token);
   if (admin === true) return true;
   if (admin === "unknown") {
@@ -87,38 +95,6 @@ async function authorized(req: IncomingMessage, res: ServerResponse, src: LocalS
     sendJson(res, 401, { error: "unauthorized", message: "wrong token: use the agent's token or the lab's admin token" });
   }
   return false;
-}
-
-/** Byte offset where the last `lines` lines of the file start (a final newline does not start a line). */
-export async function tailOffset(path: string, lines: number): Promise<number> {
-  const fh = await open(path, "r");
-  try {
-    const size = (await fh.stat()).size;
-    if (lines <= 0) return size;
-    let pos = size;
-    let seen = 0;
-    const block = Buffer.alloc(64 * 1024);
-    let skipFinal = true;
-    while (pos > 0) {
-      const len = Math.min(block.length, pos);
-      pos -= len;
-      await fh.read(block, 0, len, pos);
-      for (let i = len - 1; i >= 0; i--) {
-        if (block[i] !== 0x0a) {
-          skipFinal = false;
-          continue;
-        }
-        if (skipFinal) {
-          skipFinal = false;
-          continue;
-        }
-        if (++seen === lines) return pos + i + 1;
-      }
-    }
-    return 0;
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Streams the file from `from`; with follow, keeps streaming what is appended until the job ends or the client leaves. */
@@ -166,7 +142,11 @@ export function createLocalServer(src: LocalServerSource): Server {
       }
       const m = /^\/jobs\/([^/]+)\/log$/.exec(url.pathname);
       if (m) {
-        const jobId = decodeURIComponent(m[1]!);
+        const jobId = safeDecode(m[1]!);
+        // A job id names a folder under the workdir: nothing that could leave it (an encoded '..' or '/').
+        if (jobId === undefined || !/^[A-Za-z0-9_-]{1,64}$/.test(jobId)) {
+          return sendJson(res, 400, { error: "invalid_path", message: "job id: letters, digits, '_' or '-'", field: "id" });
+        }
         const attemptQ = url.searchParams.get("attempt");
         const attempt = attemptQ === null ? undefined : Number(attemptQ);
         if (attempt !== undefined && (!Number.isInteger(attempt) || attempt < 1)) return sendJson(res, 400, { error: "invalid_query", message: "attempt: a whole number >= 1", field: "attempt" });
@@ -185,6 +165,14 @@ export function createLocalServer(src: LocalServerSource): Server {
       else res.destroy();
     });
   });
+}
+
+function safeDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
 }
 
 export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {

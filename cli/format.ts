@@ -2,9 +2,11 @@
 // callers pass "now" so output is the same in tests as in a terminal.
 import { type Device, isTerminalJobState, type Job } from "../core/api.js";
 import { commandLine } from "../core/shell.js";
+import { visible } from "../core/visible.js";
 
-/** Columns padded to their widest cell, separated by two spaces; no trailing spaces. */
-export function formatTable(headers: string[], rows: string[][]): string {
+/** Columns padded to their widest cell, separated by two spaces; no trailing spaces. Cells come from the API: control characters are made visible. */
+export function formatTable(headers: string[], cells: string[][]): string {
+  const rows = cells.map((r) => r.map(visible));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells
@@ -61,11 +63,12 @@ export function describeAttempt(j: Job): string {
 export function formatJobsTable(jobs: Job[], now: number): string {
   if (jobs.length === 0) return "no jobs";
   return formatTable(
-    ["ID", "NAME", "PROJECT", "STATE", "GPUS", "HOST", "AGE", "RUNTIME"],
+    ["ID", "NAME", "PROJECT", "OWNER", "STATE", "GPUS", "HOST", "AGE", "RUNTIME"],
     jobs.map((j) => [
       j.id,
       truncate(j.name, 32),
       truncate(j.project, 20),
+      truncate(j.owner ?? "-", 16),
       j.state + (j.attempt > 1 ? ` (attempt ${j.attempt})` : ""),
       j.gpuIndices.length > 0 ? `${j.gpus} [${j.gpuIndices.join(",")}]` : String(j.gpus),
       j.hostId ?? "-",
@@ -140,6 +143,7 @@ export function formatJobDetail(job: Job & { history?: JobTransition[] }, now: n
     ["id", job.id],
     ["name", job.name],
     ["project", job.project],
+    ["owner", job.owner ?? "-"],
     ["state", job.state + (job.reason && job.reason !== `exit code ${job.exitCode}` ? ` (${job.reason})` : "")],
     ["attempt", describeAttempt(job)],
     ["command", formatCommand(job.command)],
@@ -166,12 +170,12 @@ export function formatJobDetail(job: Job & { history?: JobTransition[] }, now: n
   if (job.endedAt) rows.push(["ended", job.endedAt]);
   if (job.startedAt) rows.push(["runtime", jobRuntime(job, now)]);
   const width = Math.max(...rows.map(([k]) => k.length));
-  const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${visible(v)}`);
   if (job.history && job.history.length > 0) {
     lines.push("", "history:");
     for (const h of job.history) {
       const from = h.fromState ? `${h.fromState} → ` : "";
-      lines.push(`  ${h.at}  #${h.attempt}  ${from}${h.toState}${h.hostId ? `  on ${h.hostId}` : ""}${h.message ? `  ${h.message}` : ""}`);
+      lines.push(visible(`  ${h.at}  #${h.attempt}  ${from}${h.toState}${h.hostId ? `  on ${h.hostId}` : ""}${h.message ? `  ${h.message}` : ""}`));
     }
   }
   return lines.join("\n");

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isTerminalJobState, type Job, type JobState, type SubmitJobRequest } from "../core/api.js";
+import { isTerminalJobState, type Job, type JobListPage, type JobState, type SubmitJobRequest, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
@@ -11,11 +11,12 @@ import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJob
 import { buildSubmission } from "./cvlab-submit.js";
 import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
-import { followJobLog } from "./follow-log.js";
 import type { Sweep } from "../core/sweep.js";
+import { visibleText } from "../core/visible.js";
 
-const out = (s: string): void => void process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
-const note = (s: string): void => void process.stderr.write(`${s}\n`);
+// What these print comes from the API: control characters are made visible (newlines kept).
+const out = (s: string): void => void process.stdout.write(visibleText(s.endsWith("\n") ? s : `${s}\n`));
+const note = (s: string): void => void process.stderr.write(`${visibleText(s)}\n`);
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
 function clientFor(flags: TargetFlags): DispatcherClient {
@@ -192,17 +193,30 @@ async function waitForEnd(client: DispatcherClient, job: Job, progress: (j: Job)
   return current;
 }
 
-export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; project?: string; host?: string; group?: string; limit: number; json?: boolean }) {
+export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; project?: string; host?: string; group?: string; owner?: string; mine?: boolean; limit: number; json?: boolean }) {
   const client = clientFor(opts);
   const q = new URLSearchParams();
   if (opts.state) q.set("state", opts.state.join(","));
   if (opts.project) q.set("project", opts.project);
   if (opts.host) q.set("host", opts.host);
   if (opts.group) q.set("group", opts.group);
+  if (opts.mine) {
+    const who = (await client.request<WhoAmI>("GET", "/api/whoami")).body;
+    if (who.kind !== "person") throw new InputError("--mine", "the token is an agent's, not a person's");
+    q.set("owner", who.name);
+  } else if (opts.owner) q.set("owner", opts.owner);
   q.set("limit", String(opts.limit));
-  const { jobs } = (await client.request<{ jobs: Job[] }>("GET", `/api/jobs?${q}`)).body;
-  if (opts.json) return json(jobs);
-  out(formatJobsTable(jobs, Date.now()));
+  const page = (await client.request<JobListPage>("GET", `/api/jobs?${q}`)).body;
+  if (opts.json) return json(page.jobs);
+  out(formatJobsTable(page.jobs, Date.now()));
+  const note_ = pageNote(page.jobs.length, page.total);
+  if (note_) note(note_);
+}
+
+/** "showing 1000 of 2641 (--limit for more)" when a page holds fewer jobs than match; nothing otherwise. */
+export function pageNote(shown: number, total: number | undefined): string | undefined {
+  if (total === undefined || total <= shown) return undefined;
+  return `showing ${shown} of ${total} (newest first; --limit N for more)`;
 }
 
 export async function jobCommand(id: string, opts: TargetFlags & { json?: boolean }) {
@@ -211,18 +225,22 @@ export async function jobCommand(id: string, opts: TargetFlags & { json?: boolea
   out(formatJobDetail(job, Date.now()));
 }
 
-export async function logsCommand(id: string, opts: TargetFlags & { follow?: boolean; attempt?: number; interval: number }) {
+export async function logsCommand(id: string, opts: TargetFlags & { follow?: boolean; attempt?: number; tail?: number; raw?: boolean; interval: number }) {
   const client = clientFor(opts);
+  let wrote = 0;
+  const decoder = new TextDecoder();
+  const write = (b: Uint8Array) => {
+    wrote += b.length;
+    process.stdout.write(opts.raw ? b : visibleText(decoder.decode(b, { stream: true })));
+  };
+  await client.jobLog(id, { follow: opts.follow, attempt: opts.attempt, tail: opts.tail }, write);
+  if (!opts.raw) process.stdout.write(visibleText(decoder.decode()));
   if (opts.follow) {
-    await followJobLog(client, id, { attempt: opts.attempt, intervalMs: opts.interval, write: (b) => process.stdout.write(b), note });
     // The log alone does not say how it ended; stderr, so stdout stays the log's bytes.
     note(`--- ${describeProgress(await client.job(id))}`);
     return;
   }
-  try {
-    process.stdout.write(await client.syncGet(id, "job.log", opts.attempt));
-  } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 404) throw err;
+  if (wrote === 0) {
     const job = await client.job(id); // a missing job throws its own 404 here
     note(noLogYet(job, opts.attempt));
   }

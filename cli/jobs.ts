@@ -55,13 +55,13 @@ export function parseStates(v: string): string[] {
 
 function withTarget(cmd: Command): Command {
   return cmd
-    .option("--url <url>", "dispatcher URL (else LABRIG_URL, else the local lab under LABRIG_HOME)")
-    .option("--token <token>", "admin token (else LABRIG_TOKEN, else the local lab's)");
+    .option("--url <url>", "dispatcher URL (else LABRIG_URL, else your login, else the local lab under LABRIG_HOME)")
+    .option("--token <token>", "your token (else LABRIG_TOKEN, else your login, else the local lab's admin token)");
 }
 
 const targetHelp = `
-The dispatcher is found from --url/--token, then LABRIG_URL/LABRIG_TOKEN, then the local lab
-that 'pnpm start' runs under LABRIG_HOME (default ~/.labrig).`;
+The dispatcher is found from --url/--token, then LABRIG_URL/LABRIG_TOKEN, then the credentials
+'labrig login' wrote, then the local lab that 'pnpm start' runs under LABRIG_HOME (default ~/.labrig).`;
 
 const load = () => import("./job-commands.js");
 
@@ -122,7 +122,9 @@ ${targetHelp}`,
       .option("--project <project>", "only this project")
       .option("--host <hostId>", "only jobs on this host")
       .option("--group <groupId>", "only the jobs of this sweep group")
-      .option("--limit <n>", "at most this many", parseWholeNumber(1), 50)
+      .option("--owner <name>", "only jobs this person submitted")
+      .option("--mine", "only jobs you submitted")
+      .option("--limit <n>", "at most this many (the output says how many there are in all)", parseWholeNumber(1, 10_000), 50)
       .option("--json", "print JSON"),
   )
     .addHelpText("after", targetHelp)
@@ -135,11 +137,13 @@ ${targetHelp}`,
   withTarget(
     program
       .command("logs")
-      .description("print a job's job.log as synced to the dispatcher")
+      .description("print a job's job.log through the dispatcher (live from its agent while it runs, else the synced copy)")
       .argument("<id>", "job id")
       .option("-f, --follow", "keep printing as the log grows, until the job ends")
       .option("--attempt <n>", "this attempt's log (default: the latest)", parseWholeNumber(1))
-      .addOption(new Option("--interval <ms>", "poll interval while following").argParser(parseWholeNumber(50)).default(500).hideHelp()),
+      .option("--tail <lines>", "only the last N lines", parseWholeNumber(0))
+      .option("--raw", "print the bytes as they are (control characters included; else they are made visible)")
+      .addOption(new Option("--interval <ms>", "unused; kept so old scripts still run").argParser(parseWholeNumber(50)).default(500).hideHelp()),
   )
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).logsCommand(id, opts));

@@ -3,6 +3,7 @@
 // loads its implementation lazily, so `labrig --help` and small commands start fast.
 import { Command, CommanderError } from "commander";
 import { LabrigError } from "../core/errors.js";
+import { visibleText } from "../core/visible.js";
 import { registerAgentCommands } from "./agent.js";
 import { registerBackupCommands } from "./backup.js";
 import { registerDispatcherCommands } from "./dispatcher.js";
@@ -10,6 +11,7 @@ import { registerImageCommands } from "./image.js";
 import { registerImportCommands } from "./import.js";
 import { registerJobCommands } from "./jobs.js";
 import { registerLabCommands } from "./lab.js";
+import { registerPeopleCommands } from "./people.js";
 import { registerProvisionCommands } from "./provision.js";
 import { registerStackCommands } from "./stack.js";
 import { registerTuiCommands } from "./tui.js";
@@ -23,6 +25,7 @@ export function buildProgram(): Command {
   registerDispatcherCommands(program);
   registerAgentCommands(program);
   registerJobCommands(program);
+  registerPeopleCommands(program);
   registerProvisionCommands(program);
   registerImageCommands(program);
   registerStackCommands(program);
@@ -62,7 +65,8 @@ async function main(argv: string[]) {
       return;
     }
     if (err instanceof LabrigError) {
-      process.stderr.write(`labrig: ${err.message}\n`);
+      // Messages may carry what the API said: control characters are made visible.
+      process.stderr.write(`labrig: ${visibleText(err.message)}\n`);
       process.exitCode = 1;
       return;
     }

@@ -20,6 +20,19 @@ export const priorities = ["low", "normal", "high", "urgent"] as const;
 export type Priority = (typeof priorities)[number];
 
 const labelsSchema = z.record(z.string(), z.string());
+
+/** Names that become folder names or are printed to terminals: a safe set, never "." or "..". */
+export const SAFE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const projectNameSchema = z.string().regex(SAFE_NAME_PATTERN, "project: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+export const personNameSchema = z.string().regex(SAFE_NAME_PATTERN, "name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+// C0 and C1 control characters (ESC, BEL, CR, ...): in a name they would reach an operator's terminal.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+export const jobNameSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((s) => !CONTROL_CHARS.test(s), "name: no control characters")
+  .refine((s) => s.trim() !== "." && s.trim() !== "..", "name: not '.' or '..'");
 const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "env names: letters, digits and '_'"), z.string());
 
 // ---- agents ----
@@ -45,6 +58,8 @@ export type RegisterRequest = z.infer<typeof registerRequestSchema>;
 export const registerResponseSchema = z.object({
   agentToken: z.string(),
   heartbeatIntervalS: z.number(),
+  /** What the dispatcher shows this agent's local server when it relays a live log; the agent accepts it there. */
+  relayToken: z.string().optional(),
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 
@@ -99,7 +114,8 @@ export const constraintsSchema = z.object({
 });
 export type Constraints = z.infer<typeof constraintsSchema>;
 
-export const projectSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, "project: letters, digits, '.', '_' or '-'");
+/** The same rule as projectNameSchema (CVLab-Kit paths use this name). */
+export const projectSchema = projectNameSchema;
 /**
  * The longest timeout a job may ask for: 30 days. Agents and the dispatcher both enforce it with
  * timers that hold any delay up to this (core/long-timer.ts), so a longer one is refused, not cut.
@@ -107,8 +123,8 @@ export const projectSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$
 export const MAX_JOB_TIMEOUT_S = 30 * 24 * 3600;
 
 export const submitJobRequestSchema = z.object({
-  name: z.string().min(1).max(200).optional(),
-  project: projectSchema.optional(),
+  name: jobNameSchema.optional(),
+  project: projectNameSchema.optional(),
   /** Required unless `config` is given: then the lab's CVLab-Kit command runs (the dispatcher's queue command). */
   command: z.union([z.array(z.string()).min(1), z.string().min(1)]).optional(),
   /** A CVLab-Kit experiment YAML, stored with the job and written next to it; `{config_path}` in the command is its path. */
@@ -157,6 +173,8 @@ export const jobSchema = z.object({
   group: z.string().nullable().optional(),
   /** Whether a CVLab-Kit config is stored with the job (`GET /api/jobs/{id}/config`). */
   hasConfig: z.boolean().optional(),
+  /** Who submitted it (a person's name; "admin" for the state dir's admin token); null for jobs from before people existed. */
+  owner: z.string().nullable().optional(),
   /** Who asked to cancel it (see jobActionRequestSchema), while the request or its result stands. */
   cancelledBy: z.string().nullable().optional(),
 });
@@ -169,7 +187,14 @@ export type Job = z.infer<typeof jobSchema>;
 export const jobActionRequestSchema = z.object({ via: z.string().min(1).max(60).optional() });
 export type JobActionRequest = z.infer<typeof jobActionRequestSchema>;
 
-export const jobListResponseSchema = z.object({ jobs: z.array(jobSchema) });
+export const jobListResponseSchema = z.object({
+  jobs: z.array(jobSchema),
+  /** How many jobs match the filter in all. */
+  total: z.number().optional(),
+  /** Pass as ?cursor= for the next page; null on the last page. */
+  nextCursor: z.string().nullable().optional(),
+});
+export type JobListPage = z.infer<typeof jobListResponseSchema>;
 
 // CVLab-Kit's `POST /api/queue/add`: its web UI and scripts send the YAML inline; the older shape
 // names a config file the GPU hosts can read.
@@ -327,6 +352,42 @@ export const noticeRequestSchema = z.object({
   level: z.enum(["info", "warn", "error"]).default("info"),
   message: z.string().min(1).max(2000),
 });
+
+// ---- people and join tokens ----
+
+export const roles = ["admin", "member"] as const;
+export type Role = (typeof roles)[number];
+
+export const addPersonRequestSchema = z.object({ name: personNameSchema, role: z.enum(roles).default("member") });
+export const personSchema = z.object({
+  name: z.string(),
+  role: z.enum(roles),
+  createdAt: z.string(),
+  createdBy: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+export type Person = z.infer<typeof personSchema>;
+
+export const createJoinTokenRequestSchema = z.object({
+  ttlS: z.number().int().positive().optional(),
+  uses: z.number().int().positive().optional(),
+  note: z.string().max(200).refine((s) => !CONTROL_CHARS.test(s), "note: no control characters").optional(),
+});
+export const joinTokenSchema = z.object({
+  id: z.string(),
+  note: z.string().nullable(),
+  createdAt: z.string(),
+  createdBy: z.string().nullable(),
+  expiresAt: z.string().nullable(),
+  usesLeft: z.number().nullable(),
+  uses: z.number(),
+  revokedAt: z.string().nullable(),
+  usable: z.boolean(),
+});
+export type JoinToken = z.infer<typeof joinTokenSchema>;
+
+/** `GET /api/whoami`: who the token is. */
+export type WhoAmI = { kind: "person"; name: string; role: Role } | { kind: "agent"; hostId: string };
 
 export const errorResponseSchema = z.object({
   error: z.string(),

@@ -154,6 +154,56 @@ export class DispatcherClient {
     return (await this.request<ImportResponse>("POST", "/api/import/jobs", { body: req })).body;
   }
 
+  /**
+   * A job's job.log through the dispatcher (`GET /api/jobs/{id}/log`): live from its agent while it
+   * runs, else the synced copy; with follow, until the attempt has ended. Calls `write` per chunk.
+   */
+  async jobLog(
+    id: string,
+    opts: { follow?: boolean; attempt?: number; tail?: number; signal?: AbortSignal; onSource?: (source: "agent" | "dispatcher") => void },
+    write: (bytes: Uint8Array) => void,
+  ): Promise<{ source: "agent" | "dispatcher" }> {
+    const q = new URLSearchParams();
+    if (opts.follow) q.set("follow", "1");
+    if (opts.attempt !== undefined) q.set("attempt", String(opts.attempt));
+    if (opts.tail !== undefined) q.set("tail", String(opts.tail));
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    // The time limit is for the answer; the stream itself lasts as long as the job.
+    const answered = new AbortController();
+    const timer = setTimeout(() => answered.abort(), this.timeoutMs);
+    const signal = opts.signal ? anySignal([opts.signal, answered.signal]) : answered.signal;
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}/api/jobs/${enc(id)}/log${q.size ? `?${q}` : ""}`, { headers, signal });
+    } catch (err) {
+      throw new LabrigError(`cannot reach the dispatcher at ${this.url} (GET job log): ${describeFetchError(err)}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (res.status >= 400) {
+      const text = await res.text();
+      let e: { error?: string; message?: string } = {};
+      try {
+        e = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      throw new ApiError(res.status, e.error ?? "error", e.message ?? `GET log of job ${id} failed`);
+    }
+    const source = res.headers.get("x-labrig-log-source") === "agent" ? "agent" : "dispatcher";
+    opts.onSource?.(source);
+    if (res.body) {
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        write(value);
+      }
+    }
+    return { source };
+  }
+
   // ---- devices ----
   async devices(): Promise<Device[]> {
     return (await this.request<{ devices: Device[] }>("GET", "/api/devices")).body.devices;

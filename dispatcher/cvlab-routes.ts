@@ -1,19 +1,12 @@
 // Routes for CVLab-Kit's clients (its queue calls, answered in its shapes), sweep groups, and
-// imports of another queue's history. Registered by server.ts with its auth and parsing helpers.
-import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { z } from "zod";
-import { importRequestSchema, jobActionRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
-import { assertPriorityAllowed, cvlabPriority, RequestProblem, toCvlabJob, type Role } from "./cvlab.js";
-import type { DispatcherService } from "./service.js";
+// imports of another queue's history. Registered with the job routes; auth is each route's
+// `access` (the server's onRequest hook), members act on their own jobs only.
+import type { FastifyInstance } from "fastify";
+import { importRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
+import { assertPriorityAllowed, cvlabPriority, RequestProblem, toCvlabJob } from "./cvlab.js";
+import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "./http/common.js";
+import { actorOf, ownerOf, roleOf } from "./routes/jobs.js";
 import type { StoredJob } from "./store.js";
-
-export interface RouteHelpers {
-  service: DispatcherService;
-  requireAdmin(req: FastifyRequest): void;
-  roleOf(req: FastifyRequest): Role;
-  parse<S extends z.ZodType>(schema: S, body: unknown): z.output<S>;
-  jobOr404(id: string): StoredJob;
-}
 
 /** CVLab-Kit's statuses back to labrig's states, for `GET /api/queue/list?status=`. */
 const statesForCvlabStatus: Record<string, JobState[]> = {
@@ -26,28 +19,28 @@ const statesForCvlabStatus: Record<string, JobState[]> = {
   cancelled: ["cancelled"],
 };
 
-export function registerCvlabRoutes(app: FastifyInstance, h: RouteHelpers): void {
-  const { service } = h;
+export function registerCvlabRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { service } = ctx;
+  const h = { parse: parseBody, jobOr404: (id: string) => jobOr404(service, id) };
+  const person = { config: { access: "person" as const } };
   const withConfig = (job: StoredJob): Job & { hasConfig: boolean } => ({ ...job, hasConfig: service.store.jobConfig(job.id) !== undefined });
 
   // ---- CVLab-Kit's queue calls (web_helper/backend/api/queue.py) ----
 
-  app.post("/api/queue/add", async (req) => {
-    h.requireAdmin(req);
+  app.post("/api/queue/add", person, async (req) => {
     const raw = (req.body ?? {}) as Record<string, unknown>;
     if (raw.config === undefined && raw.config_path === undefined) {
       throw new RequestProblem("config", "required: the experiment YAML as text (or config_path: a config file the GPU hosts can read)");
     }
     const body = h.parse(queueAddRequestSchema, req.body);
-    assertPriorityAllowed(cvlabPriority(body.priority), h.roleOf(req));
-    const job = withConfig(service.queueAdd(body));
+    assertPriorityAllowed(cvlabPriority(body.priority), roleOf(req.caller));
+    const job = withConfig(viewJob(service.queueAdd(body, ownerOf(req.caller)), req.caller));
     const cvlab = toCvlabJob(job, "device" in body ? body.device : undefined);
     // CVLab-Kit answers 200 with {job}; its UI also reads experiment_uid at the top (ExecuteView).
     return { ...job, job_id: job.id, experiment_uid: job.id, status: cvlab.status, job: cvlab };
   });
 
-  app.get<{ Querystring: { status?: string; project?: string; limit?: string; offset?: string } }>("/api/queue/list", async (req) => {
-    h.requireAdmin(req);
+  app.get<{ Querystring: { status?: string; project?: string; limit?: string; offset?: string } }>("/api/queue/list", person, async (req) => {
     const states = req.query.status ? statesForCvlabStatus[req.query.status] : undefined;
     if (req.query.status && !states) throw new RequestProblem("status", `one of ${Object.keys(statesForCvlabStatus).join(", ")}`, 400, "invalid_query");
     const limit = req.query.limit ? Number(req.query.limit) : 50;
@@ -55,7 +48,7 @@ export function registerCvlabRoutes(app: FastifyInstance, h: RouteHelpers): void
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestProblem("limit", "a whole number from 1 to 1000", 400, "invalid_query");
     if (!Number.isInteger(offset) || offset < 0) throw new RequestProblem("offset", "a whole number >= 0", 400, "invalid_query");
     const all = service.store.listJobs({ states, project: req.query.project, limit: 100_000 });
-    return { jobs: all.slice(offset, offset + limit).map((j) => toCvlabJob(withConfig(j))), total: all.length };
+    return { jobs: all.slice(offset, offset + limit).map((j) => toCvlabJob(withConfig(viewJob(j, req.caller)))), total: all.length };
   });
 
   const sendConfig = (id: string, reply: import("fastify").FastifyReply) => {
@@ -64,12 +57,10 @@ export function registerCvlabRoutes(app: FastifyInstance, h: RouteHelpers): void
     if (yaml === undefined) throw new RequestProblem("id", `job ${id} has no CVLab-Kit config`, 404, "not_found");
     return reply.header("content-type", "text/yaml; charset=utf-8").send(yaml);
   };
-  app.get<{ Params: { uid: string } }>("/api/queue/config/:uid", async (req, reply) => {
-    h.requireAdmin(req);
+  app.get<{ Params: { uid: string } }>("/api/queue/config/:uid", person, async (req, reply) => {
     return sendConfig(req.params.uid, reply);
   });
-  app.get<{ Params: { id: string } }>("/api/jobs/:id/config", async (req, reply) => {
-    h.requireAdmin(req);
+  app.get<{ Params: { id: string } }>("/api/jobs/:id/config", person, async (req, reply) => {
     return sendConfig(req.params.id, reply);
   });
 
@@ -81,24 +72,22 @@ export function registerCvlabRoutes(app: FastifyInstance, h: RouteHelpers): void
     return group;
   };
 
-  app.post("/api/groups", async (req, reply) => {
-    h.requireAdmin(req);
+  app.post("/api/groups", person, async (req, reply) => {
     const body = h.parse(submitGroupRequestSchema, req.body);
-    for (const j of body.jobs) assertPriorityAllowed(j.priority, h.roleOf(req));
-    const r = service.submitGroup(body.name ?? "sweep", body.jobs);
+    for (const j of body.jobs) assertPriorityAllowed(j.priority, roleOf(req.caller));
+    const r = service.submitGroup(body.name ?? "sweep", body.jobs, ownerOf(req.caller));
     return reply.code(201).send(r);
   });
 
-  app.get<{ Params: { id: string } }>("/api/groups/:id", async (req) => {
-    h.requireAdmin(req);
-    return { group: groupOr404(req.params.id), jobs: service.store.groupJobs(req.params.id) };
+  app.get<{ Params: { id: string } }>("/api/groups/:id", person, async (req) => {
+    return { group: groupOr404(req.params.id), jobs: service.store.groupJobs(req.params.id).map((j) => viewJob(j, req.caller)) };
   });
 
   for (const action of ["cancel", "retry"] as const) {
-    app.post<{ Params: { id: string } }>(`/api/groups/:id/${action}`, async (req) => {
-      h.requireAdmin(req);
+    app.post<{ Params: { id: string } }>(`/api/groups/:id/${action}`, person, async (req) => {
       groupOr404(req.params.id);
-      const by = h.parse(jobActionRequestSchema, req.body ?? {}).via ?? "an API client";
+      for (const j of service.store.groupJobs(req.params.id)) requireOwnerOrAdmin(req.caller, j, `${action} group ${req.params.id} with`);
+      const by = actorOf(req.caller, req.body);
       const changed = action === "cancel" ? service.cancelGroup(req.params.id, by) : service.retryGroup(req.params.id, by);
       return { group: groupOr404(req.params.id), jobs: changed };
     });
@@ -106,8 +95,7 @@ export function registerCvlabRoutes(app: FastifyInstance, h: RouteHelpers): void
 
   // ---- imports ----
 
-  app.post("/api/import/jobs", async (req) => {
-    h.requireAdmin(req);
+  app.post("/api/import/jobs", { config: { access: "admin" } }, async (req) => {
     const body = h.parse(importRequestSchema, req.body);
     body.jobs.forEach((j, i) => {
       if (j.state === "assigned" || j.state === "running") {

@@ -20,6 +20,8 @@ export interface LiveAgent {
   labels: Record<string, string>;
   agentVersion: string | null;
   agentUrl: string | null;
+  /** What the dispatcher shows this agent's local server to relay a live log (null: an older agent). */
+  relayToken: string | null;
   draining: boolean;
   registeredAt: string;
   lastSeenMs: number;
@@ -54,6 +56,7 @@ export class DeviceRegistry {
         labels: JSON.parse(r.labels),
         agentVersion: r.agent_version,
         agentUrl: r.agent_url,
+        relayToken: r.relay_token,
         draining: r.draining === 1,
         registeredAt: r.registered_at,
         lastSeenMs: Math.max(seen, startedMs),

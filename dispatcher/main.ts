@@ -1,12 +1,13 @@
 // Starts the dispatcher: state dir, tokens, database, service, HTTP server; writes
 // dispatcher.json once listening and shuts down cleanly on SIGTERM/SIGINT.
-import { mkdirSync, writeFileSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
 import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
 import { openDatabase } from "./db.js";
 import { createMetrics } from "./metrics.js";
-import { buildServer } from "./server.js";
+import { PeopleStore } from "./people.js";
+import { buildServer, DEFAULT_SYNC_BODY_LIMIT } from "./server.js";
 import { DispatcherService, type ServiceConfig } from "./service.js";
 import { Store } from "./store.js";
 import { SyncStore } from "./sync-store.js";
@@ -61,19 +62,44 @@ export function advertisedUrl(bind: string, port: number): string {
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** LABRIG_SYNC_BODY_LIMIT_MB: the largest sync upload in bytes. */
+export function syncBodyLimitFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env.LABRIG_SYNC_BODY_LIMIT_MB;
+  if (v === undefined || v === "") return DEFAULT_SYNC_BODY_LIMIT;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InputError("LABRIG_SYNC_BODY_LIMIT_MB", `expected a positive number of MiB, got '${v}'`);
+  return Math.floor(n * 1024 * 1024);
+}
+
+/**
+ * The state dir holds env secrets (labrig.db, runs/) and tokens: folders 0700 and files 0600,
+ * also when they existed before with looser modes. New files get them through the umask.
+ */
+export function secureStateDir(stateDir: string): void {
+  process.umask(0o077);
+  mkdirSync(join(stateDir, "runs"), { recursive: true, mode: 0o700 });
+  chmodSync(stateDir, 0o700);
+  chmodSync(join(stateDir, "runs"), 0o700);
+  for (const f of ["labrig.db", "labrig.db-wal", "labrig.db-shm", "admin-token", "join-token", "dispatcher.json"]) {
+    if (existsSync(join(stateDir, f))) chmodSync(join(stateDir, f), 0o600);
+  }
+}
+
 export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const stateDir = resolve(opts.state);
-  mkdirSync(join(stateDir, "runs"), { recursive: true, mode: 0o700 });
+  secureStateDir(stateDir);
+  const syncBodyLimit = syncBodyLimitFromEnv(process.env);
   const config = configFromEnv(process.env, opts.queueCommand);
   const admin = loadOrCreateToken(stateDir, "admin-token", process.env.LABRIG_ADMIN_TOKEN);
   const join_ = loadOrCreateToken(stateDir, "join-token", process.env.LABRIG_JOIN_TOKEN);
 
   const db = openDatabase(join(stateDir, "labrig.db"));
+  secureStateDir(stateDir); // the WAL and shm files the open just made
   const store = new Store(db);
   const service = new DispatcherService(store, new SyncStore(db, join(stateDir, "runs")), config);
   const metrics = createMetrics(service);
   service.observer = { leased: (_job, waitedMs) => metrics.dispatchLatency.observe(waitedMs / 1000) };
-  const app = buildServer({ service, metrics, adminToken: admin.token, joinToken: join_.token });
+  const app = buildServer({ service, people: new PeopleStore(db), metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit });
 
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();
@@ -82,7 +108,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   service.start();
 
   const info = join(stateDir, "dispatcher.json");
-  writeFileSync(`${info}.tmp`, JSON.stringify({ url, port, bind: opts.bind, pid: process.pid, startedAt: new Date().toISOString() }, null, 2));
+  writeFileSync(`${info}.tmp`, JSON.stringify({ url, port, bind: opts.bind, pid: process.pid, startedAt: new Date().toISOString() }, null, 2), { mode: 0o600 });
   renameSync(`${info}.tmp`, info);
   console.log(`labrig dispatcher listening on ${url} (bound to ${opts.bind}; state in ${stateDir})`);
   if (admin.generated) console.log(`admin token (written to ${admin.file}, shown once): ${admin.token}`);

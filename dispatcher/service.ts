@@ -37,6 +37,9 @@ export interface LeaseGrant {
   gpuIndices: number[];
 }
 
+/** The token hash of a host an admin reset: no token hashes to it (hashes are hex). */
+const RESET_TOKEN_HASH = "reset";
+
 /** Heartbeats update a device's event at most this often (status changes go out at once). */
 const DEVICE_EVENT_EVERY_MS = 1000;
 
@@ -110,8 +113,9 @@ export class DispatcherService {
 
   // ---- agents ----
 
-  register(req: RegisterRequest): { agentToken: string; heartbeatIntervalS: number } {
+  register(req: RegisterRequest): { agentToken: string; relayToken: string; heartbeatIntervalS: number } {
     const agentToken = generateToken("lrt");
+    const relayToken = generateToken("lrl");
     const now = new Date();
     const previous = this.devices.get(req.hostId);
     const row = this.store.upsertAgent({
@@ -122,6 +126,7 @@ export class DispatcherService {
       labels: req.labels ?? {},
       agentVersion: req.agentVersion,
       agentUrl: req.agentUrl,
+      relayToken,
       now,
     });
     this.devices.put({
@@ -132,6 +137,7 @@ export class DispatcherService {
       labels: req.labels ?? {},
       agentVersion: row.agent_version,
       agentUrl: row.agent_url,
+      relayToken: row.relay_token,
       draining: row.draining === 1,
       registeredAt: row.registered_at,
       lastSeenMs: now.getTime(),
@@ -140,7 +146,31 @@ export class DispatcherService {
     });
     this.emitDevice(req.hostId);
     this.requestSchedule();
-    return { agentToken, heartbeatIntervalS: this.config.heartbeatIntervalS };
+    return { agentToken, relayToken, heartbeatIntervalS: this.config.heartbeatIntervalS };
+  }
+
+  /** Whether a host id is taken: registered and not reset by an admin. */
+  hostIsClaimed(hostId: string): boolean {
+    const a = this.devices.get(hostId);
+    return a !== undefined && a.tokenHash !== RESET_TOKEN_HASH;
+  }
+
+  /** An admin's reset: the host's agent token stops working, and a join token may register the host id again. */
+  resetHost(hostId: string): boolean {
+    const a = this.devices.get(hostId);
+    if (!a) return false;
+    this.store.resetAgentToken(hostId, RESET_TOKEN_HASH);
+    this.devices.put({ ...a, tokenHash: RESET_TOKEN_HASH, relayToken: null });
+    return true;
+  }
+
+  /** Where and with what the dispatcher asks a host's agent for a live log, when it can. */
+  relayTarget(hostId: string): { agentUrl: string; relayToken: string } | undefined {
+    const a = this.devices.get(hostId);
+    if (!a?.agentUrl || !a.relayToken) return undefined;
+    const status = this.devices.status(hostId, Date.now());
+    if (status !== "healthy" && status !== "draining" && status !== "stale") return undefined;
+    return { agentUrl: a.agentUrl, relayToken: a.relayToken };
   }
 
   hostForAgentToken(token: string): string | undefined {
@@ -234,8 +264,8 @@ export class DispatcherService {
 
   // ---- jobs ----
 
-  submit(req: SubmitJob): StoredJob {
-    const job = this.store.insertJob(settleJob(req, this.config, defaultJobName));
+  submit(req: SubmitJob, owner: string | null = null, groupId: string | null = null): StoredJob {
+    const job = this.store.insertJob({ ...settleJob(req, this.config, defaultJobName), owner }, new Date(), groupId);
     this.queued(job);
     this.requestSchedule();
     return job;
@@ -247,13 +277,14 @@ export class DispatcherService {
   }
 
   /** CVLab-Kit's `POST /api/queue/add`: its inline YAML (or older config path) as a job running the lab's trainer. */
-  queueAdd(body: QueueAddRequest): StoredJob {
-    return this.submit(jobFromQueueAdd(body, this.config));
+  queueAdd(body: QueueAddRequest, owner: string | null = null): StoredJob {
+    const req = jobFromQueueAdd(body, this.config);
+    return this.submit({ ...req, ...(req.name !== undefined ? { name: safeJobName(req.name) } : {}) }, owner);
   }
 
   /** A sweep: all its jobs queued at once under one group. */
-  submitGroup(name: string, reqs: SubmitJob[]): { group: JobGroupView; jobs: StoredJob[] } {
-    const settled = reqs.map((r) => settleJob(r, this.config, defaultJobName));
+  submitGroup(name: string, reqs: SubmitJob[], owner: string | null = null): { group: JobGroupView; jobs: StoredJob[] } {
+    const settled = reqs.map((r) => ({ ...settleJob(r, this.config, defaultJobName), owner }));
     const { group, jobs } = this.store.insertGroup(name, settled);
     for (const j of jobs) this.queued(j);
     this.requestSchedule();
@@ -509,9 +540,16 @@ export function noteListedJobs(active: ActiveJob[], listed: string[], nowMs: num
   }
 }
 
+/** A name taken from outside (a config file's name): no control characters, never "." or "..". */
+function safeJobName(s: string): string {
+  const name = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 200).trim();
+  return name === "" || name === "." || name === ".." ? "job" : name;
+}
+
 export function defaultJobName(command: string | string[]): string {
   const words = Array.isArray(command) ? command : command.trim().split(/\s+/);
-  return words.slice(0, 3).join(" ").slice(0, 60) || "job";
+  // Control characters would reach operators' terminals; names never carry them.
+  return words.slice(0, 3).join(" ").replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 60) || "job";
 }
 
 /** The GPUs (by index) a heartbeat says a process outside labrig is using. */

@@ -34,6 +34,7 @@ export interface JobRow {
   ended_at: string | null;
   urgent: number;
   group_id: string | null;
+  owner: string | null;
 }
 
 export interface AgentRow {
@@ -48,6 +49,7 @@ export interface AgentRow {
   registered_at: string;
   last_seen_at: string | null;
   last_stats: string | null;
+  relay_token: string | null;
 }
 
 export interface Transition {
@@ -91,6 +93,7 @@ export function rowToJob(r: JobRow): StoredJob {
     cancelRequested: r.cancel_requested === 1,
     deliveredAt: r.delivered_at,
     lostCount: r.lost_count,
+    owner: r.owner,
   };
 }
 
@@ -128,6 +131,7 @@ export interface JobFilter {
   project?: string;
   hostId?: string;
   group?: string;
+  owner?: string;
   limit?: number;
 }
 
@@ -157,6 +161,14 @@ function priorityColumns(p: Priority): { priority: Exclude<Priority, "urgent">; 
   return p === "urgent" ? { priority: "high", urgent: 1 } : { priority: p, urgent: 0 };
 }
 
+export interface JobPage {
+  jobs: StoredJob[];
+  /** How many jobs match the filter in all. */
+  total: number;
+  /** The cursor of the next page (the last job's seq), null on the last page. */
+  nextCursor: string | null;
+}
+
 export class Store {
   private readonly stmts;
 
@@ -165,9 +177,9 @@ export class Store {
       getJob: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?"),
       maxSeq: db.prepare("SELECT COALESCE(MAX(seq), 0) FROM jobs").pluck(),
       insertJob: db.prepare(`INSERT INTO jobs (id, seq, name, project, command, gpus, image, env, workdir, timeout_s, priority,
-        max_retries, constraints, state, attempt, created_at, urgent, group_id)
+        max_retries, constraints, state, attempt, created_at, urgent, group_id, owner)
         VALUES (@id, @seq, @name, @project, @command, @gpus, @image, @env, @workdir, @timeout_s, @priority, @max_retries,
-        @constraints, 'queued', 1, @created_at, @urgent, @group_id)`),
+        @constraints, 'queued', 1, @created_at, @urgent, @group_id, @owner)`),
       insertConfig: db.prepare("INSERT INTO job_configs (job_id, yaml) VALUES (?, ?)"),
       getConfig: db.prepare<[string], unknown>("SELECT yaml FROM job_configs WHERE job_id = ?").pluck(),
       transition: db.prepare(`INSERT INTO job_transitions (job_id, attempt, from_state, to_state, host_id, message, at)
@@ -182,12 +194,13 @@ export class Store {
       countByState: db.prepare<[], { state: JobState; n: number }>("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"),
       getAgent: db.prepare<[string], AgentRow>("SELECT * FROM agents WHERE host_id = ?"),
       allAgents: db.prepare<[], AgentRow>("SELECT * FROM agents ORDER BY host_id"),
-      upsertAgent: db.prepare(`INSERT INTO agents (host_id, hostname, token_hash, gpus, labels, agent_version, agent_url, registered_at, last_seen_at)
-        VALUES (@host_id, @hostname, @token_hash, @gpus, @labels, @agent_version, @agent_url, @registered_at, @registered_at)
+      upsertAgent: db.prepare(`INSERT INTO agents (host_id, hostname, token_hash, gpus, labels, agent_version, agent_url, relay_token, registered_at, last_seen_at)
+        VALUES (@host_id, @hostname, @token_hash, @gpus, @labels, @agent_version, @agent_url, @relay_token, @registered_at, @registered_at)
         ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname, token_hash = excluded.token_hash, gpus = excluded.gpus,
-          labels = excluded.labels, agent_version = excluded.agent_version, agent_url = excluded.agent_url,
+          labels = excluded.labels, agent_version = excluded.agent_version, agent_url = excluded.agent_url, relay_token = excluded.relay_token,
           registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at`),
       setDraining: db.prepare("UPDATE agents SET draining = ? WHERE host_id = ?"),
+      resetAgentToken: db.prepare("UPDATE agents SET token_hash = ?, relay_token = NULL WHERE host_id = ?"),
       saveSeen: db.prepare("UPDATE agents SET last_seen_at = ?, last_stats = ? WHERE host_id = ?"),
     };
   }
@@ -200,6 +213,11 @@ export class Store {
   }
 
   listJobs(f: JobFilter = {}): StoredJob[] {
+    return this.listJobsPage(f).jobs;
+  }
+
+  /** Jobs newest first, `limit` at most (default 1000), those older than `beforeSeq` when given, and how many match in all. */
+  listJobsPage(f: JobFilter & { beforeSeq?: number } = {}): JobPage {
     const where: string[] = [];
     const args: unknown[] = [];
     if (f.states?.length) {
@@ -218,9 +236,20 @@ export class Store {
       where.push("group_id = ?");
       args.push(f.group);
     }
-    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`;
-    args.push(f.limit ?? 1000);
-    return (this.db.prepare(sql).all(...args) as JobRow[]).map(rowToJob);
+    if (f.owner) {
+      where.push("owner = ?");
+      args.push(f.owner);
+    }
+    const filter = where.length ? `WHERE ${where.join(" AND ")}` : "";
+    const total = this.db.prepare(`SELECT COUNT(*) FROM jobs ${filter}`).pluck().get(...args) as number;
+    const limit = f.limit ?? 1000;
+    const pageWhere = f.beforeSeq !== undefined ? [...where, "seq < ?"] : where;
+    const pageArgs = f.beforeSeq !== undefined ? [...args, f.beforeSeq] : [...args];
+    const sql = `SELECT * FROM jobs ${pageWhere.length ? `WHERE ${pageWhere.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...pageArgs, limit + 1) as JobRow[];
+    const more = rows.length > limit;
+    const page = more ? rows.slice(0, limit) : rows;
+    return { jobs: page.map(rowToJob), total, nextCursor: more ? String(page[page.length - 1]!.seq) : null };
   }
 
   queuedJobs(): StoredJob[] {
@@ -249,7 +278,7 @@ export class Store {
 
   // ---- jobs: changes, one transaction each ----
 
-  insertJob(req: NewJob, now = new Date(), groupId: string | null = null): StoredJob {
+  insertJob(req: NewJob & { owner?: string | null }, now = new Date(), groupId: string | null = null): StoredJob {
     return this.db.transaction(() => {
       let id = newJobId(now.getTime());
       // 1024 ids per millisecond; after a few collisions borrow the next millisecond.
@@ -271,6 +300,7 @@ export class Store {
         constraints: JSON.stringify(req.constraints ?? {}),
         created_at: at,
         group_id: groupId,
+        owner: req.owner ?? null,
       });
       if (req.config !== undefined) this.stmts.insertConfig.run(id, req.config);
       this.stmts.transition.run(id, 1, null, "queued", null, null, at);
@@ -531,6 +561,7 @@ export class Store {
     labels: Record<string, string>;
     agentVersion?: string;
     agentUrl?: string;
+    relayToken?: string;
     now?: Date;
   }): AgentRow {
     this.stmts.upsertAgent.run({
@@ -541,6 +572,7 @@ export class Store {
       labels: JSON.stringify(a.labels),
       agent_version: a.agentVersion ?? null,
       agent_url: a.agentUrl ?? null,
+      relay_token: a.relayToken ?? null,
       registered_at: (a.now ?? new Date()).toISOString(),
     });
     return this.getAgent(a.hostId)!;
@@ -548,6 +580,11 @@ export class Store {
 
   setDraining(hostId: string, draining: boolean): void {
     this.stmts.setDraining.run(draining ? 1 : 0, hostId);
+  }
+
+  /** Makes a host's agent token unusable (an admin's reset): `tokenHash` is a marker no token hashes to. */
+  resetAgentToken(hostId: string, tokenHash: string): void {
+    this.stmts.resetAgentToken.run(tokenHash, hostId);
   }
 
   /** Persists when agents were last seen and their last stats, many in one transaction. */

@@ -2,9 +2,9 @@
 // file's size and sha256 in SQLite. Appends land at a byte offset (a repeat is a no-op, a gap is
 // refused with the current size); whole files are replaced after their sha256 is checked.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, constants, createReadStream, existsSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { Readable } from "node:stream";
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Db } from "./db.js";
 
 export class SyncPathError extends Error {}
@@ -25,6 +25,22 @@ export interface SyncFileInfo {
  * Checks a client-given relative path (already URL-decoded) and returns it normalised, or throws
  * SyncPathError. Refuses absolute paths, `..` segments, backslashes, NUL and empty segments.
  */
+const MAX_SEGMENT_BYTES = 255;
+const MAX_DEPTH = 32;
+/** Errors of the file system that mean "this name cannot be a file here": answered as a bad path, never with the server's path. */
+const BAD_NAME_ERRNO: Record<string, string> = {
+  ENAMETOOLONG: "the name is too long for the file system",
+  EEXIST: "something else already has this name",
+  EISDIR: "a folder has this name",
+  ENOTDIR: "a part of the path is a file, not a folder",
+  ELOOP: "the path holds a symbolic link; links are not followed",
+};
+
+// Open flags that never follow a symbolic link at the last step (the folders above are checked one by one).
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+const APPEND_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
+const REPLACE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+
 export function checkSyncPath(p: string): string {
   if (p.length === 0 || p.length > 1024) throw new SyncPathError("the path is empty or longer than 1024 characters");
   if (p.includes("\0")) throw new SyncPathError("the path holds a NUL byte");
@@ -34,7 +50,9 @@ export function checkSyncPath(p: string): string {
   for (const s of segments) {
     if (s === "..") throw new SyncPathError("the path leaves the job's folder ('..')");
     if (s === "" || s === ".") throw new SyncPathError("the path has an empty or '.' segment");
+    if (Buffer.byteLength(s) > MAX_SEGMENT_BYTES) throw new SyncPathError(`a name in the path is longer than ${MAX_SEGMENT_BYTES} bytes`);
   }
+  if (segments.length > MAX_DEPTH) throw new SyncPathError(`the path is more than ${MAX_DEPTH} folders deep`);
   return segments.join("/");
 }
 
@@ -70,9 +88,38 @@ export class SyncStore {
     const dir = this.attemptDir(project, jobId, attempt);
     const full = resolve(dir, checkSyncPath(path));
     const rel = relative(dir, full);
-    if (rel === "" || rel.startsWith("..") || isAbsolute(rel) || rel.split(sep).includes("..")) {
+    if (rel === "" || isAbsolute(rel) || rel.split(sep).includes("..")) {
       throw new SyncPathError("the path resolves outside the job's folder");
     }
+    return full;
+  }
+
+  /**
+   * The file for a path, after checking every folder from runs/ down is a real folder (not a
+   * link, not a file) and the file itself is not a link or a folder; with `create`, makes the
+   * missing folders (0700).
+   */
+  safeFile(project: string, jobId: string, attempt: number, path: string, create: boolean): string {
+    const full = this.filePath(project, jobId, attempt, path);
+    const inner = path.split("/");
+    const parts = [project, jobId, `attempt-${attempt}`, ...inner];
+    if (create) mkdirSync(this.runsDir, { recursive: true, mode: 0o700 });
+    let cur = this.runsDir;
+    for (let i = 0; i < parts.length - 1; i++) {
+      cur = join(cur, parts[i]!);
+      const shown = i < 3 ? "the job's folder" : `'${inner.slice(0, i - 2).join("/")}'`;
+      const st = lstatSync(cur, { throwIfNoEntry: false });
+      if (!st) {
+        if (!create) return full;
+        guardFs(() => mkdirSync(cur, { mode: 0o700 }));
+        continue;
+      }
+      if (st.isSymbolicLink()) throw new SyncPathError(`${shown} is a symbolic link; links are not followed`);
+      if (!st.isDirectory()) throw new SyncPathError(`${shown} is a file, not a folder`);
+    }
+    const st = lstatSync(full, { throwIfNoEntry: false });
+    if (st?.isSymbolicLink()) throw new SyncPathError(`'${path}' is a symbolic link; links are not followed`);
+    if (st?.isDirectory()) throw new SyncPathError(`'${path}' is a folder, not a file`);
     return full;
   }
 
@@ -88,7 +135,7 @@ export class SyncStore {
     for (const r of this.stmts.list.all(jobId, attempt)) {
       let sha256 = r.sha256;
       if (sha256 === "") {
-        const full = this.filePath(project, jobId, attempt, r.path);
+        const full = this.safeFile(project, jobId, attempt, r.path, false);
         sha256 = this.digest(full, `${jobId}/${attempt}/${r.path}`, r.size);
         this.stmts.setHash.run(sha256, jobId, attempt, r.path, r.size);
       }
@@ -108,7 +155,7 @@ export class SyncStore {
    * file's sha256 is brought up to date lazily, when someone asks for it (see list()).
    */
   append(project: string, jobId: string, attempt: number, path: string, offset: number, chunks: Buffer[]): { size: number; written: number } {
-    const full = this.filePath(project, jobId, attempt, path);
+    const full = this.safeFile(project, jobId, attempt, path, true);
     const held = this.stmts.getSize.get(jobId, attempt, path) as number | undefined;
     const size = held ?? 0;
     if (offset > size) throw new SyncGapError(size, offset);
@@ -116,10 +163,9 @@ export class SyncStore {
     const freshLength = fresh.reduce((n, c) => n + c.length, 0);
     if (freshLength === 0 && held !== undefined) return { size, written: 0 };
 
-    mkdirSync(dirname(full), { recursive: true });
     // Write at the exact offset the database says we hold, so a crash between the write and the
     // commit leaves bytes that the next append simply overwrites.
-    const fd = openSync(full, existsSync(full) ? "r+" : "w");
+    const fd = guardFs(() => openSync(full, APPEND_FLAGS, 0o600));
     try {
       writeAllAt(fd, fresh, size);
     } finally {
@@ -138,7 +184,7 @@ export class SyncStore {
       this.hashes.set(key, h);
     }
     if (h.upTo < size) {
-      const fd = openSync(full, "r");
+      const fd = guardFs(() => openSync(full, READ_FLAGS));
       try {
         const buf = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, size - h.upTo));
         while (h.upTo < size) {
@@ -156,7 +202,7 @@ export class SyncStore {
 
   /** Replaces a file whole after checking its sha256. */
   put(project: string, jobId: string, attempt: number, path: string, chunks: Buffer[], sha256: string | undefined): { size: number } {
-    const full = this.filePath(project, jobId, attempt, path);
+    const full = this.safeFile(project, jobId, attempt, path, true);
     const hash = createHash("sha256");
     for (const c of chunks) hash.update(c);
     const length = chunks.reduce((n, c) => n + c.length, 0);
@@ -164,16 +210,15 @@ export class SyncStore {
     if (sha256 !== undefined && sha256.toLowerCase() !== actual) {
       throw new SyncHashError(`sha256 mismatch: the body hashes to ${actual}, the request said ${sha256}`);
     }
-    mkdirSync(dirname(full), { recursive: true });
     const tmp = `${full}.labrig-tmp`;
-    const fd = openSync(tmp, "w");
+    const fd = guardFs(() => openSync(tmp, REPLACE_FLAGS, 0o600));
     try {
       writeAllAt(fd, chunks, 0);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    renameSync(tmp, full);
+    guardFs(() => renameSync(tmp, full));
     const key = `${jobId}/${attempt}/${path}`;
     this.hashes.set(key, { hash, upTo: length });
     this.stmts.upsert.run(jobId, attempt, path, length, actual, new Date().toISOString());
@@ -182,21 +227,48 @@ export class SyncStore {
 
   /** A held file as a stream (checkpoints can be large), cut to the size the database vouches for. */
   openRead(project: string, jobId: string, attempt: number, path: string): { size: number; stream: Readable } | undefined {
-    const full = this.filePath(project, jobId, attempt, path); // refuses a bad path before anything else
+    const full = this.safeFile(project, jobId, attempt, path, false); // refuses a bad path before anything else
     const size = this.stmts.getSize.get(jobId, attempt, path) as number | undefined;
     if (size === undefined || !existsSync(full)) return undefined;
-    return { size, stream: size === 0 ? Readable.from([]) : createReadStream(full, { start: 0, end: size - 1 }) };
+    const fd = guardFs(() => openSync(full, READ_FLAGS));
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new SyncPathError(`'${path}' is not a file`);
+    }
+    return { size, stream: size === 0 ? (closeSync(fd), Readable.from([])) : createReadStream("", { fd, start: 0, end: size - 1 }) };
   }
 
   /** The bytes of a held file, cut to the size the database vouches for. */
   read(project: string, jobId: string, attempt: number, path: string): Buffer | undefined {
-    const full = this.filePath(project, jobId, attempt, path);
+    const full = this.safeFile(project, jobId, attempt, path, false);
     const held = this.info(jobId, attempt, path);
     if (!held || !existsSync(full)) return undefined;
-    const buf = readFileSync(full);
-    return buf.length > held.size ? buf.subarray(0, held.size) : buf;
+    const fd = guardFs(() => openSync(full, READ_FLAGS));
+    try {
+      const buf = Buffer.alloc(held.size);
+      let n = 0;
+      while (n < held.size) {
+        const r = readSync(fd, buf, n, held.size - n, n);
+        if (r === 0) break;
+        n += r;
+      }
+      return buf.subarray(0, n);
+    } finally {
+      closeSync(fd);
+    }
   }
 
+}
+
+/** Runs a file system call, turning "this name cannot be a file here" errors into SyncPathError without the server's path. */
+function guardFs<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const reason = BAD_NAME_ERRNO[(err as NodeJS.ErrnoException).code ?? ""];
+    if (reason) throw new SyncPathError(reason, { cause: err });
+    throw err;
+  }
 }
 
 /** The chunks without their first `n` bytes (bytes the store already holds). */

@@ -39,6 +39,20 @@ function keyType(blob: Buffer): string {
 
 export type HostKeyVerdict = { status: "known" } | { status: "recorded"; fingerprint: string } | { status: "changed"; error: HostKeyChangedError };
 
+/**
+ * Only reads the file: whether the offered key is the one pinned for the host, none is pinned yet,
+ * or another one is. For tools that must not pin on their own (the dashboard's Docker over SSH).
+ */
+export function checkPinnedHostKey(file: string, address: string, port: number, keyBlob: Buffer): "known" | "unknown" | "changed" {
+  const pattern = knownHostsPattern(address, port);
+  const offered = keyBlob.toString("base64");
+  const type = keyType(keyBlob);
+  const lines = existsSync(file) ? readFileSync(file, "utf8").split("\n") : [];
+  const pinned = lines.map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 3 && !f[0]!.startsWith("#") && f[0]!.split(",").includes(pattern));
+  if (pinned.length === 0) return "unknown";
+  return pinned.some((f) => f[1] === type && f[2] === offered) ? "known" : "changed";
+}
+
 /** Checks a host's offered key against the file; records it when the host is new. */
 export function verifyHostKey(file: string, host: string, address: string, port: number, keyBlob: Buffer): HostKeyVerdict {
   const pattern = knownHostsPattern(address, port);

@@ -1,13 +1,15 @@
 // The dashboard's one data client: it keeps the store in step with the lab. It subscribes to the
 // dispatcher's server-sent events, resyncs devices and jobs on (re)connect and periodically,
-// reconnects with backoff when the dispatcher goes away, streams the open job's log from its
-// agent (or re-reads the copy synced to the dispatcher), polls the Docker engines while the
-// Containers view is open, and performs the operator's commands.
+// reconnects with backoff when the dispatcher goes away, streams the open job's log through the
+// dispatcher (which relays it from the agent: no token of ours ever goes to an agent's URL),
+// polls the Docker engines while the Containers view is open, and performs the operator's
+// commands. Everything from the API enters the store with control characters made visible.
 import { setTimeout as sleep } from "node:timers/promises";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { isTerminalJobState, jobStates, type DispatcherEvent, type Job } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { ApiError, LabrigError, errorMessage } from "../core/errors.js";
+import { visibleDeep, visibleText } from "../core/visible.js";
 import { type ContainerSource, pollSources } from "./containers.js";
 import {
   type Command,
@@ -153,7 +155,7 @@ export class DataClient {
     } catch {
       return;
     }
-    if (ev && typeof ev === "object" && "type" in ev) burst.push(ev);
+    if (ev && typeof ev === "object" && "type" in ev) burst.push(visibleDeep(ev));
   }
 
   /** What an event means beyond the state: the open job's log and synced files. */
@@ -172,11 +174,9 @@ export class DataClient {
   /** Re-reads devices and jobs whole: what SSE does not replay (it has no history). */
   async resync(): Promise<void> {
     try {
-      const [devices, active, finished] = await Promise.all([
-        this.api.devices(),
-        this.api.jobs({ state: [...activeStates], limit: 5000 }),
-        this.api.jobs({ state: [...finishedStates], limit: 200 }),
-      ]);
+      const [devices, active, finished] = visibleDeep(
+        await Promise.all([this.api.devices(), this.api.jobs({ state: [...activeStates], limit: 5000 }), this.api.jobs({ state: [...finishedStates], limit: 200 })]),
+      );
       this.store.update((s) => applySnapshot(s, devices, [...active, ...finished], this.opts.now()));
     } catch {
       /* the event stream notices a lost dispatcher and says so; the next resync catches up */
@@ -190,23 +190,23 @@ export class DataClient {
     try {
       switch (command.kind) {
         case "cancel": {
-          const job = await this.api.cancel(command.jobId);
+          const job = visibleDeep(await this.api.cancel(command.jobId));
           this.store.updateNow((s) => flash(upsertJob(s, job), `asked to cancel job ${job.id}: now ${job.state}`, "info", now()));
           return;
         }
         case "retry": {
-          const job = await this.api.retry(command.jobId);
+          const job = visibleDeep(await this.api.retry(command.jobId));
           this.store.updateNow((s) => flash(upsertJob(s, job), `job ${job.id} queued again (attempt ${job.attempt})`, "info", now()));
           return;
         }
         case "priority": {
-          const job = await this.api.setPriority(command.jobId, command.priority);
+          const job = visibleDeep(await this.api.setPriority(command.jobId, command.priority));
           this.store.updateNow((s) => flash(upsertJob(s, job), `job ${job.id} priority is now ${job.priority}`, "info", now()));
           return;
         }
         case "drain":
         case "undrain": {
-          const device = command.kind === "drain" ? await this.api.drain(command.hostId) : await this.api.undrain(command.hostId);
+          const device = visibleDeep(command.kind === "drain" ? await this.api.drain(command.hostId) : await this.api.undrain(command.hostId));
           this.store.updateNow((s) => flash(upsertDevice(s, device), `${device.hostId} is ${device.draining ? "draining: no new jobs" : "taking jobs again"}`, "info", now()));
           return;
         }
@@ -223,7 +223,7 @@ export class DataClient {
     this.stopLog();
     let job: Job | undefined = this.store.get().jobs[jobId];
     try {
-      job = await this.api.job(jobId);
+      job = visibleDeep(await this.api.job(jobId));
       const fresh = job;
       this.store.update((s) => upsertJob(s, fresh));
     } catch (err) {
@@ -262,40 +262,30 @@ export class DataClient {
     this.stopLog();
     const abort = new AbortController();
     this.log = { jobId: job.id, abort };
-    const device = job.hostId ? this.store.get().devices[job.hostId] : undefined;
     const live = !isTerminalJobState(job.state) && job.state !== "queued";
-    if (live && device?.agentUrl) {
+    if (live) {
       try {
-        await this.streamAgentLog(job.id, device.agentUrl, abort.signal);
+        await this.streamLiveLog(job.id, abort.signal);
         if (abort.signal.aborted) return;
       } catch (err) {
         if (abort.signal.aborted) return;
-        this.store.update((s) => setLogSource(s, job.id, null, `the agent on ${device.hostId} does not stream the log (${describe(err)}); showing the synced copy`));
+        this.store.update((s) => setLogSource(s, job.id, null, `the dispatcher does not stream the log (${describe(err)}); showing the synced copy`));
       }
     }
-    // Finished, not yet started, no agent URL, or the agent failed: the dispatcher's synced copy,
-    // re-read as the agent appends to it.
+    // Finished, not yet started, or the stream failed: the dispatcher's synced copy, re-read as
+    // the agent appends to it.
     this.syncedReread = { jobId: job.id, timer: null, pending: false };
     await this.readSyncedLog(job.id);
   }
 
-  private async streamAgentLog(jobId: string, agentUrl: string, signal: AbortSignal): Promise<void> {
-    const url = `${agentUrl.replace(/\/+$/, "")}/jobs/${encodeURIComponent(jobId)}/log?tail=${LOG_TAIL_LINES}&follow=1`;
-    const res = await fetch(url, { headers: { authorization: `Bearer ${this.opts.token}` }, signal: AbortSignal.any([signal, AbortSignal.timeout(5_000)]) }).catch((err) => {
-      throw new LabrigError(errorMessage(err), { cause: err });
-    });
-    if (!res.ok || !res.body) throw new LabrigError(`HTTP ${res.status}`);
-    this.store.update((s) => setLogSource(replaceLogText(s, jobId, ""), jobId, "agent"));
+  /** The dispatcher's `GET /api/jobs/{id}/log?follow=1`: live from the agent while the job runs. */
+  private async streamLiveLog(jobId: string, signal: AbortSignal): Promise<void> {
     const decoder = new TextDecoder();
-    // The 5 s limit was for the answer; the stream itself lasts as long as the job.
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    signal.addEventListener("abort", () => void reader.cancel().catch(() => {}), { once: true });
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      const text = decoder.decode(value, { stream: true });
+    const onSource = (source: "agent" | "dispatcher") => this.store.update((s) => setLogSource(replaceLogText(s, jobId, ""), jobId, source));
+    await this.api.jobLog(jobId, { follow: true, tail: LOG_TAIL_LINES, signal, onSource }, (bytes) => {
+      const text = visibleText(decoder.decode(bytes, { stream: true }));
       this.store.update((s) => appendLogText(s, jobId, text));
-    }
+    });
   }
 
   private async readSyncedLog(jobId: string): Promise<void> {
@@ -304,6 +294,7 @@ export class DataClient {
       const tail = bytes.length > SYNCED_LOG_TAIL_BYTES ? bytes.subarray(bytes.length - SYNCED_LOG_TAIL_BYTES) : bytes;
       let text = tail.toString("utf8");
       if (tail !== bytes) text = text.slice(text.indexOf("\n") + 1);
+      text = visibleText(text);
       this.store.update((s) => setLogSource(replaceLogText(s, jobId, text), jobId, "dispatcher"));
     } catch (err) {
       const msg = err instanceof ApiError && err.status === 404 ? "no job.log synced yet" : describe(err);

@@ -3,7 +3,7 @@
 // DOCKER_HOST (or the default socket); with an inventory, each host's engine is reached over SSH
 // (best effort: a host that cannot be reached shows its error instead of rows).
 import Docker from "dockerode";
-import { errorMessage } from "../core/errors.js";
+import { LabrigError, errorMessage } from "../core/errors.js";
 import type { ContainerHost, ContainerRow } from "./state.js";
 
 /** The label the agent puts on a job's container; its value is the job id. */
@@ -109,28 +109,64 @@ export interface SshHost {
   user: string;
   port: number;
   privateKey?: string;
+  /** Checks the key the host offers: null to go on, else why not (the connection is refused). */
+  verifyHostKey: (key: Buffer) => string | null;
 }
 
-/** An engine reached over SSH (`docker system dial-stdio` on the host, as `docker -H ssh://` does). */
+/** An engine reached over SSH (`docker system dial-stdio` on the host, as `docker -H ssh://` does), only to a host whose key checks out. */
 export function sshSource(h: SshHost): ContainerSource {
+  let refused: string | null = null;
   const docker = new Docker({
     protocol: "ssh",
     host: h.address,
     port: h.port,
     username: h.user,
-    sshOptions: h.privateKey ? { privateKey: h.privateKey } : { agent: process.env.SSH_AUTH_SOCK },
+    sshOptions: {
+      ...(h.privateKey ? { privateKey: h.privateKey } : { agent: process.env.SSH_AUTH_SOCK }),
+      hostVerifier: (key: Buffer) => {
+        refused = h.verifyHostKey(key);
+        return refused === null;
+      },
+    },
   } as Docker.DockerOptions);
-  return { host: h.name, via: `ssh ${h.user}@${h.address}:${h.port}`, list: () => listLabContainers(docker) };
+  const list = async () => {
+    try {
+      return await listLabContainers(docker);
+    } catch (err) {
+      if (refused) throw new LabrigError(refused, { cause: err });
+      throw err;
+    }
+  };
+  return { host: h.name, via: `ssh ${h.user}@${h.address}:${h.port}`, list };
 }
 
-/** One source per inventory host, loaded lazily so the dashboard does not need the inventory. */
-export async function inventorySources(inventoryPath: string): Promise<ContainerSource[]> {
+/**
+ * One source per inventory host, loaded lazily so the dashboard does not need the inventory. Host
+ * keys must be the ones provisioning pinned in `knownHostsFile` (default ~/.labrig/known_hosts);
+ * the dashboard pins nothing itself.
+ */
+export async function inventorySources(inventoryPath: string, knownHostsFile?: string): Promise<ContainerSource[]> {
   const { loadInventory } = await import("../provision/inventory.js");
+  const { checkPinnedHostKey, defaultKnownHostsFile } = await import("../provision/known-hosts.js");
   const { readFileSync } = await import("node:fs");
+  const file = knownHostsFile ?? defaultKnownHostsFile();
   const inv = loadInventory(inventoryPath);
   return inv.hosts.map((h) =>
-    sshSource({ name: h.name, address: h.address, user: h.user, port: h.port, privateKey: h.identityFile ? readFileSync(h.identityFile, "utf8") : undefined }),
+    sshSource({
+      name: h.name,
+      address: h.address,
+      user: h.user,
+      port: h.port,
+      privateKey: h.identityFile ? readFileSync(h.identityFile, "utf8") : undefined,
+      verifyHostKey: (key) => pinnedKeyVerdict(checkPinnedHostKey(file, h.address, h.port, key), h.name, file),
+    }),
   );
+}
+
+export function pinnedKeyVerdict(verdict: "known" | "unknown" | "changed", host: string, file: string): string | null {
+  if (verdict === "known") return null;
+  if (verdict === "unknown") return `${host}'s SSH host key is not pinned in ${file}; run labrig provision --host ${host} once, which pins it`;
+  return `the SSH host key of ${host} is not the one pinned in ${file}: someone may be intercepting the connection, or the host was reinstalled (then remove its line and provision it again)`;
 }
 
 /** Asks every source at once; one that fails reports its error in place of its rows. */

@@ -1,9 +1,10 @@
 // A real dispatcher and two real agents (processes, loopback HTTP, fake nvidia-smi since there is
 // no GPU here): registration and heartbeats, jobs spread over both, outputs synced byte-exact,
 // exit codes, timeouts and cancels with no process left behind, and the agents' local servers.
-import { readFileSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
@@ -187,6 +188,35 @@ describe("agents against a real dispatcher", () => {
     expect(metrics).toMatch(/labrig_agent_gpu_temperature_celsius\{gpu="1",[^}]*\} 34/);
     expect(metrics).toMatch(/labrig_agent_disk_free_gib\{host="gpu-b"\} \d/);
   }, 30_000);
+
+  it("answers a job id holding an encoded '..' with 400 and reads nothing outside its workdir (finding: the local server follows ..)", async () => {
+    const outside = mkdtempSync(join(tmpdir(), "labrig-outside-"));
+    onTestFinished(() => rmSync(outside, { recursive: true, force: true }));
+    mkdirSync(join(outside, "attempt-1"));
+    writeFileSync(join(outside, "attempt-1", "job.log"), "OUTSIDE THE WORKDIR\n");
+    const climb = encodeURIComponent(`${"../".repeat(12)}${outside.slice(1)}`);
+    const r = await fetch(`${a.url}/jobs/${climb}/log?attempt=1`, { headers: { authorization: `Bearer ${a.agentToken()}` } });
+    expect(r.status).toBe(400);
+    expect(await r.text()).not.toContain("OUTSIDE");
+  });
+
+  it("keeps its workdir 0700 and job records 0600 even when they existed with looser modes (finding: 0644 state files)", async () => {
+    const workdir = mkdtempSync(join(tmpdir(), "labrig-agent-modes-"));
+    onTestFinished(() => rmSync(workdir, { recursive: true, force: true }));
+    mkdirSync(join(workdir, "state", "jobs"), { recursive: true });
+    for (const dir of [workdir, join(workdir, "state"), join(workdir, "state", "jobs")]) chmodSync(dir, 0o755);
+    const c = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-modes", workdir });
+    onTestFinished(async () => void (await c.stop()));
+    const admin = d.admin();
+    const job = await admin.submit({ command: "sleep 1", gpus: 0, env: { SOME_SECRET: "s3cr3t" }, constraints: { hostId: "gpu-modes" } });
+    await waitForState(admin, job.id, "running");
+    const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
+    expect(mode(workdir)).toBe("700");
+    expect(mode(join(workdir, "state"))).toBe("700");
+    expect(mode(join(workdir, "state", "jobs", `${job.id}.json`))).toBe("600");
+    await waitForState(admin, job.id, "succeeded");
+    expect(mode(join(workdir, "jobs", job.id, "attempt-1", "run.json"))).toBe("600");
+  }, 60_000);
 
   it("syncs the files the dispatcher takes and still ends a job whose other file it refuses", async () => {
     const admin = d.admin();

@@ -11,6 +11,27 @@ import { endStateOf, processJobEnv } from "../../agent/running-job.js";
 import { InputError } from "../../core/errors.js";
 
 describe("redactEnv", () => {
+  it("hides secrets by value too: passwords in URLs and token-shaped strings, whatever the name (finding: DB_URL kept)", () => {
+    const env = {
+      DB_URL: "postgres://u:pw-secret@db.lab:5432/runs",
+      MIRROR: "https://mirror.lab/debian",
+      HUB: "hf_abcdefghijklmnop",
+      OPAQUE: "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZg",
+      LABRIG_OUTPUT_DIR: "/home/lab/jobs/0c4h2m9qx7/attempt-1",
+      CUDA_VISIBLE_DEVICES: "0,1",
+      RUN_NAME: "resnet50-imagenet-lr0.1",
+    };
+    expect(redactEnv(env)).toEqual({
+      DB_URL: `postgres://u:${REDACTED}@db.lab:5432/runs`,
+      MIRROR: "https://mirror.lab/debian",
+      HUB: REDACTED,
+      OPAQUE: REDACTED,
+      LABRIG_OUTPUT_DIR: "/home/lab/jobs/0c4h2m9qx7/attempt-1",
+      CUDA_VISIBLE_DEVICES: "0,1",
+      RUN_NAME: "resnet50-imagenet-lr0.1",
+    });
+  });
+
   it("hides values of names that look secret and keeps the rest", () => {
     const env = {
       WANDB_API_KEY: "k1",

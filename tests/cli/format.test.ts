@@ -70,16 +70,26 @@ describe("tables", () => {
   it("lists jobs with state, GPUs, host, age and runtime", () => {
     const lines = formatJobsTable(
       [
-        job({ id: "run1", name: "resnet", project: "vision", state: "running", gpus: 2, gpuIndices: [0, 3], hostId: "gpu-a100", startedAt: ago(125) , createdAt: ago(130)}),
+        job({ id: "run1", name: "resnet", project: "vision", owner: "alice", state: "running", gpus: 2, gpuIndices: [0, 3], hostId: "gpu-a100", startedAt: ago(125) , createdAt: ago(130)}),
         job({ id: "q1", state: "queued", createdAt: ago(5) }),
         job({ id: "done1", state: "succeeded", attempt: 2, hostId: "gpu-b", createdAt: ago(7200), startedAt: ago(3700), endedAt: ago(100) }),
       ],
       now,
     ).split("\n");
-    expect(lines[0]).toMatch(/^ID\s+NAME\s+PROJECT\s+STATE\s+GPUS\s+HOST\s+AGE\s+RUNTIME$/);
-    expect(lines[1].split(/\s{2,}/)).toEqual(["run1", "resnet", "vision", "running", "2 [0,3]", "gpu-a100", "2m10s", "2m05s"]);
-    expect(lines[2].split(/\s{2,}/)).toEqual(["q1", "train", "default", "queued", "1", "-", "5s", "-"]);
-    expect(lines[3].split(/\s{2,}/)).toEqual(["done1", "train", "default", "succeeded (attempt 2)", "1", "gpu-b", "2h00m", "1h00m"]);
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+PROJECT\s+OWNER\s+STATE\s+GPUS\s+HOST\s+AGE\s+RUNTIME$/);
+    expect(lines[1].split(/\s{2,}/)).toEqual(["run1", "resnet", "vision", "alice", "running", "2 [0,3]", "gpu-a100", "2m10s", "2m05s"]);
+    expect(lines[2].split(/\s{2,}/)).toEqual(["q1", "train", "default", "-", "queued", "1", "-", "5s", "-"]);
+    expect(lines[3].split(/\s{2,}/)).toEqual(["done1", "train", "default", "-", "succeeded (attempt 2)", "1", "gpu-b", "2h00m", "1h00m"]);
+  });
+
+  it("makes control characters in names from the API visible (finding: ANSI escapes reach the terminal)", () => {
+    const table = formatJobsTable([job({ id: "x1", name: "evil\u001b]0;pwned\u0007", project: "p" })], now);
+    expect(table).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(table).toContain("evil\\x1b]0;pwned\\x07");
+    const devices = formatDevicesTable([device({ hostId: "h", gpus: [gpu(0, "A100\u001b[2J")] })], now);
+    expect(devices).toContain("A100\\x1b[2J");
+    const detail = formatJobDetail({ ...job({ id: "x2", name: "n\u009bq" }), history: [{ attempt: 1, fromState: null, toState: "queued", hostId: null, message: "m\u001b[1A", at: "t" }] }, now);
+    expect(detail).not.toMatch(/[\u001b\u009b]/);
   });
 
   it("says so when there are no jobs or devices", () => {

@@ -64,7 +64,7 @@ describe("labrig submit / jobs / job / cancel", () => {
     const list = await runCli(["jobs", "--project", "clitest"], env);
     expect(list.exitCode).toBe(0);
     const row = list.stdout.split("\n").find((l) => l.startsWith(job.id));
-    expect(row?.split(/\s{2,}/).slice(0, 6)).toEqual([job.id, "cli-t1", "clitest", "queued", "2", "-"]);
+    expect(row?.split(/\s{2,}/).slice(0, 7)).toEqual([job.id, "cli-t1", "clitest", "admin", "queued", "2", "-"]);
 
     const cancel = await runCli(["cancel", job.id], env);
     expect(cancel).toMatchObject({ exitCode: 0, stdout: `job ${job.id}: cancelled\n` });
@@ -116,7 +116,7 @@ describe("labrig submit / jobs / job / cancel", () => {
     const bare = cliEnv({ LABRIG_HOME: emptyHome });
     const r = await runCli(["jobs"], bare);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/no dispatcher found: pass --url and --token, set LABRIG_URL and LABRIG_TOKEN, or start a local lab with 'pnpm start'/);
+    expect(r.stderr).toMatch(/no dispatcher found: run labrig login --url URL, set LABRIG_URL and LABRIG_TOKEN, or start a local lab with 'pnpm start'/);
     const withFlags = await runCli(["jobs", "--url", d.url, "--token", d.adminToken, "--json"], bare);
     expect(withFlags.exitCode).toBe(0);
     expect(Array.isArray(JSON.parse(withFlags.stdout))).toBe(true);

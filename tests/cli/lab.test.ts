@@ -78,7 +78,7 @@ describe("labrig lab", () => {
     const logs = await waitFor("the job's log", () => runCli(["logs", id], env), (r) => r.stdout.length > 0, 15_000, 300);
     expect(logs.stdout).toBe("hi\n");
     const jobs = await runCli(["jobs"], env);
-    expect(jobs.stdout.split("\n").find((l) => l.startsWith(id))?.split(/\s{2,}/)[3]).toBe("succeeded");
+    expect(jobs.stdout.split("\n").find((l) => l.startsWith(id))?.split(/\s{2,}/)[4]).toBe("succeeded");
     await waitFor("the change lines", output, (o) => o.includes(`job ${id} echo hi: succeeded on ${info!.hostId}, exit code 0`), 10_000);
 
     // A job submitted from a project folder runs there: a relative path in its command is found.

@@ -152,10 +152,10 @@ describe("health and auth", () => {
     expect((await raw("POST", "/api/jobs", { token: a.client.token, body: { command: "true" } })).status).toBe(403);
   });
 
-  it("re-registering a host replaces its token", async () => {
+  it("re-registering a host with its agent token replaces that token", async () => {
     const a = await newAgent();
-    const old = a.client.token;
-    await a.register(d.joinToken);
+    const old = a.client.token!;
+    await a.register(old);
     expect(a.client.token).not.toBe(old);
     const r = await raw("POST", `/api/agents/${a.hostId}/heartbeat`, { token: old, body: { gpus: [] } });
     expect(r.status).toBe(401);

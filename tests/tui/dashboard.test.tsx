@@ -76,7 +76,7 @@ describe("dashboard against a real dispatcher", () => {
     // 8 GPUs fit no host, so the job stays queued.
     const job = await dispatcher.admin().submit({ name: "late-arrival", project: "tuitest", command: ["python", "train.py"], gpus: 8 });
     const t = await d.see("the new job", (x) => x.includes(job.id));
-    expect(t).toMatch(new RegExp(`${job.id}\\s+late-arrival\\s+tuitest\\s+norm\\s+8`));
+    expect(t).toMatch(new RegExp(`${job.id}\\s+late-arrival\\s+tuitest\\s+admin\\s+norm\\s+8`));
     expect(t).toMatch(/queued\s*$/m);
     expect(d.app.frames.length).toBeGreaterThan(framesBefore);
   });

@@ -168,14 +168,14 @@ describe("Queue view", () => {
     expect(text).not.toContain("--file");
   });
 
-  it("lists running, then queued by priority, then finished jobs with project, GPUs, host, age and state", () => {
+    it("lists running, then queued by priority, then finished jobs with project, owner, GPUs, host, age and state", () => {
     const s = labState(
       [],
       [
         job("01done0000", { state: "succeeded", endedAt: iso(60), hostId: "h1", gpuIndices: [0], exitCode: 0 }),
         job("01low00000", { priority: "low", createdAt: iso(500) }),
         job("01high0000", { priority: "high", createdAt: iso(10) }),
-        job("01run00000", { state: "running", hostId: "gpu-a100", gpuIndices: [2, 3], gpus: 2, startedAt: iso(90) }),
+        job("01run00000", { state: "running", hostId: "gpu-a100", gpuIndices: [2, 3], gpus: 2, startedAt: iso(90), owner: "alice" }),
         job("01lost0000", { state: "failed", reason: "lost", endedAt: iso(30) }),
       ],
       { view: "queue" },
@@ -186,7 +186,8 @@ describe("Queue view", () => {
       .split("\n")
       .filter((l) => /^[▸ ] 01/.test(l));
     expect(rows.map((r) => r.slice(2, 12))).toEqual(["01run00000", "01high0000", "01low00000", "01lost0000", "01done0000"]);
-    expect(rows[0]).toMatch(/vision\s+norm\s+2 gpu-a100:2,3\s+1m running/);
+    expect(rows[0]).toMatch(/vision\s+alice\s+norm\s+2 gpu-a100:2,3\s+1m running/);
+    expect(rows[1]).toMatch(/vision\s+—\s+high/);
     expect(rows[3]).toMatch(/lost/);
     expect(plain(f)).toContain("1 running · 0 assigned · 2 queued · 2 finished");
   });

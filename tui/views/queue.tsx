@@ -1,5 +1,5 @@
 // The Queue view: running, assigned and queued jobs (queued ones in the order the scheduler ranks
-// them: priority, then age), then recently finished ones, with name, project, GPUs, host, age and state.
+// them: priority, then age), then recently finished ones, with name, project, owner, GPUs, host, age and state.
 import { Box, Text } from "ink";
 import type { Job } from "../../core/api.js";
 import { cursorOf, visibleJobs } from "../derive.js";
@@ -29,7 +29,7 @@ export function QueueView({ state, width, height, now }: ViewProps) {
       </Line>
       <Line bold>
         {"  "}
-        {fit("ID", 10)} {fit("NAME", cols.name)} {fit("PROJECT", cols.project)} {fit("PRI", 4)} {fit("GPUS", 4, "right")} {fit("HOST", cols.host)} {fit("AGE", 5, "right")} {fit("STATE", 9)}
+        {fit("ID", 10)} {fit("NAME", cols.name)} {fit("PROJECT", cols.project)} {fit("OWNER", OWNER_WIDTH)} {fit("PRI", 4)} {fit("GPUS", 4, "right")} {fit("HOST", cols.host)} {fit("AGE", 5, "right")} {fit("STATE", 9)}
       </Line>
       {jobs.slice(offset, offset + bodyHeight).map((j, i) => (
         <JobRow key={j.id} job={j} selected={offset + i === cursor} cols={cols} now={now} />
@@ -38,8 +38,10 @@ export function QueueView({ state, width, height, now }: ViewProps) {
   );
 }
 
+const OWNER_WIDTH = 8;
+
 function columns(width: number) {
-  const fixed = 2 + 10 + 1 + 1 + 1 + 4 + 1 + 4 + 1 + 1 + 5 + 1 + 9;
+  const fixed = 2 + 10 + 1 + 1 + 1 + OWNER_WIDTH + 1 + 4 + 1 + 4 + 1 + 1 + 5 + 1 + 9;
   const rest = Math.max(24, width - fixed);
   const project = clampNum(Math.floor(rest * 0.2), 7, 24);
   const host = clampNum(Math.floor(rest * 0.3), 12, 28);
@@ -60,7 +62,7 @@ function JobRow({ job: j, selected, cols, now }: { job: Job; selected: boolean; 
   return (
     <Text wrap="truncate-end" inverse={selected}>
       {selected ? "▸ " : "  "}
-      <Text dimColor>{fit(j.id, 10)}</Text> {fit(j.name, cols.name)} {fit(j.project, cols.project)}{" "}
+      <Text dimColor>{fit(j.id, 10)}</Text> {fit(j.name, cols.name)} {fit(j.project, cols.project)} <Text dimColor={!j.owner}>{fit(j.owner ?? "—", OWNER_WIDTH)}</Text>{" "}
       <Text color={j.priority === "high" ? "magenta" : j.priority === "low" ? "gray" : undefined}>{fit(j.priority.slice(0, 4), 4)}</Text> {fit(String(j.gpus), 4, "right")}{" "}
       {fit(host, cols.host)} {fit(jobAge(j, now), 5, "right")} <Text color={jobStateColour[j.state]}>{fit(state, 9)}</Text>
     </Text>

@@ -1,0 +1,94 @@
+// Jobs' routes for people: submit (the caller becomes the owner), list (paged), show, cancel,
+// retry, re-prioritise (members: their own jobs only), CVLab-Kit's queue/add, and notices.
+import type { FastifyInstance } from "fastify";
+import { jobActionRequestSchema, jobStates, noticeRequestSchema, priorities, submitJobRequestSchema, type JobState, type Priority } from "../../core/api.js";
+import { assertPriorityAllowed, type Role } from "../cvlab.js";
+import { registerCvlabRoutes } from "../cvlab-routes.js";
+import type { Caller } from "../http/auth.js";
+import { FIRST_ADMIN } from "../people.js";
+import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
+import { HttpError } from "../http/errors.js";
+
+/** The most jobs one page holds; the default page is 1000 as before paging existed. */
+const MAX_PAGE = 10_000;
+
+export const ownerOf = (c: Caller): string | null => (c.kind === "person" ? c.name : null);
+/** The caller's role for priority rules (`urgent` is an admin's). */
+export const roleOf = (c: Caller): Role => (c.kind === "person" && c.role === "admin" ? "admin" : "member");
+
+export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { service } = ctx;
+
+  app.post("/api/jobs", { config: { access: "person" } }, async (req, reply) => {
+    const body = parseBody(submitJobRequestSchema, req.body);
+    assertPriorityAllowed(body.priority, roleOf(req.caller));
+    return reply.code(201).send(service.submit(body, ownerOf(req.caller)));
+  });
+
+  app.get<{ Querystring: { state?: string; project?: string; host?: string; owner?: string; group?: string; limit?: string; cursor?: string } }>(
+    "/api/jobs",
+    { config: { access: "person" } },
+    async (req) => {
+      const states = req.query.state ? req.query.state.split(",").filter(Boolean) : undefined;
+      for (const s of states ?? []) {
+        if (!(jobStates as readonly string[]).includes(s)) {
+          throw new HttpError(400, "invalid_query", `state: '${s}' is not one of ${jobStates.join(", ")}`, { field: "state" });
+        }
+      }
+      const limit = req.query.limit ? Number(req.query.limit) : 1000;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, "invalid_query", `limit: a whole number from 1 to ${MAX_PAGE}`, { field: "limit" });
+      let beforeSeq: number | undefined;
+      if (req.query.cursor !== undefined) {
+        if (!/^[1-9][0-9]{0,15}$/.test(req.query.cursor)) throw new HttpError(400, "invalid_query", "cursor: pass the nextCursor of the previous page", { field: "cursor" });
+        beforeSeq = Number(req.query.cursor);
+      }
+      const filter = { states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, owner: req.query.owner, group: req.query.group };
+      const page = service.store.listJobsPage({ ...filter, limit, beforeSeq });
+      return { jobs: page.jobs.map((j) => viewJob(j, req.caller)), total: page.total, nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>("/api/jobs/:id", { config: { access: "person" } }, async (req) => {
+    const job = jobOr404(service, req.params.id);
+    return { ...viewJob(job, req.caller), hasConfig: service.store.jobConfig(job.id) !== undefined, history: service.store.transitions(job.id) };
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", { config: { access: "person" } }, async (req) => {
+    requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "cancel");
+    return service.cancel(req.params.id, actorOf(req.caller, req.body));
+  });
+
+  app.post<{ Params: { id: string } }>("/api/jobs/:id/retry", { config: { access: "person" } }, async (req) => {
+    requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "retry");
+    return service.retry(req.params.id, actorOf(req.caller, req.body));
+  });
+
+  app.post<{ Params: { id: string }; Body: { priority?: unknown } }>("/api/jobs/:id/priority", { config: { access: "person" } }, async (req) => {
+    requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "re-prioritise");
+    const p = (req.body ?? {}).priority;
+    if (typeof p !== "string" || !(priorities as readonly string[]).includes(p)) {
+      throw new HttpError(400, "invalid_body", `priority: one of ${priorities.join(", ")}`, { field: "priority" });
+    }
+    assertPriorityAllowed(p as Priority, roleOf(req.caller));
+    return service.setPriority(req.params.id, p as Priority);
+  });
+
+  registerCvlabRoutes(app, ctx);
+
+  app.post("/api/notices", { config: { access: "admin" } }, async (req, reply) => {
+    const body = parseBody(noticeRequestSchema, req.body);
+    const notice = { type: "notice" as const, level: body.level, message: body.message, at: new Date().toISOString() };
+    service.events.emit(notice);
+    return reply.code(202).send(notice);
+  });
+}
+
+/**
+ * Who acts on a job, for its history: a named person (and the client they came through), or for
+ * the state dir's admin token the client alone ("the CLI", "the dashboard").
+ */
+export function actorOf(caller: Caller, body: unknown): string {
+  const via = parseBody(jobActionRequestSchema, body ?? {}).via;
+  if (caller.kind === "person" && caller.name !== FIRST_ADMIN) return via ? `${caller.name} (${via})` : caller.name;
+  return via ?? "an API client";
+}

@@ -1,0 +1,71 @@
+// Sync routes: an agent appends and uploads its job's files (the job's current host only); people
+// read them. Uploads have their own, larger body limit (LABRIG_SYNC_BODY_LIMIT_MB).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { forbidden, isAdmin } from "../http/auth.js";
+import { bodyChunks, jobOr404, type RouteContext } from "../http/common.js";
+import { HttpError } from "../http/errors.js";
+
+type SyncReq = FastifyRequest<{ Params: { jobId: string; "*": string }; Querystring: { attempt?: string; offset?: string; sha256?: string } }>;
+
+export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { service } = ctx;
+
+  /** The job and the attempt an upload or read is for; uploads must name the current attempt. */
+  function syncTarget(req: FastifyRequest<{ Params: { jobId: string }; Querystring: { attempt?: string } }>, write: boolean) {
+    const c = req.caller;
+    if (write && c.kind === "person" && !isAdmin(c)) throw forbidden("only the job's agent uploads its files");
+    const job = jobOr404(service, req.params.jobId);
+    if (c.kind === "agent" && job.hostId !== c.hostId) {
+      throw new HttpError(write ? 409 : 403, write ? "stale_attempt" : "forbidden", `job ${job.id} is not on host ${c.hostId} now`);
+    }
+    let attempt = job.attempt;
+    if (req.query.attempt !== undefined) {
+      attempt = Number(req.query.attempt);
+      if (!Number.isInteger(attempt) || attempt < 1) throw new HttpError(400, "invalid_query", "attempt: a whole number >= 1", { field: "attempt" });
+      if (write && attempt !== job.attempt) {
+        throw new HttpError(409, "stale_attempt", `attempt ${attempt} of job ${job.id} is not current (current: ${job.attempt}); stop this attempt`);
+      }
+    }
+    return { job, attempt };
+  }
+
+  const upload = { config: { access: "agent-or-person" as const }, bodyLimit: ctx.syncBodyLimit };
+
+  app.post("/api/sync/:jobId/files/*", upload, async (req: SyncReq) => {
+    const { job, attempt } = syncTarget(req, true);
+    const offset = Number(req.query.offset);
+    if (req.query.offset === undefined || !Number.isInteger(offset) || offset < 0) {
+      throw new HttpError(400, "invalid_query", "offset: a whole number of bytes >= 0", { field: "offset" });
+    }
+    const path = req.params["*"];
+    const r = service.sync.append(job.project, job.id, attempt, path, offset, bodyChunks(req.body));
+    if (r.written > 0) service.events.emit({ type: "log", jobId: job.id, attempt, path, offset: r.size - r.written, size: r.size });
+    return { size: r.size };
+  });
+
+  app.put("/api/sync/:jobId/files/*", upload, async (req: SyncReq) => {
+    const { job, attempt } = syncTarget(req, true);
+    if (!req.query.sha256 || !/^[0-9a-fA-F]{64}$/.test(req.query.sha256)) {
+      throw new HttpError(400, "invalid_query", "sha256: the body's SHA-256 as 64 hex digits", { field: "sha256" });
+    }
+    const r = service.sync.put(job.project, job.id, attempt, req.params["*"], bodyChunks(req.body), req.query.sha256);
+    service.events.emit({ type: "log", jobId: job.id, attempt, path: req.params["*"], offset: 0, size: r.size });
+    return r;
+  });
+
+  app.get(
+    "/api/sync/:jobId/status",
+    { config: { access: "agent-or-person" } },
+    async (req: FastifyRequest<{ Params: { jobId: string }; Querystring: { attempt?: string } }>) => {
+      const { job, attempt } = syncTarget(req, false);
+      return { attempt, files: service.sync.list(job.project, job.id, attempt) };
+    },
+  );
+
+  app.get("/api/sync/:jobId/files/*", { config: { access: "agent-or-person" } }, async (req: SyncReq, reply: FastifyReply) => {
+    const { job, attempt } = syncTarget(req, false);
+    const file = service.sync.openRead(job.project, job.id, attempt, req.params["*"]);
+    if (!file) throw new HttpError(404, "not_found", `no file ${req.params["*"]} for attempt ${attempt} of job ${job.id}`);
+    return reply.header("content-type", "application/octet-stream").header("content-length", file.size).send(file.stream);
+  });
+}

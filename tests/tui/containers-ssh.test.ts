@@ -1,0 +1,68 @@
+// The dashboard's Docker over SSH against a real sshd test host: it connects only to a host whose
+// key provisioning pinned, and refuses an unpinned or changed one with a message saying what to do
+// (finding: tui/containers.ts accepted any host key).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SshRemote } from "../../provision/ssh-remote.js";
+import { checkPinnedHostKey } from "../../provision/known-hosts.js";
+import { pinnedKeyVerdict, pollSources, sshSource } from "../../tui/containers.js";
+import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork, type TestSshKey } from "../infra/index.js";
+
+let dir: string;
+let net: TestNetwork;
+let key: TestSshKey;
+let host: TestHost;
+
+beforeAll(async () => {
+  await requireDocker();
+  dir = mkdtempSync(join(tmpdir(), "labrig-tui-ssh-"));
+  net = await createTestNetwork("tui-ssh");
+  key = createSshKey(dir);
+  host = await startTestHost({ name: "tui-ssh-a", network: net, publicKey: key.publicKey });
+}, 600_000);
+
+afterAll(async () => {
+  await host?.stop();
+  await net?.remove();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function source(knownHostsFile: string) {
+  return sshSource({
+    name: host.name,
+    address: host.ip,
+    user: "deploy",
+    port: 22,
+    privateKey: readFileSync(key.privateKeyFile, "utf8"),
+    verifyHostKey: (k) => pinnedKeyVerdict(checkPinnedHostKey(knownHostsFile, host.ip, 22, k), host.name, knownHostsFile),
+  });
+}
+
+describe("the dashboard's Docker over SSH", () => {
+  it("refuses a host whose key provisioning has not pinned, and pins nothing itself", async () => {
+    const known = join(dir, "known_empty");
+    const [r] = await pollSources([source(known)]);
+    expect(r!.error).toContain("is not pinned in");
+    expect(r!.error).toContain(`labrig provision --host ${host.name}`);
+    expect(() => readFileSync(known)).toThrow();
+  }, 60_000);
+
+  it("refuses a host whose key differs from the pinned one", async () => {
+    const known = join(dir, "known_other");
+    writeFileSync(known, `${host.ip} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRoaXMtaXMtbm90LXRoZS1yZWFsLWtleS0xMjM0NTY3 other\n`);
+    const [r] = await pollSources([source(known)]);
+    expect(r!.error).toContain("is not the one pinned");
+  }, 60_000);
+
+  it("goes past the host key check for the key provisioning pinned", async () => {
+    const known = join(dir, "known_pinned");
+    const remote = new SshRemote({ host: host.name, address: host.ip, port: 22, user: "deploy", identityFile: key.privateKeyFile }, { knownHostsFile: known });
+    await remote.run("true", { sudo: false });
+    await remote.close();
+    const [r] = await pollSources([source(known)]);
+    // The test host runs no Docker engine: the error is Docker's, not the host key's.
+    expect(r!.error ?? "").not.toMatch(/pinned/);
+  }, 60_000);
+});
