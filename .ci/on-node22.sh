@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the runtime-sensitive test folders on Node 22 (the oldest line `engines` allows), with the
+# Runs the runtime-sensitive test folders (or the ones given) on Node 22 (the oldest line `engines` allows), with the
 # Node binary from npm's node-linux-<arch> package unpacked into a cache folder (no other download).
 # Every child the tests start uses process.execPath, so the whole run stays on that Node.
 set -euo pipefail
@@ -12,5 +12,7 @@ if [[ ! -x $dir/bin/node ]]; then
   (cd "$tmp" && npm pack --silent "node-linux-$arch@$version" >/dev/null && mkdir -p "$dir" && tar xzf node-linux-*.tgz -C "$dir" --strip-components=1)
   rm -rf "$tmp"
 fi
-echo "ci: node $("$dir/bin/node" --version): tests/dispatcher tests/agent tests/cli tests/backup"
-"$dir/bin/node" node_modules/vitest/vitest.mjs run tests/dispatcher tests/agent tests/cli tests/backup
+folders=("$@")
+((${#folders[@]})) || folders=(tests/core tests/dispatcher tests/cli tests/backup)
+echo "ci: node $("$dir/bin/node" --version): ${folders[*]}"
+"$dir/bin/node" node_modules/vitest/vitest.mjs run "${folders[@]}"
