@@ -137,10 +137,25 @@ export class Agent {
     };
   }
 
-  /** The agent token this host got last time from this dispatcher, if it kept one. */
-  private savedToken(): string | undefined {
-    const saved = readJsonFile<{ hostId?: string; url?: string; agentToken?: string }>(this.paths.tokenFile);
-    return saved && saved.hostId === this.opts.hostId && saved.url === this.opts.url ? saved.agentToken : undefined;
+  /**
+   * The agent token this host got last time from this dispatcher, if it kept one: the same URL, or
+   * the same dispatcher (its /api/health `instance`) at another address or port.
+   */
+  private async savedToken(): Promise<string | undefined> {
+    const saved = readJsonFile<{ hostId?: string; url?: string; instance?: string; agentToken?: string }>(this.paths.tokenFile);
+    if (!saved?.agentToken || saved.hostId !== this.opts.hostId) return undefined;
+    if (saved.url === this.opts.url) return saved.agentToken;
+    if (!saved.instance) return undefined;
+    const instance = await this.dispatcherInstance();
+    return instance === saved.instance ? saved.agentToken : undefined;
+  }
+
+  private async dispatcherInstance(): Promise<string | undefined> {
+    try {
+      return (await this.client.health()).instance;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -150,7 +165,7 @@ export class Agent {
    */
   private async register(): Promise<void> {
     const body = this.registerBody();
-    const own = this.client.token ?? this.savedToken();
+    const own = this.client.token ?? (await this.savedToken());
     let r: RegisterResponse | undefined;
     if (own) {
       try {
@@ -164,7 +179,8 @@ export class Agent {
     this.relayToken = r.relayToken;
     this.heartbeatS = r.heartbeatIntervalS;
     this.registeredGpus = JSON.stringify(body.gpus);
-    writeJsonFile(this.paths.tokenFile, { hostId: this.opts.hostId, url: this.opts.url, agentToken: r.agentToken, relayToken: r.relayToken }, 0o600);
+    const instance = await this.dispatcherInstance();
+    writeJsonFile(this.paths.tokenFile, { hostId: this.opts.hostId, url: this.opts.url, instance, agentToken: r.agentToken, relayToken: r.relayToken }, 0o600);
     this.log(`registered with ${this.opts.url} (${body.gpus.length} GPU(s), heartbeat every ${r.heartbeatIntervalS} s)`);
   }
 

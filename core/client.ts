@@ -83,8 +83,8 @@ export class DispatcherClient {
   }
 
   // ---- public ----
-  async health(): Promise<{ status: string; version: string }> {
-    return (await this.request<{ status: string; version: string }>("GET", "/api/health")).body;
+  async health(): Promise<{ status: string; version: string; instance?: string }> {
+    return (await this.request<{ status: string; version: string; instance?: string }>("GET", "/api/health")).body;
   }
 
   // ---- agents ----

@@ -1,5 +1,6 @@
 // Starts the dispatcher: state dir, tokens, database, service, HTTP server; writes
 // dispatcher.json once listening and shuts down cleanly on SIGTERM/SIGINT.
+import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
@@ -99,7 +100,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const service = new DispatcherService(store, new SyncStore(db, join(stateDir, "runs")), config);
   const metrics = createMetrics(service);
   service.observer = { leased: (_job, waitedMs) => metrics.dispatchLatency.observe(waitedMs / 1000) };
-  const app = buildServer({ service, people: new PeopleStore(db), metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit });
+  const app = buildServer({ service, people: new PeopleStore(db), metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, instanceId: instanceIdOf(admin.token) });
 
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();
@@ -134,4 +135,13 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+/**
+ * Names this dispatcher (its state dir) without revealing anything: agents keep it beside their
+ * agent token, so a dispatcher that moved to another address or port still gets the token, and
+ * another dispatcher never does.
+ */
+function instanceIdOf(adminToken: string): string {
+  return createHash("sha256").update(`labrig-instance:${adminToken}`).digest("hex").slice(0, 16);
 }

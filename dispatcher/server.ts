@@ -33,6 +33,8 @@ export interface ServerOptions {
   adminToken: string;
   joinToken: string;
   maxLeaseWaitS?: number;
+  /** Names this dispatcher's state in /api/health, so an agent sends its saved token only to the dispatcher that issued it. */
+  instanceId?: string;
   /** Largest sync upload body in bytes (default 1 GiB). */
   syncBodyLimit?: number;
   logger?: boolean;
@@ -110,6 +112,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     status: "ok",
     version: DISPATCHER_VERSION,
     api: 1,
+    ...(opts.instanceId ? { instance: opts.instanceId } : {}),
     queued: service.jobs.queuedCount,
   }));
   app.get("/metrics", { config: { access: "public" } }, async (_req, reply) => {

@@ -80,7 +80,7 @@ describe("job file → SubmitJobRequest", () => {
   it("lists every refused field at once, using the file's key names", () => {
     const text = ["command: echo hi", "timeout: soon", "priority: asap", "retries: -1", "constraints:", "  minMemoryMiB: -5"].join("\n");
     expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
-      'jobs/train.yaml:2:10: timeout: expected a whole number of seconds > 0, got "soon"',
+      'jobs/train.yaml:2:10: timeout: expected a whole number of seconds from 1 to 2592000 (30 days), got "soon"',
       'jobs/train.yaml:3:11: priority: expected one of low, normal, high, urgent, got "asap"',
       "jobs/train.yaml:4:10: retries: expected a whole number from 0 to 100, got -1",
       "jobs/train.yaml:6:17: constraints.minMemoryMiB: expected a whole number of MiB >= 0, got -5",
@@ -106,7 +106,7 @@ describe("job file → SubmitJobRequest", () => {
     expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
       "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab",
       'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "two"',
-      'jobs/train.yaml:4:10: timeout: expected a whole number of seconds > 0, got "soon"',
+      'jobs/train.yaml:4:10: timeout: expected a whole number of seconds from 1 to 2592000 (30 days), got "soon"',
       "jobs/train.yaml:6:3: constraints.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB",
       "jobs/train.yaml:7:17: constraints.minMemoryMiB: expected a whole number of MiB >= 0, got -5",
       'jobs/train.yaml:8:11: priority: expected one of low, normal, high, urgent, got "asap"',
