@@ -248,7 +248,7 @@ export const dispatcherContainerStep: Step = {
       const dirs = Object.values(dataFolders(facts.dataDir));
       const runs: Record<string, () => Promise<void>> = {
         [`create folders under ${facts.dataDir}`]: async () => {
-          await ctx.remote.run(`mkdir -p ${dirs.map(shq).join(" ")} && chown ${s.uid}:${s.gid} ${dirs.map(shq).join(" ")} && chmod 0750 ${dirs.map(shq).join(" ")}`, { sudo: true });
+          await ctx.remote.run(`mkdir -p ${dirs.map(shq).join(" ")} && chown ${s.uid}:${s.gid} ${dirs.map(shq).join(" ")} && chmod 0700 ${dirs.map(shq).join(" ")}`, { sudo: true });
         },
         [`pull image ${s.image}`]: async () => {
           ctx.log(`pulling ${s.image} on ${ctx.host.name}`);

@@ -82,7 +82,7 @@ describe("dispatcher-container step", () => {
     await dispatcherContainerStep.apply(ctx, plan.changes);
     expect(whats(ctx.done)).toEqual(whats(plan.changes));
 
-    expect(await nas.sh("stat -c '%u:%g %a' /srv/labrig/state /srv/labrig/runs")).toBe("10001:10001 750\n10001:10001 750");
+    expect(await nas.sh("stat -c '%u:%g %a' /srv/labrig/state /srv/labrig/runs")).toBe("10001:10001 700\n10001:10001 700");
     const saved = savedDispatcherDir("testlab");
     const adminToken = readFileSync(join(saved, "admin-token"), "utf8").trim();
     expect(adminToken).toBe(await nas.sh("cat /srv/labrig/state/admin-token"));
