@@ -4,7 +4,8 @@
 // dispatcher ends that attempt as lost (requeued while retries remain, else failed `lost`) instead
 // of showing it `running` forever. The lost threshold is left long here: only the heartbeats can
 // tell.
-import { renameSync } from "node:fs";
+import { copyFileSync, mkdirSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { signalGroup } from "../../agent/process-group.js";
 import { startAgent } from "../helpers/agent-process.js";
@@ -35,6 +36,10 @@ async function loseAJob(maxRetries: number) {
   await waitFor(`job group ${pgid} gone`, () => groupGone(pgid), (g) => g, 5000);
   renameSync(a.workdir, `${a.workdir}.moved`);
   started.dirs.push(`${a.workdir}.moved`);
+  // The host keeps its identity (its agent token; one that lost that too is reset by an admin with
+  // `labrig hosts reset`), but every record of its jobs is gone.
+  mkdirSync(a.workdir, { recursive: true, mode: 0o700 });
+  copyFileSync(join(`${a.workdir}.moved`, "agent-token.json"), join(a.workdir, "agent-token.json"));
   const back = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-a", workdir: a.workdir });
   started.agents.push(back);
   started.dirs.push(a.workdir);
