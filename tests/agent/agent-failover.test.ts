@@ -112,9 +112,12 @@ describe("agent SIGTERM", () => {
     const pgid = await jobGroup(a, job.id);
     started.groups.push(pgid);
     await waitFor("some lines synced", () => admin.syncGet(job.id, "job.log").then((b) => b.length), (n) => n > 0);
+    // The agent saves its sync state after the upload it records; wait for it rather than race it.
+    const syncState = join(a.workdir, "state", "sync", `${job.id}.attempt-1.json`);
+    await waitFor("the saved sync state", async () => existsSync(syncState), (e) => e);
     await a.kill();
     expect(groupGone(pgid)).toBe(false);
-    expect(existsSync(join(a.workdir, "state", "sync", `${job.id}.attempt-1.json`))).toBe(true);
+    expect(existsSync(syncState)).toBe(true);
 
     await agent(d, "gpu-a", { workdir: a.workdir });
     const done = await waitForState(admin, job.id, "succeeded", 30_000);

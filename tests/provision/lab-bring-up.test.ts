@@ -111,7 +111,7 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     const secondWallS = (Date.now() - started) / 1000;
     expect(second.exitCode, JSON.stringify(second.report, null, 1)).toBe(0);
     for (const h of second.report.hosts) {
-      for (const s of h.steps) expect(`${h.host} ${s.id} ${s.status}`).not.toMatch(/ changed$/);
+      for (const s of h.steps) expect(`${h.host} ${s.id} ${s.status}`, JSON.stringify(s)).not.toMatch(/ changed$/);
     }
     // The bring-up timeline, for the report.
     const line = (run: CliRun, host: string) => run.report.hosts.find((h) => h.host === host)!.steps.map((s) => `${s.id} ${(s.durationMs / 1000).toFixed(1)}s`).join(", ");

@@ -34,7 +34,7 @@ describe("labrig tui and wall commands", () => {
   it("say how to point them at a dispatcher when none is found", async () => {
     const r = await runCli(["tui"], cliEnv({ LABRIG_HOME: home }));
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain("no dispatcher found: pass --url and --token");
+    expect(r.stderr).toContain("no dispatcher found: run labrig login --url URL, set LABRIG_URL and LABRIG_TOKEN");
   });
 
   it("refuse to run without a terminal and name the commands for scripts", async () => {
