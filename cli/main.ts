@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `labrig` command: one entry, a subcommand per part. Each part registers its own commands and
 // loads its implementation lazily, so `labrig --help` and small commands start fast.
+import "./quiet-sqlite-warning.js";
 import { Command, CommanderError } from "commander";
 import { LabrigError } from "../core/errors.js";
 import { visibleText } from "../core/visible.js";
