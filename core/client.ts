@@ -182,14 +182,7 @@ export class DispatcherClient {
       clearTimeout(timer);
     }
     if (res.status >= 400) {
-      const text = await res.text();
-      let e: { error?: string; message?: string } = {};
-      try {
-        e = JSON.parse(text);
-      } catch {
-        /* not JSON */
-      }
-      throw new ApiError(res.status, e.error ?? "error", e.message ?? `GET log of job ${id} failed`);
+      throw await apiErrorOf(res, `GET log of job ${id} failed`);
     }
     const source = res.headers.get("x-labrig-log-source") === "agent" ? "agent" : "dispatcher";
     opts.onSource?.(source);
@@ -237,20 +230,24 @@ export class DispatcherClient {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     const res = await fetch(`${this.url}${path}`, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
     if (res.status >= 400) {
-      const text = await res.text();
-      let e: { error?: string; message?: string } = {};
-      try {
-        e = JSON.parse(text);
-      } catch {
-        /* not JSON */
-      }
-      throw new ApiError(res.status, e.error ?? "error", e.message ?? failure);
+      throw await apiErrorOf(res, failure);
     }
     return Buffer.from(await res.arrayBuffer());
   }
 }
 
 /** AbortSignal.any, which Node 18 (the agent bundle's floor) lacks. */
+/** The API's JSON error reply ({error, message}) as an ApiError; `fallback` when the body is not that. */
+async function apiErrorOf(res: Response, fallback: string): Promise<ApiError> {
+  let e: { error?: string; message?: string } = {};
+  try {
+    e = JSON.parse(await res.text());
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(res.status, e.error ?? "error", e.message ?? fallback);
+}
+
 function anySignal(signals: AbortSignal[]): AbortSignal {
   if (typeof AbortSignal.any === "function") return AbortSignal.any(signals);
   const c = new AbortController();
