@@ -93,7 +93,7 @@ export async function expectScreenMatches(term: TmuxSession, ref: ReferenceDashb
   throw new Error(`the terminal does not show what Screen renders for the same state (- Screen, + terminal):\n${diff}`);
 }
 
-const HEADER = /^labrig [◌●✖] (connecting|connected|disconnected) · hosts/;
+export const HEADER = /^labrig [◌●✖] (connecting|connected|disconnected) · hosts/;
 const TABS = /^ 1 Devices  2 Queue  3 Job  4 Containers  5 Events/;
 const FOOTER = /\? help {2}\/ filter {2}q quit|type to filter · Enter keeps it/;
 
