@@ -5,6 +5,7 @@ import { createHash, type Hash } from "node:crypto";
 import { closeSync, constants, createReadStream, existsSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { Readable } from "node:stream";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { checkRelativePath, RelativePathError } from "../core/relative-path.js";
 import type { Db } from "./db.js";
 
 export class SyncPathError extends Error {}
@@ -21,12 +22,6 @@ export interface SyncFileInfo {
   updatedAt: string;
 }
 
-/**
- * Checks a client-given relative path (already URL-decoded) and returns it normalised, or throws
- * SyncPathError. Refuses absolute paths, `..` segments, backslashes, NUL and empty segments.
- */
-const MAX_SEGMENT_BYTES = 255;
-const MAX_DEPTH = 32;
 /** Errors of the file system that mean "this name cannot be a file here": answered as a bad path, never with the server's path. */
 const BAD_NAME_ERRNO: Record<string, string> = {
   ENAMETOOLONG: "the name is too long for the file system",
@@ -41,19 +36,14 @@ const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
 const APPEND_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
 const REPLACE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 
+/** A client-given relative path (already URL-decoded), normalised; SyncPathError when it could leave the job's folder. */
 export function checkSyncPath(p: string): string {
-  if (p.length === 0 || p.length > 1024) throw new SyncPathError("the path is empty or longer than 1024 characters");
-  if (p.includes("\0")) throw new SyncPathError("the path holds a NUL byte");
-  if (p.includes("\\")) throw new SyncPathError("the path holds a backslash; use '/'");
-  if (p.startsWith("/") || isAbsolute(p)) throw new SyncPathError("the path is absolute; give it relative to the job's output folder");
-  const segments = p.split("/");
-  for (const s of segments) {
-    if (s === "..") throw new SyncPathError("the path leaves the job's folder ('..')");
-    if (s === "" || s === ".") throw new SyncPathError("the path has an empty or '.' segment");
-    if (Buffer.byteLength(s) > MAX_SEGMENT_BYTES) throw new SyncPathError(`a name in the path is longer than ${MAX_SEGMENT_BYTES} bytes`);
+  try {
+    return checkRelativePath(p, "the job's folder");
+  } catch (err) {
+    if (err instanceof RelativePathError) throw new SyncPathError(err.message);
+    throw err;
   }
-  if (segments.length > MAX_DEPTH) throw new SyncPathError(`the path is more than ${MAX_DEPTH} folders deep`);
-  return segments.join("/");
 }
 
 export class SyncStore {

@@ -42,17 +42,7 @@ export function gib(mib: number | null | undefined): string {
   return (mib / 1024).toFixed(mib >= 102400 ? 0 : 1);
 }
 
-export function bytes(n: number | null | undefined): string {
-  if (n == null) return "—";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v >= 100 || u === 0 ? 0 : 1)} ${units[u]}`;
-}
+export { formatBytes as bytes } from "../core/units.js";
 
 export function clock(iso: string): string {
   const d = new Date(iso);
