@@ -28,7 +28,10 @@ Environment:
   LABRIG_TIMEOUT_GRACE_S     a running job past its timeout by this much ends timed_out even if its agent is silent (default 120)
   LABRIG_HEARTBEAT_S         heartbeat interval told to agents (default 3)
   LABRIG_ASSIGN_TIMEOUT_S    a job handed to an agent that does not start it is requeued (default 60)
-  LABRIG_CVLAB_DIR           the lab's CVLab-Kit checkout on the GPU hosts: where CVLab-Kit configs run`,
+  LABRIG_CVLAB_DIR           the lab's CVLab-Kit checkout on the GPU hosts: where CVLab-Kit configs run
+  LABRIG_SYNC_BODY_LIMIT_MB  the largest sync upload from an agent (default 1024)
+  LABRIG_CODE_LIMIT_MB       the largest code snapshot (submit --code), all its files together (default 200)
+  LABRIG_CODE_KEEP_UNUSED_S  a code snapshot no job uses is removed after this long (default 3600)`,
     )
     .action(async (opts: { port: number; bind: string; state: string; queueCommand?: string }) => {
       const { runDispatcher } = await import("../dispatcher/main.js");

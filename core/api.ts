@@ -1,6 +1,7 @@
 // The dispatcher's HTTP API v1: every request body and response shape, shared by the dispatcher,
 // the agent, the CLI and the TUI so that a contract change breaks the build where it matters.
 import { z } from "zod";
+import { codeSummarySchema, sha256Schema } from "./code.js";
 
 export const API_VERSION = 1;
 
@@ -142,6 +143,11 @@ export const submitJobRequestSchema = z.object({
   priority: z.enum(priorities).default("normal"),
   maxRetries: z.number().int().min(0).max(100).default(0),
   constraints: constraintsSchema.optional(),
+  /**
+   * A code snapshot (its id from `POST /api/code/snapshots`): the job runs in that tree on its
+   * host, in `workdir` inside it when given.
+   */
+  code: sha256Schema.optional(),
 });
 export type SubmitJobRequest = z.input<typeof submitJobRequestSchema>;
 export type SubmitJob = z.output<typeof submitJobRequestSchema>;
@@ -177,6 +183,8 @@ export const jobSchema = z.object({
   owner: z.string().nullable().optional(),
   /** Who asked to cancel it (see jobActionRequestSchema), while the request or its result stands. */
   cancelledBy: z.string().nullable().optional(),
+  /** The code snapshot it runs in: id, size and the git facts it was taken with; null without one. */
+  code: codeSummarySchema.nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 

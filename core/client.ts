@@ -18,6 +18,7 @@ import type {
   SubmitJobRequest,
   SyncStatus,
 } from "./api.js";
+import type { CodeManifest, CodeOffer, CodeSnapshotInfo, CodeUsage } from "./code.js";
 import { ApiError, LabrigError } from "./errors.js";
 
 export interface ClientOptions {
@@ -224,6 +225,36 @@ export class DispatcherClient {
     const a = attempt !== undefined ? `?attempt=${attempt}` : "";
     return this.getBytes(`/api/sync/${enc(jobId)}/files/${encPath(path)}${a}`, `GET sync file ${path} failed`);
   }
+  // ---- code snapshots ----
+  /** Offers a manifest; the reply lists the blobs to upload before the snapshot is stored (none: stored). */
+  async codeOffer(manifest: CodeManifest): Promise<CodeOffer> {
+    return (await this.request<CodeOffer>("POST", "/api/code/snapshots", { body: manifest })).body;
+  }
+  async codePutBlob(sha256: string, bytes: Uint8Array): Promise<{ sha256: string; size: number }> {
+    // A big file takes a while to cross a slow link: allow a minute per 64 MiB on top of the usual.
+    const timeoutMs = this.timeoutMs + Math.ceil(bytes.length / (64 * 1024 * 1024)) * 60_000;
+    return (await this.request<{ sha256: string; size: number }>("PUT", `/api/code/blobs/${sha256}`, { raw: bytes, timeoutMs })).body;
+  }
+  /** Whether the dispatcher holds the snapshot already (a HEAD: nothing but the id goes over). */
+  async codeSnapshotExists(id: string): Promise<boolean> {
+    try {
+      await this.request("HEAD", `/api/code/snapshots/${enc(id)}`);
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return false;
+      throw err;
+    }
+  }
+  async codeSnapshot(id: string): Promise<CodeSnapshotInfo> {
+    return (await this.request<CodeSnapshotInfo>("GET", `/api/code/snapshots/${enc(id)}`)).body;
+  }
+  async codeBlob(snapshotId: string, sha256: string): Promise<Buffer> {
+    return this.getBytes(`/api/code/snapshots/${enc(snapshotId)}/blobs/${enc(sha256)}`, `GET blob ${sha256} of snapshot ${snapshotId} failed`);
+  }
+  async codeUsage(): Promise<CodeUsage> {
+    return (await this.request<CodeUsage>("GET", "/api/code/usage")).body;
+  }
+
   /** A GET whose reply is bytes, not JSON. */
   private async getBytes(path: string, failure = `GET ${path} failed`): Promise<Buffer> {
     const headers: Record<string, string> = {};

@@ -5,6 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { importRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
 import { assertPriorityAllowed, cvlabPriority, RequestProblem, toCvlabJob } from "./cvlab.js";
 import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "./http/common.js";
+import { settleJobCode } from "./routes/code.js";
 import { actorOf, ownerOf, roleOf } from "./routes/jobs.js";
 import type { StoredJob } from "./store.js";
 
@@ -75,7 +76,8 @@ export function registerCvlabRoutes(app: FastifyInstance, ctx: RouteContext): vo
   app.post("/api/groups", person, async (req, reply) => {
     const body = h.parse(submitGroupRequestSchema, req.body);
     for (const j of body.jobs) assertPriorityAllowed(j.priority, roleOf(req.caller));
-    const r = service.submitGroup(body.name ?? "sweep", body.jobs, ownerOf(req.caller));
+    const jobs = body.jobs.map((j, i) => settleJobCode(ctx.code, j, `jobs.${i}.code`));
+    const r = service.submitGroup(body.name ?? "sweep", jobs, ownerOf(req.caller));
     return reply.code(201).send(r);
   });
 

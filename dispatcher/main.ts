@@ -4,6 +4,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
+import { DEFAULT_CODE_LIMIT_BYTES } from "../core/code.js";
+import { CodeStore } from "./code-store.js";
 import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
 import { openDatabase } from "./db.js";
 import { createMetrics } from "./metrics.js";
@@ -63,14 +65,31 @@ export function advertisedUrl(bind: string, port: number): string {
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** LABRIG_SYNC_BODY_LIMIT_MB: the largest sync upload in bytes. */
-export function syncBodyLimitFromEnv(env: NodeJS.ProcessEnv): number {
-  const v = env.LABRIG_SYNC_BODY_LIMIT_MB;
-  if (v === undefined || v === "") return DEFAULT_SYNC_BODY_LIMIT;
+/** A size in MiB from the environment (`name`), in bytes; `def` when unset. */
+function mibFromEnv(env: NodeJS.ProcessEnv, name: string, def: number): number {
+  const v = env[name];
+  if (v === undefined || v === "") return def;
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InputError("LABRIG_SYNC_BODY_LIMIT_MB", `expected a positive number of MiB, got '${v}'`);
+  if (!Number.isFinite(n) || n <= 0) throw new InputError(name, `expected a positive number of MiB, got '${v}'`);
   return Math.floor(n * 1024 * 1024);
 }
+
+/** LABRIG_SYNC_BODY_LIMIT_MB: the largest sync upload in bytes. */
+export const syncBodyLimitFromEnv = (env: NodeJS.ProcessEnv): number => mibFromEnv(env, "LABRIG_SYNC_BODY_LIMIT_MB", DEFAULT_SYNC_BODY_LIMIT);
+
+/** LABRIG_CODE_LIMIT_MB: the largest code snapshot (all its files) in bytes. */
+export const codeLimitFromEnv = (env: NodeJS.ProcessEnv): number => mibFromEnv(env, "LABRIG_CODE_LIMIT_MB", DEFAULT_CODE_LIMIT_BYTES);
+
+/** How long a snapshot no job uses is kept (it is offered before its job is submitted): LABRIG_CODE_KEEP_UNUSED_S, default 1 h. */
+export function codeKeepUnusedMsFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env.LABRIG_CODE_KEEP_UNUSED_S;
+  if (v === undefined || v === "") return 3600_000;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InputError("LABRIG_CODE_KEEP_UNUSED_S", `expected a number of seconds >= 0, got '${v}'`);
+  return n * 1000;
+}
+
+const CODE_COLLECT_EVERY_MS = 10 * 60_000;
 
 /**
  * The state dir holds env secrets (labrig.db, runs/) and tokens: folders 0700 and files 0600,
@@ -90,6 +109,8 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const stateDir = resolve(opts.state);
   secureStateDir(stateDir);
   const syncBodyLimit = syncBodyLimitFromEnv(process.env);
+  const codeLimit = codeLimitFromEnv(process.env);
+  const codeKeepUnusedMs = codeKeepUnusedMsFromEnv(process.env);
   const config = configFromEnv(process.env, opts.queueCommand);
   const admin = loadOrCreateToken(stateDir, "admin-token", process.env.LABRIG_ADMIN_TOKEN);
   const join_ = loadOrCreateToken(stateDir, "join-token", process.env.LABRIG_JOIN_TOKEN);
@@ -100,7 +121,15 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const service = new DispatcherService(store, new SyncStore(db, join(stateDir, "runs")), config);
   const metrics = createMetrics(service);
   service.observer = { leased: (_job, waitedMs) => metrics.dispatchLatency.observe(waitedMs / 1000) };
-  const app = buildServer({ service, people: new PeopleStore(db), metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, instanceId: instanceIdOf(admin.token) });
+  const code = new CodeStore(db, join(stateDir, "code"), codeLimit);
+  const collectCode = () => {
+    const r = code.collect(codeKeepUnusedMs);
+    if (r.snapshots || r.blobs) console.log(`labrig dispatcher: removed ${r.snapshots} code snapshot(s) no job uses and ${r.blobs} blob(s), ${r.bytes} bytes`);
+  };
+  collectCode();
+  const collector = setInterval(collectCode, Math.min(CODE_COLLECT_EVERY_MS, Math.max(1000, codeKeepUnusedMs)));
+  collector.unref();
+  const app = buildServer({ service, people: new PeopleStore(db), metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token) });
 
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();
@@ -126,6 +155,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
       process.exit(1);
     }, 8000);
     force.unref();
+    clearInterval(collector);
     service.close();
     await app.close();
     db.pragma("wal_checkpoint(TRUNCATE)");

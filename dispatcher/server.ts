@@ -19,6 +19,8 @@ import { jobRoutes } from "./routes/jobs.js";
 import { logRoutes } from "./routes/logs.js";
 import { peopleErrorReply, peopleRoutes } from "./routes/people.js";
 import { syncRoutes } from "./routes/sync.js";
+import { codeRoutes } from "./routes/code.js";
+import { CodeBlobError, type CodeStore } from "./code-store.js";
 
 export const DISPATCHER_VERSION = "0.1.0";
 
@@ -37,6 +39,8 @@ export interface ServerOptions {
   instanceId?: string;
   /** Largest sync upload body in bytes (default 1 GiB). */
   syncBodyLimit?: number;
+  /** Code snapshots (blobs under the state folder). */
+  code: CodeStore;
   logger?: boolean;
 }
 
@@ -47,7 +51,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: JSON_BODY_LIMIT, forceCloseConnections: "idle" });
   const auth: AuthOptions = { service, people: opts.people, adminToken: opts.adminToken, joinToken: opts.joinToken };
   const closers = new Set<() => void>();
-  const ctx: RouteContext = { service, people: opts.people, maxLeaseWaitS: opts.maxLeaseWaitS ?? 60, syncBodyLimit, closers };
+  const ctx: RouteContext = { service, people: opts.people, code: opts.code, maxLeaseWaitS: opts.maxLeaseWaitS ?? 60, syncBodyLimit, closers };
 
   // Who calls, before anything else: no body is read for a caller that may not call the route,
   // and an unknown route needs a valid token too, so 401 always comes before 404.
@@ -125,6 +129,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   logRoutes(app, ctx);
   deviceRoutes(app, ctx);
   syncRoutes(app, ctx);
+  codeRoutes(app, ctx);
   peopleRoutes(app, ctx);
   eventRoutes(app, ctx, DISPATCHER_VERSION);
 
@@ -166,6 +171,7 @@ function errorReply(app: FastifyInstance, err: unknown, req: FastifyRequest, rep
   if (err instanceof RequestProblem) return reply.code(err.status).send({ error: err.code, message: err.message, field: err.field });
   if (err instanceof SyncPathError) return reply.code(400).send({ error: "bad_path", message: err.message, field: "path" });
   if (err instanceof SyncGapError) return reply.code(409).send({ error: "offset_gap", message: err.message, size: err.size });
+  if (err instanceof CodeBlobError) return reply.code(400).send({ error: err.field === "sha256" ? "sha256_mismatch" : "invalid_body", message: err.message, field: err.field });
   if (err instanceof SyncHashError) return reply.code(400).send({ error: "sha256_mismatch", message: err.message, field: "sha256" });
   const e = err as { statusCode?: number; code?: string; message?: string };
   // Fastify's own body parsing errors (not JSON, empty JSON, too large) speak the API's language too.

@@ -6,6 +6,7 @@
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
 import { type Device, type HeartbeatRequest, type ImportedJob, type JobEventRequest, type Priority, type QueueAddRequest, type RegisterRequest, type SubmitJob, hasForeignProcesses } from "../core/api.js";
+import type { CodeSummary } from "../core/code.js";
 import { gpusForDevice, parseCvlabConfig } from "../core/cvlab-config.js";
 import { jobFromQueueAdd, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
@@ -264,7 +265,7 @@ export class DispatcherService {
 
   // ---- jobs ----
 
-  submit(req: SubmitJob, owner: string | null = null, groupId: string | null = null): StoredJob {
+  submit(req: SubmitJob & { codeSummary?: CodeSummary }, owner: string | null = null, groupId: string | null = null): StoredJob {
     const job = this.store.insertJob({ ...settleJob(req, this.config, defaultJobName), owner }, new Date(), groupId);
     this.queued(job);
     this.requestSchedule();
@@ -283,7 +284,7 @@ export class DispatcherService {
   }
 
   /** A sweep: all its jobs queued at once under one group. */
-  submitGroup(name: string, reqs: SubmitJob[], owner: string | null = null): { group: JobGroupView; jobs: StoredJob[] } {
+  submitGroup(name: string, reqs: (SubmitJob & { codeSummary?: CodeSummary })[], owner: string | null = null): { group: JobGroupView; jobs: StoredJob[] } {
     const settled = reqs.map((r) => ({ ...settleJob(r, this.config, defaultJobName), owner }));
     const { group, jobs } = this.store.insertGroup(name, settled);
     for (const j of jobs) this.queued(j);

@@ -2,6 +2,7 @@
 // transaction that also records the transition, so a crash never leaves a half-made change.
 import { randomBytes } from "node:crypto";
 import type { Constraints, Job, JobState, Priority, RegisteredGpu, SubmitJob } from "../core/api.js";
+import type { CodeSummary } from "../core/code.js";
 import type { Db } from "./db.js";
 
 export interface JobRow {
@@ -35,6 +36,7 @@ export interface JobRow {
   urgent: number;
   group_id: string | null;
   owner: string | null;
+  code: string | null;
 }
 
 export interface AgentRow {
@@ -94,6 +96,7 @@ export function rowToJob(r: JobRow): StoredJob {
     deliveredAt: r.delivered_at,
     lostCount: r.lost_count,
     owner: r.owner,
+    code: r.code === null ? null : (JSON.parse(r.code) as CodeSummary),
   };
 }
 
@@ -154,7 +157,7 @@ export type ImportedJobInput = NewJob & {
 };
 
 /** A job to insert: the request with its name, project and command settled. */
-export type NewJob = Omit<SubmitJob, "command"> & { name: string; project: string; command: string | string[] };
+export type NewJob = Omit<SubmitJob, "command"> & { name: string; project: string; command: string | string[]; codeSummary?: CodeSummary };
 
 /** The priority column's value and the urgent flag (see migration 002_i14). */
 function priorityColumns(p: Priority): { priority: Exclude<Priority, "urgent">; urgent: 0 | 1 } {
@@ -177,9 +180,9 @@ export class Store {
       getJob: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?"),
       maxSeq: db.prepare("SELECT COALESCE(MAX(seq), 0) FROM jobs").pluck(),
       insertJob: db.prepare(`INSERT INTO jobs (id, seq, name, project, command, gpus, image, env, workdir, timeout_s, priority,
-        max_retries, constraints, state, attempt, created_at, urgent, group_id, owner)
+        max_retries, constraints, state, attempt, created_at, urgent, group_id, owner, code_snapshot, code)
         VALUES (@id, @seq, @name, @project, @command, @gpus, @image, @env, @workdir, @timeout_s, @priority, @max_retries,
-        @constraints, 'queued', 1, @created_at, @urgent, @group_id, @owner)`),
+        @constraints, 'queued', 1, @created_at, @urgent, @group_id, @owner, @code_snapshot, @code)`),
       insertConfig: db.prepare("INSERT INTO job_configs (job_id, yaml) VALUES (?, ?)"),
       getConfig: db.prepare<[string], unknown>("SELECT yaml FROM job_configs WHERE job_id = ?").pluck(),
       transition: db.prepare(`INSERT INTO job_transitions (job_id, attempt, from_state, to_state, host_id, message, at)
@@ -301,6 +304,8 @@ export class Store {
         created_at: at,
         group_id: groupId,
         owner: req.owner ?? null,
+        code_snapshot: req.codeSummary?.snapshot ?? null,
+        code: req.codeSummary ? JSON.stringify(req.codeSummary) : null,
       });
       if (req.config !== undefined) this.stmts.insertConfig.run(id, req.config);
       this.stmts.transition.run(id, 1, null, "queued", null, null, at);

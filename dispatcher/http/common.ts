@@ -2,6 +2,7 @@
 // schemas of core/api.ts, job lookups, and the view of a job a caller may see.
 import type { FastifyRequest } from "fastify";
 import type { z } from "zod";
+import type { CodeStore } from "../code-store.js";
 import type { PeopleStore } from "../people.js";
 import type { DispatcherService } from "../service.js";
 import type { StoredJob } from "../store.js";
@@ -11,6 +12,7 @@ import { HttpError } from "./errors.js";
 export interface RouteContext {
   service: DispatcherService;
   people: PeopleStore;
+  code: CodeStore;
   maxLeaseWaitS: number;
   /** Body limit of sync uploads, in bytes. */
   syncBodyLimit: number;

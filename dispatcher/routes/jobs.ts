@@ -8,6 +8,7 @@ import type { Caller } from "../http/auth.js";
 import { FIRST_ADMIN } from "../people.js";
 import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
+import { settleJobCode } from "./code.js";
 
 /** The most jobs one page holds; the default page is 1000 as before paging existed. */
 const MAX_PAGE = 10_000;
@@ -22,7 +23,7 @@ export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.post("/api/jobs", { config: { access: "person" } }, async (req, reply) => {
     const body = parseBody(submitJobRequestSchema, req.body);
     assertPriorityAllowed(body.priority, roleOf(req.caller));
-    return reply.code(201).send(service.submit(body, ownerOf(req.caller)));
+    return reply.code(201).send(service.submit(settleJobCode(ctx.code, body), ownerOf(req.caller)));
   });
 
   app.get<{ Querystring: { state?: string; project?: string; host?: string; owner?: string; group?: string; limit?: string; cursor?: string } }>(
