@@ -1,6 +1,7 @@
 // The agent: registers with the dispatcher, heartbeats its GPUs and host figures, takes work with
 // the long poll, runs each lease as a RunningJob, serves its local HTTP API, and stops cleanly.
 // Network trouble never ends it: every loop backs off and tries again.
+import { CodeCache } from "./code-cache.js";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Server } from "node:http";
@@ -52,6 +53,7 @@ export class Agent {
   private advertisedUrl: string | null = null;
   private syncedBytesDone = 0;
   private wakers = new Set<() => void>();
+  private codeCache?: CodeCache;
 
   constructor(
     readonly opts: AgentOptions,
@@ -339,6 +341,7 @@ export class Agent {
       gpus: () => this.probe.gpus,
       killGraceMs: this.opts.killGraceMs,
       syncIntervalMs: this.opts.syncIntervalMs,
+      codeCache: () => (this.codeCache ??= new CodeCache({ dir: this.paths.codeCacheDir, maxBytes: this.opts.codeCacheBytes, log: this.log })),
       log: this.log,
       shutdownDeadline: () => this.shutdownBy,
     };

@@ -23,10 +23,13 @@ Also from the environment:
                              when listening on every address)
   LABRIG_SYNC_INTERVAL_S     seconds between syncs of a running job's outputs (default 1)
   LABRIG_LEASE_WAIT_S        seconds one long poll for work waits (default 30, at most 60)
+  LABRIG_CODE_CACHE_MB       the code snapshots kept on this host, least recently used out first (default 4096)
 
 Files in the workdir:
   agent-token.json  the agent's token (0600)      agent.json  {url, hostId, pid} once running
   jobs/<id>/attempt-<n>/  job.log, run.json and what the job writes (synced to the dispatcher)
+  jobs/<id>/attempt-<n>.code/  the job's code snapshot, while the attempt runs (submit --code)
+  code-cache/       code snapshots' files, fetched once per host
   state/            job records and sync state, so a restart resumes without gaps or repeats`,
     );
 }

@@ -1,10 +1,13 @@
 // What the agent asks Docker for when a job names an image: one container with exactly the job's
 // GPUs, its output dir mounted, and labels the dashboard finds it by. Pure, so the spec is tested
 // without an engine.
+import { posix } from "node:path";
 import type { ContainerCreateOptions } from "dockerode";
 
 /** Where the output dir appears inside a job's container. */
 export const CONTAINER_OUTPUT_DIR = "/output";
+/** Where a job's code snapshot appears inside its container. */
+export const CONTAINER_CODE_DIR = "/code";
 
 export interface ContainerJob {
   jobId: string;
@@ -17,6 +20,8 @@ export interface ContainerJob {
   gpuIndices: number[];
   outputDir: string;
   workdir?: string | null;
+  /** The job's code snapshot on the host; the container starts in it (in `workdir` inside it). */
+  codeDir?: string;
 }
 
 export function containerName(jobId: string, attempt: number): string {
@@ -41,13 +46,13 @@ export function buildContainerSpec(job: ContainerJob): ContainerCreateOptions {
     Image: job.image,
     Cmd: cmd,
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    WorkingDir: job.workdir ?? CONTAINER_OUTPUT_DIR,
+    WorkingDir: job.codeDir ? posix.join(CONTAINER_CODE_DIR, job.workdir ?? "") : (job.workdir ?? CONTAINER_OUTPUT_DIR),
     Labels: { "labrig.job": job.jobId, "labrig.attempt": String(job.attempt), "labrig.host": job.hostId },
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,
     HostConfig: {
-      Binds: [`${job.outputDir}:${CONTAINER_OUTPUT_DIR}`],
+      Binds: [`${job.outputDir}:${CONTAINER_OUTPUT_DIR}`, ...(job.codeDir ? [`${job.codeDir}:${CONTAINER_CODE_DIR}`] : [])],
       Init: true,
       AutoRemove: false,
       DeviceRequests:

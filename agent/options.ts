@@ -32,6 +32,8 @@ export interface AgentOptions {
   nvidiaSmi: string;
   killGraceMs: number;
   syncIntervalMs: number;
+  /** The bound on the code snapshot cache (LABRIG_CODE_CACHE_MB, default 4096). */
+  codeCacheBytes: number;
   leaseWaitS: number;
   /** The local server's URL as the lab should reach it (sent at registration); derived when unset. */
   advertiseUrl?: string;
@@ -60,12 +62,16 @@ export function parseLabels(v: string, where = "--labels"): Record<string, strin
   return labels;
 }
 
-function seconds(v: string | undefined, where: string, fallback: number): number {
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InputError(where, `'${v}' is not a number of seconds >= 0`);
-  return n;
+function numberOf(unit: string) {
+  return (v: string | undefined, where: string, fallback: number): number => {
+    if (v === undefined || v === "") return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InputError(where, `'${v}' is not a number of ${unit} >= 0`);
+    return n;
+  };
 }
+const seconds = numberOf("seconds");
+const mebibytes = numberOf("MiB");
 
 export function resolveAgentOptions(flags: AgentFlags, env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const url = flags.url ?? env.LABRIG_URL;
@@ -104,6 +110,7 @@ export function resolveAgentOptions(flags: AgentFlags, env: NodeJS.ProcessEnv = 
     nvidiaSmi: flags.nvidiaSmi ?? env.LABRIG_NVIDIA_SMI ?? "nvidia-smi",
     killGraceMs: seconds(flags.killGrace ?? env.LABRIG_KILL_GRACE_S, flags.killGrace !== undefined ? "--kill-grace" : "LABRIG_KILL_GRACE_S", 10) * 1000,
     syncIntervalMs: seconds(env.LABRIG_SYNC_INTERVAL_S, "LABRIG_SYNC_INTERVAL_S", 1) * 1000,
+    codeCacheBytes: Math.round(mebibytes(env.LABRIG_CODE_CACHE_MB, "LABRIG_CODE_CACHE_MB", 4096) * 1024 * 1024),
     leaseWaitS: Math.min(60, Math.max(1, Math.round(seconds(env.LABRIG_LEASE_WAIT_S, "LABRIG_LEASE_WAIT_S", 30)))),
     advertiseUrl: env.LABRIG_AGENT_URL?.replace(/\/+$/, "") || undefined,
     adminTokens: (env.LABRIG_AGENT_ADMIN_TOKENS ?? "").split(",").map((t) => t.trim()).filter(Boolean),

@@ -11,6 +11,9 @@ export function agentPaths(workdir: string) {
     infoFile: join(workdir, "agent.json"),
     jobsDir: join(workdir, "jobs"),
     outputDir: (jobId: string, attempt: number) => join(workdir, "jobs", jobId, `attempt-${attempt}`),
+    /** A job's code snapshot, beside (not in) its synced outputs. */
+    codeDir: (jobId: string, attempt: number) => join(workdir, "jobs", jobId, `attempt-${attempt}.code`),
+    codeCacheDir: join(workdir, "code-cache"),
     recordsDir: join(workdir, "state", "jobs"),
     recordFile: (jobId: string) => join(workdir, "state", "jobs", `${jobId}.json`),
     syncStateFile: (jobId: string, attempt: number) => join(workdir, "state", "sync", `${jobId}.attempt-${attempt}.json`),

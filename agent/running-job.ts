@@ -3,13 +3,14 @@
 // and then the end state. A record in the agent's state dir follows each step, so an agent that
 // restarts finishes what it had started (or re-adopts a job it left running with --keep-jobs).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Lease } from "../core/api.js";
 import type { DispatcherClient } from "../core/client.js";
 import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
 import { setTimerAt } from "../core/long-timer.js";
-import { buildContainerSpec, CONTAINER_OUTPUT_DIR } from "./container-spec.js";
+import type { CodeCache, MaterializedCode } from "./code-cache.js";
+import { buildContainerSpec, CONTAINER_CODE_DIR, CONTAINER_OUTPUT_DIR } from "./container-spec.js";
 import type { GpuReading } from "./gpu-probe.js";
 import type { JobExit, JobHandle } from "./job-handle.js";
 import { JobSync, StaleAttemptError } from "./job-sync.js";
@@ -31,6 +32,8 @@ export interface JobContext {
   gpus(): GpuReading[];
   killGraceMs: number;
   syncIntervalMs: number;
+  /** The host's cache of code snapshots (made on first use). */
+  codeCache(): CodeCache;
   log(message: string): void;
   /** While the agent shuts down: the time by which reports must give up (they are retried at the next start). */
   shutdownDeadline(): number | undefined;
@@ -55,6 +58,8 @@ export interface JobRecord {
   startedAt: string;
   pgid?: number;
   containerId?: string;
+  /** How the job's code snapshot was placed, once it was. */
+  code?: { dir: string; method: MaterializedCode["method"]; fetchedBytes: number };
   reportedRunning?: boolean;
   result?: JobResult;
 }
@@ -251,6 +256,7 @@ export class RunningJob {
       return adoptContainerJob(r.containerId, `${this.outputDir}/job.log`);
     }
     rmSync(exitFile, { force: true });
+    if (job.code) await this.placeCode(job.code.snapshot);
     this.writeRunJson();
     this.saveRecord();
     const labrigVars = {
@@ -267,17 +273,38 @@ export class RunningJob {
     if (job.image) {
       const { startContainerJob } = await import("./container-job.js");
       return startContainerJob(
-        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir },
+        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir, codeDir: this.record.code?.dir },
         `${this.outputDir}/job.log`,
       );
     }
     return startProcessJob({
       command,
       env: processJobEnv(process.env, job.env, { ...labrigVars, LABRIG_OUTPUT_DIR: this.outputDir }),
-      cwd: job.workdir ?? this.outputDir,
+      cwd: this.processCwd(),
       logFile: `${this.outputDir}/job.log`,
       exitFile,
     });
+  }
+
+  /**
+   * Fetches the job's snapshot (once per host: the cache keeps it) and writes its tree beside the
+   * output folder. A placement an earlier run of the agent left half-done is started again.
+   */
+  private async placeCode(snapshot: string): Promise<void> {
+    const dir = this.ctx.paths.codeDir(this.jobId, this.attempt);
+    rmSync(dir, { recursive: true, force: true });
+    const client = this.ctx.client();
+    const started = Date.now();
+    const r = await this.ctx.codeCache().materialize(snapshot, dir, { snapshot: (id) => client.codeSnapshot(id), blob: (id, sha) => client.codeBlob(id, sha) });
+    this.record.code = { dir, method: r.method, fetchedBytes: r.fetchedBytes };
+    this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: code snapshot ${snapshot.slice(0, 12)} placed (${r.files} files, ${r.fetchedBytes} bytes fetched, ${r.method}) in ${Date.now() - started} ms`);
+  }
+
+  /** Where a process job starts: in its snapshot (and workdir inside it), else its workdir, else its output folder. */
+  private processCwd(): string {
+    const job = this.lease.job;
+    if (this.record.code) return join(this.record.code.dir, job.workdir ?? "");
+    return job.workdir ?? this.outputDir;
   }
 
   /** The run archive: who ran what where, and how it ended; secrets in the env redacted. */
@@ -298,7 +325,8 @@ export class RunningJob {
       gpus: gpus.map((g) => ({ index: g.index, uuid: g.uuid, name: g.name, memoryTotalMiB: g.memoryTotalMiB })),
       command: job.command,
       image: job.image,
-      workdir: job.image ? (job.workdir ?? CONTAINER_OUTPUT_DIR) : (job.workdir ?? this.outputDir),
+      workdir: job.image ? (this.record.code ? posix.join(CONTAINER_CODE_DIR, job.workdir ?? "") : (job.workdir ?? CONTAINER_OUTPUT_DIR)) : this.processCwd(),
+      code: job.code ? { ...job.code, placed: this.record.code ? { method: this.record.code.method, fetchedBytes: this.record.code.fetchedBytes } : null } : null,
       timeoutS: job.timeoutS,
       env: redactEnv(env),
       startedAt: this.record.startedAt,
@@ -310,6 +338,8 @@ export class RunningJob {
   }
 
   private forget(): void {
+    // The tree is the snapshot's and the cache keeps it; the outputs stay where they were synced from.
+    rmSync(this.ctx.paths.codeDir(this.jobId, this.attempt), { recursive: true, force: true });
     rmSync(this.ctx.paths.recordFile(this.jobId), { force: true });
     rmSync(this.ctx.paths.syncStateFile(this.jobId, this.attempt), { force: true });
     rmSync(this.ctx.paths.exitFile(this.jobId, this.attempt), { force: true });
