@@ -1,5 +1,6 @@
 // Turns jobs and devices into the plain-text tables and detail blocks the CLI prints. Pure:
 // callers pass "now" so output is the same in tests as in a terminal.
+import { describeCode } from "../core/code.js";
 import { type Device, isTerminalJobState, type Job } from "../core/api.js";
 import { commandLine } from "../core/shell.js";
 import { visible } from "../core/visible.js";
@@ -152,7 +153,8 @@ export function formatJobDetail(job: Job & { history?: JobTransition[] }, now: n
     ["priority", job.priority],
   ];
   if (job.image) rows.push(["image", job.image]);
-  if (job.workdir) rows.push(["workdir", job.workdir]);
+  if (job.workdir) rows.push(["workdir", job.code ? `${job.workdir} (inside the code snapshot)` : job.workdir]);
+  if (job.code) rows.push(["code", `${describeCode(job.code)}; labrig code get ${job.id} gives it back`]);
   if (job.timeoutS) rows.push(["timeout", `${job.timeoutS}s`]);
   const env = Object.entries(job.env);
   if (env.length) rows.push(["env", env.map(([k, v]) => `${k}=${v}`).join(" ")]);

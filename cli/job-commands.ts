@@ -1,7 +1,7 @@
 // What the job and device commands do: find the dispatcher, call its API, print tables or JSON.
 // Loaded lazily by jobs.ts.
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminalJobState, type Job, type JobListPage, type JobState, type SubmitJobRequest, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
@@ -9,6 +9,11 @@ import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
 import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmission } from "./cvlab-submit.js";
+import { collectCodeSnapshot, gitWorkTree } from "./code-snapshot.js";
+import { uploadCodeSnapshot } from "./code-upload.js";
+import { jobFileCode } from "./job-file.js";
+import { DEFAULT_CODE_LIMIT_BYTES, describeCode, summarizeManifest } from "../core/code.js";
+import { formatBytes } from "../core/units.js";
 import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
 import type { Sweep } from "../core/sweep.js";
@@ -19,7 +24,7 @@ const out = (s: string): void => void process.stdout.write(visibleText(s.endsWit
 const note = (s: string): void => void process.stderr.write(`${visibleText(s)}\n`);
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
-function clientFor(flags: TargetFlags): DispatcherClient {
+export function clientFor(flags: TargetFlags): DispatcherClient {
   const target = resolveDispatcher(flags);
   return new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
 }
@@ -33,12 +38,7 @@ export function invocationDir(env: NodeJS.ProcessEnv = process.env, cwd = proces
   return env.npm_lifecycle_event && env.INIT_CWD ? env.INIT_CWD : cwd;
 }
 
-export interface SubmitContext {
-  /** Whether `submit` offers --code (it comes with code snapshots), so a warning names it only then. */
-  hasCodeFlag: boolean;
-}
-
-export async function submitCommand(command: string[], opts: SubmitFlags, ctx: SubmitContext = { hasCodeFlag: false }): Promise<void> {
+export async function submitCommand(command: string[], opts: SubmitFlags): Promise<void> {
   const here = invocationDir();
   let file: { file: string; text: string } | undefined;
   if (opts.config) {
@@ -70,12 +70,18 @@ export async function submitCommand(command: string[], opts: SubmitFlags, ctx: S
   });
   const target = resolveDispatcher(opts);
   const client = new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
-  if (submission.kind === "sweep") {
-    for (const j of submission.sweep.jobs) placeJob(j, target.source === "local-lab", here, ctx);
-    return submitSweep(client, submission.sweep, opts);
+  const requests = submission.kind === "sweep" ? submission.sweep.jobs : [submission.request];
+  const code = await codeToSend(opts, file, here, target.source === "local-lab");
+  if (code !== undefined) {
+    const sent = await sendCode(client, code.dir, here, opts.codeLimitMb);
+    for (const r of requests) {
+      r.code = sent.id;
+      if (r.workdir === undefined && sent.subdir !== "") r.workdir = sent.subdir;
+    }
   }
+  for (const r of requests) placeJob(r, target.source === "local-lab", here);
+  if (submission.kind === "sweep") return submitSweep(client, submission.sweep, opts);
   const req = submission.request;
-  placeJob(req, target.source === "local-lab", here, ctx);
   await defaultGpusForGpulessLab(client, req);
   const job = await client.submit(req);
   if (opts.json && !opts.wait) return json(job);
@@ -97,8 +103,9 @@ export async function submitCommand(command: string[], opts: SubmitFlags, ctx: S
  * own files: a command naming a relative path there would look for it in the job's output folder,
  * so say so and how to choose.
  */
-function placeJob(req: SubmitJobRequest, localLab: boolean, here: string, ctx: SubmitContext): void {
-  if (req.workdir !== undefined) return;
+function placeJob(req: SubmitJobRequest, localLab: boolean, here: string): void {
+  // With code, the job runs in its snapshot (in `workdir` inside it).
+  if (req.workdir !== undefined || req.code !== undefined) return;
   // A CVLab-Kit config without a command runs in the lab's CVLab-Kit checkout (the dispatcher's
   // LABRIG_CVLAB_DIR); in the local lab that is the folder submit ran from.
   if (req.command === undefined) {
@@ -111,11 +118,49 @@ function placeJob(req: SubmitJobRequest, localLab: boolean, here: string, ctx: S
   }
   const paths = relativePathsIn(req.command);
   if (paths.length === 0) return;
-  const choices = ctx.hasCodeFlag ? "--workdir DIR (a folder that exists on that host) or --code (send this folder with the job)" : "--workdir DIR (a folder that exists on that host)";
+  const choices = "--workdir DIR (a folder that exists on that host) or --code (send this folder with the job)";
   note(
     `warning: ${paths.map((p) => `'${p}'`).join(", ")} ${paths.length === 1 ? "is a relative path" : "are relative paths"}, but this job does not run in this folder: ` +
       `without a workdir it runs in its own output folder on the host that takes it${req.image ? ", inside the container" : ""}. Pass ${choices}.`,
   );
+}
+
+/**
+ * The folder whose tree goes with the job, or undefined for none: --code [DIR] / --no-code, else
+ * the job file's `code:` (a folder relative to the file), else for a --cvlab job on a lab of other
+ * machines submitted from inside a CVLab-Kit checkout (a git repository with main.py and
+ * cvlabkit/ at its top) that checkout, with the researcher's changes to its components, since
+ * those hosts cannot see this machine's files.
+ */
+async function codeToSend(opts: SubmitFlags, file: { file: string; text: string } | undefined, here: string, localLab: boolean): Promise<{ dir?: string } | undefined> {
+  const choice = opts.code ?? (file ? jobFileCode(file) : undefined);
+  if (choice === false) return undefined;
+  // true: the default tree (the git repository around this folder, else this folder).
+  if (choice === true) return {};
+  if (typeof choice === "string") return { dir: opts.code !== undefined ? resolve(here, choice) : resolve(here, dirname(file!.file), choice) };
+  if (opts.cvlab && !localLab) {
+    const repo = await gitWorkTree(here);
+    if (repo && existsSync(join(repo, "main.py")) && existsSync(join(repo, "cvlabkit"))) return { dir: repo };
+  }
+  return undefined;
+}
+
+/** Snapshots the tree and sends what the dispatcher lacks; says what went. */
+async function sendCode(client: DispatcherClient, dir: string | undefined, here: string, limitMb: number | undefined): Promise<{ id: string; subdir: string }> {
+  const limitBytes = limitMb !== undefined ? limitMb * 1024 * 1024 : codeLimitFromEnv(process.env);
+  const snap = await collectCodeSnapshot({ dir, cwd: here, limitBytes });
+  const sent = await uploadCodeSnapshot(client, snap);
+  note(`code: ${describeCode(summarizeManifest(sent.id, snap.manifest))}; sent ${sent.uploadedBlobs} new blob${sent.uploadedBlobs === 1 ? "" : "s"} (${formatBytes(sent.uploadedBytes)})`);
+  return { id: sent.id, subdir: snap.subdir };
+}
+
+/** LABRIG_CODE_LIMIT_MB for the CLI's own check (the dispatcher has its own, which wins). */
+function codeLimitFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env.LABRIG_CODE_LIMIT_MB;
+  if (v === undefined || v === "") return DEFAULT_CODE_LIMIT_BYTES;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InputError("LABRIG_CODE_LIMIT_MB", `expected a positive number of MiB, got '${v}'`);
+  return Math.floor(n * 1024 * 1024);
 }
 
 /** Words of a command that look like relative file paths (train.py, ./run.sh, data/x.csv): not flags, numbers or the program's bare name. */

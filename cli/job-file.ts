@@ -57,6 +57,8 @@ const fileKeyToApi: Record<string, keyof SubmitJobRequest> = {
   constraints: "constraints",
   /** A CVLab-Kit experiment YAML's path (relative to the job file); the CLI sends its text. */
   cvlab: "config",
+  /** true, or the folder (relative to the job file) to send with the job; the CLI sends its snapshot's id. */
+  code: "code",
 };
 const apiToFileKey = Object.fromEntries(Object.entries(fileKeyToApi).map(([k, v]) => [v, k])) as Record<string, string>;
 const constraintKeys = ["hostId", "labels", "gpuName", "minMemoryMiB"];
@@ -84,6 +86,7 @@ const expectations: Record<string, string> = {
   "constraints.gpuName": "expected a GPU name (or part of one), e.g. A100",
   "constraints.minMemoryMiB": "expected a whole number of MiB >= 0",
   config: "expected the path of a CVLab-Kit experiment YAML",
+  code: "expected true, false or a folder to send with the job (relative to the job file)",
 };
 
 type Provenance = Map<string, string>;
@@ -146,6 +149,12 @@ export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFla
   const problems: JobSpecProblem[] = [...(parsed?.problems ?? [])];
   // A CVLab-Kit config's text replaces the path the file named; it runs the lab's queue command.
   if (input.config !== undefined) merged.config = input.config;
+  // The file's `code:` says what to send (jobFileCode); the CLI adds the id of the snapshot it sent.
+  const fileCode = merged.code;
+  if (fileCode !== undefined && fileCode !== null && typeof fileCode !== "boolean" && typeof fileCode !== "string") {
+    problems.push({ where: parsed ? positionOf(parsed, ["code"], false) : "command line", field: "code", message: `${expectations.code}, got ${JSON.stringify(fileCode)}` });
+  }
+  delete merged.code;
   if (merged.command === undefined && merged.config === undefined) {
     problems.push({
       where: parsed ? `${parsed.file}:1:1` : "command line",
@@ -161,6 +170,12 @@ export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFla
   }
   if (problems.length > 0) throw new JobSpecError(sortByPosition(problems));
   return merged as SubmitJobRequest;
+}
+
+/** What a job file's `code:` asks to send: true (the default tree), a folder relative to the file, or nothing. */
+export function jobFileCode(source: JobFileSource): boolean | string | undefined {
+  const v = parseJobFile(source).fields.code;
+  return typeof v === "boolean" || typeof v === "string" ? v : undefined;
 }
 
 /** File problems in the order of the file's lines; flag and command-line problems after them. */

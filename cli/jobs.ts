@@ -24,6 +24,9 @@ export interface SubmitFlags extends TargetFlags {
   config?: string;
   cvlab?: string;
   sweep?: string[];
+  /** --code [DIR] (true: the default tree), --no-code (false). */
+  code?: boolean | string;
+  codeLimitMb?: number;
   json?: boolean;
   wait?: boolean;
 }
@@ -87,6 +90,9 @@ export function registerJobCommands(program: Command): void {
       .option("--config <file.yaml>", "job file (name, project, command, gpus, image, env, timeout, priority, retries, constraints, cvlab); flags override it")
       .option("--cvlab <exp.yaml>", "run a CVLab-Kit experiment YAML with the lab's queue command (GPUs from its device:, project from its project:)")
       .option("--sweep [KEY=V1,V2]", "a group with one job per grid point: bare, the --cvlab YAML's list values; KEY=V1,V2 an axis (a YAML key, or {KEY} in the command); repeatable")
+      .option("--code [dir]", "send a snapshot of DIR with the job and run it there (default: the git repository around this folder, else this folder; .gitignore and .labrigignore are honoured)")
+      .option("--no-code", "send no code (a --cvlab job submitted from a CVLab-Kit checkout to a lab of other machines sends that checkout by default)")
+      .option("--code-limit-mb <n>", "refuse a snapshot larger than this many MiB (default 200, or LABRIG_CODE_LIMIT_MB)", parseWholeNumber(1))
       .option("--json", "print the job as JSON")
       .option("--wait", "wait until the job ends; exit 0 only if it succeeded"),
   )
@@ -101,18 +107,18 @@ Examples:
   pnpm submit --cvlab config/example.yaml --sweep                  (one job per point of its list values)
   pnpm submit --cvlab exp.yaml --sweep lr=0.1,0.01 --sweep batch_size=32,64
   pnpm submit --sweep seed=1,2,3 -- python train.py --seed {seed}
+  pnpm submit --code --gpus 1 -- python train.py                   (this repository goes with the job)
 
-Where it runs: with the local lab ('pnpm start'), a job without --workdir runs in the folder you
-ran submit from. On a lab's other hosts it runs in its own output folder there unless --workdir
-names a folder that exists on that host. A --cvlab job without --workdir runs in the lab's
+Where it runs: with --code, in the snapshot of your tree on the host that takes it (in the same
+subfolder you ran submit from, or --workdir inside the tree). Without it: with the local lab
+('pnpm start'), in the folder you ran submit from; on a lab's other hosts in its own output folder
+there unless --workdir names a folder that exists on that host. A --cvlab job without --workdir runs in the lab's
 CVLab-Kit checkout (the dispatcher's LABRIG_CVLAB_DIR); in the local lab, in this folder.
 ${targetHelp}`,
     )
     // Each --sweep, bare ("") or KEY=V1,V2, in order: commander alone keeps only the last.
     .on("option:sweep", (v: string | null | undefined) => void sweeps.push(v ?? ""))
-    .action(async (command: string[], opts: Omit<SubmitFlags, "sweep">, cmd: Command) =>
-      (await load()).submitCommand(command, { ...opts, sweep: sweeps.length ? sweeps : undefined }, { hasCodeFlag: cmd.options.some((o) => o.long === "--code") }),
-    );
+    .action(async (command: string[], opts: Omit<SubmitFlags, "sweep">) => (await load()).submitCommand(command, { ...opts, sweep: sweeps.length ? sweeps : undefined }));
 
   withTarget(
     program

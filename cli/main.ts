@@ -7,6 +7,7 @@ import { LabrigError } from "../core/errors.js";
 import { visibleText } from "../core/visible.js";
 import { registerAgentCommands } from "./agent.js";
 import { registerBackupCommands } from "./backup.js";
+import { registerCodeCommands } from "./code.js";
 import { registerDispatcherCommands } from "./dispatcher.js";
 import { registerImageCommands } from "./image.js";
 import { registerImportCommands } from "./import.js";
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerDispatcherCommands(program);
   registerAgentCommands(program);
   registerJobCommands(program);
+  registerCodeCommands(program);
   registerPeopleCommands(program);
   registerProvisionCommands(program);
   registerImageCommands(program);

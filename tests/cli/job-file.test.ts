@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildSubmitRequest, JobSpecError } from "../../cli/job-file.js";
+import { buildSubmitRequest, jobFileCode, JobSpecError } from "../../cli/job-file.js";
 
 const file = (text: string) => ({ file: "jobs/train.yaml", text });
 
@@ -104,7 +104,7 @@ describe("job file → SubmitJobRequest", () => {
   it("reports unknown keys and bad values in one round, in the file's order", () => {
     const text = ["command: python train.py", "retrys: 1", "gpus: two", "timeout: soon", "constraints:", "  host: a", "  minMemoryMiB: -5", "priority: asap"].join("\n");
     expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
-      "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab",
+      "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab, code",
       'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "two"',
       'jobs/train.yaml:4:10: timeout: expected a whole number of seconds from 1 to 2592000 (30 days), got "soon"',
       "jobs/train.yaml:6:3: constraints.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB",
@@ -113,7 +113,7 @@ describe("job file → SubmitJobRequest", () => {
     ]);
     expect(problemsOf(() => buildSubmitRequest({ file: file("name: x\nseed: 1\n") }))).toEqual([
       "jobs/train.yaml:1:1: command: missing: give `command:` in the file or the command after --",
-      "jobs/train.yaml:2:1: seed: unknown key; known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab",
+      "jobs/train.yaml:2:1: seed: unknown key; known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab, code",
     ]);
   });
 
@@ -147,6 +147,19 @@ describe("job file → SubmitJobRequest", () => {
     expect(lines).toEqual([
       `--project: project: expected letters, digits, '.', '_' or '-' (1 to 100 characters), got "has space"`,
       "--env: env.1BAD: '1BAD' is not a valid name (env names: letters, digits and '_')",
+    ]);
+  });
+
+  it("reads code: as what to send (true, false or a folder), keeps it out of the request, and names a bad value", () => {
+    expect(jobFileCode(file("command: python train.py\ncode: true\n"))).toBe(true);
+    expect(jobFileCode(file("command: python train.py\ncode: false\n"))).toBe(false);
+    expect(jobFileCode(file("command: python train.py\ncode: ../src\n"))).toBe("../src");
+    expect(jobFileCode(file("command: python train.py\n"))).toBeUndefined();
+    // The request carries the snapshot's id, which only the CLI knows once it has sent the tree.
+    expect(buildSubmitRequest({ file: file("command: python train.py\ncode: true\n") })).toEqual({ command: "python train.py" });
+    expect(problemsOf(() => buildSubmitRequest({ file: file("command: python train.py\ncode: 5\ngpus: x\n") }))).toEqual([
+      "jobs/train.yaml:2:7: code: expected true, false or a folder to send with the job (relative to the job file), got 5",
+      'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "x"',
     ]);
   });
 });

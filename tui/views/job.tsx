@@ -3,6 +3,7 @@
 // tail of its job.log, which follows new output while following is on.
 import { Box, Text } from "ink";
 import { bytes, clock, commandText, fit, jobStateColour, age } from "../format.js";
+import { describeCode } from "../../core/code.js";
 import { Line, Note, type ViewProps } from "./common.js";
 
 export function JobView({ state, width, height, now }: ViewProps) {
@@ -41,6 +42,7 @@ export function JobView({ state, width, height, now }: ViewProps) {
     );
   }
   if (j.image) head.push(<Line key="image" dim>image {j.image}{j.workdir ? ` · workdir ${j.workdir}` : ""}</Line>);
+  if (j.code) head.push(<Line key="code" dim>code {describeCode(j.code)}{!j.image && j.workdir ? ` · runs in ${j.workdir}` : ""}</Line>);
 
   const synced = state.synced?.jobId === j.id ? state.synced : null;
   const files = synced?.files ?? [];
