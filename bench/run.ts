@@ -6,13 +6,14 @@ import { Command } from "commander";
 import { errorMessage } from "../core/errors.js";
 import { DockerUnavailableError } from "../tests/infra/docker.js";
 import { dispatchLatency, heartbeatsPerSecond, syncThroughput } from "./http.js";
+import { codeResubmitUpload, codeStartOverhead } from "./code.js";
 import { labBringUp } from "./lab-bring-up.js";
 import { leaseDecision } from "./lease-decision.js";
 import { tuiCpu } from "./tui-cpu.js";
 import { provisionNoopVsAnsible } from "./provision-noop.js";
 import { BenchUnavailableError, type Benchmark, type BenchResult } from "./types.js";
 
-export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, provisionNoopVsAnsible, tuiCpu, labBringUp];
+export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, codeResubmitUpload, codeStartOverhead, provisionNoopVsAnsible, tuiCpu, labBringUp];
 
 const program = new Command("bench")
   .description(

@@ -88,6 +88,13 @@ describe("buildContainerSpec", () => {
     expect(spec.name).toBe("labrig-0abc123def-a2");
   });
 
+  it("mounts a code snapshot at /code and starts there, in the workdir inside it", () => {
+    const spec = buildContainerSpec({ ...base, command: "python train.py", gpuIndices: [0], codeDir: "/var/lib/labrig/jobs/0abc123def/attempt-2.code", workdir: "experiments" });
+    expect(spec.HostConfig?.Binds).toEqual([`${base.outputDir}:/output`, "/var/lib/labrig/jobs/0abc123def/attempt-2.code:/code"]);
+    expect(spec.WorkingDir).toBe("/code/experiments");
+    expect(buildContainerSpec({ ...base, command: "true", gpuIndices: [], codeDir: "/c" }).WorkingDir).toBe("/code");
+  });
+
   it("uses the job's workdir when it names one", () => {
     expect(buildContainerSpec({ ...base, command: "true", gpuIndices: [], workdir: "/workspace" }).WorkingDir).toBe("/workspace");
   });

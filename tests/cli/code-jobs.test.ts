@@ -158,6 +158,16 @@ describe("labrig submit --code", () => {
     expect(again.stderr).toMatch(/not empty/);
   });
 
+  it("gives every job of a sweep the same snapshot, sent once", async () => {
+    const r = await runCli(["submit", "--code", "--json", "--gpus", "0", "--sweep", "seed=1,2,3", "--", "sh", "-c", "test -f train.py && echo {seed}"], env, { cwd: repo });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toContain("sent 0 new blobs");
+    const { jobs } = JSON.parse(r.stdout) as { jobs: Job[] };
+    expect(jobs).toHaveLength(3);
+    expect(new Set(jobs.map((j) => j.code?.snapshot))).toEqual(new Set([jobA.code!.snapshot]));
+    for (const j of jobs) expect((await ended(j.id)).state).toBe("succeeded");
+  }, 60_000);
+
   it("says what is over the limit, naming the largest files, and sends nothing", async () => {
     const big = join(scratch, "big");
     mkdirSync(big);

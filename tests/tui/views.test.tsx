@@ -226,6 +226,18 @@ describe("Job view", () => {
     expect(text).not.toContain("step 0 loss");
   });
 
+  it("shows the code snapshot a job runs in, with its git commit, branch and whether it was dirty", () => {
+    const code = { snapshot: "3f2a9c1d0b7e".padEnd(64, "0"), files: 412, bytes: 3_250_000, git: { commit: "1a2b3c4d5e6f7a8b".padEnd(40, "0"), branch: "main", dirty: true, diffSha256: "ab".repeat(32), diffBytes: 120 } };
+    const j = job("01jobc0000", { state: "running", hostId: "gpu-a100", gpuIndices: [0], startedAt: iso(30), code, workdir: "experiments" });
+    const text = plain(frame(labState([], [j], { view: "job", detailJobId: j.id }), 120));
+    expect(text).toContain("code 412 files, 3.1 MiB in snapshot 3f2a9c1d0b7e, git 1a2b3c4d (main, dirty) · runs in experiments");
+    const clean = job("01jobc0001", { code: { ...code, git: { ...code.git, dirty: false, diffSha256: null, diffBytes: null } } });
+    expect(plain(frame(labState([], [clean], { view: "job", detailJobId: clean.id }), 120))).toContain("git 1a2b3c4d (main)");
+    // In 80 columns the line is cut with an ellipsis, never wrapped.
+    expectFits(frame(labState([], [j], { view: "job", detailJobId: j.id })), 80, 23);
+    expect(plain(frame(labState([], [job("01jobc0002")], { view: "job", detailJobId: "01jobc0002" })))).not.toContain("snapshot");
+  });
+
   it("says which job it is loading and what to do when none is open", () => {
     expect(plain(frame(labState([], [], { view: "job" })))).toContain("no job open: pick one in the Queue (2)");
     expect(plain(frame(labState([], [], { view: "job", detailJobId: "01zzzz0000" })))).toContain("loading job 01zzzz0000");
