@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import type { Job } from "../../core/api.js";
 import { ApiError } from "../../core/errors.js";
 import { DispatcherClient } from "../../core/client.js";
+import { rawRequest } from "../helpers/http.js";
 import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
@@ -25,27 +26,7 @@ afterAll(async () => {
   d?.cleanup();
 });
 
-async function raw(method: string, path: string, opts: { token?: string; body?: unknown; raw?: Buffer } = {}) {
-  const headers: Record<string, string> = {};
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let body: BodyInit | undefined;
-  if (opts.raw) {
-    headers["content-type"] = "application/octet-stream";
-    body = opts.raw as unknown as BodyInit;
-  } else if (opts.body !== undefined) {
-    headers["content-type"] = "application/json";
-    body = JSON.stringify(opts.body);
-  }
-  const res = await fetch(d.url + path, { method, headers, body });
-  const text = await res.text();
-  let json: any = undefined;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json };
-}
+const raw = (method: string, path: string, opts: Parameters<typeof rawRequest>[3] = {}) => rawRequest(d.url, method, path, opts);
 
 /** A request whose path goes on the wire exactly as given. */
 function rawPath(method: string, path: string, token: string, body?: Buffer): Promise<{ status: number; body: string }> {
