@@ -35,12 +35,12 @@ async function terminal(cols: number, rows: number, command: string, env: Record
  * After q: the main screen back with the cursor and what it held before (a resize may have pushed
  * its top rows into scrollback), and nothing of the dashboard on it or in scrollback.
  */
-async function expectTerminalRestored(t: TmuxSession): Promise<string[]> {
+async function expectTerminalRestored(t: TmuxSession, exit = 0): Promise<string[]> {
   expect(await t.display("#{alternate_on}")).toBe("0");
   expect(await t.display("#{cursor_flag}")).toBe("1");
   const all = (await t.scrollback()).filter((l, i, a) => l !== "" || a.slice(i).some((x) => x !== ""));
   expect(all[0], all.join("\n")).toBe("BEFORE");
-  expect(all.at(-1), all.join("\n")).toBe("EXIT=0");
+  expect(all.at(-1), all.join("\n")).toBe(`EXIT=${exit}`);
   expect(all.some((l) => /^labrig [◌●✖]/.test(l) || l.startsWith(" 1 Devices")), all.join("\n")).toBe(false);
   return all;
 }
@@ -176,6 +176,30 @@ describe("pnpm start in tmux", () => {
     // What the lab printed before the dashboard is back, followed by its stop lines.
     expect(text).toContain("In another terminal (no flags needed):");
     expect(text).toMatch(/stopping the lab\n[\s\S]*lab stopped\nEXIT=0/);
+    expect(existsSync(join(home, "lab.json"))).toBe(false);
+  });
+});
+
+describe("pnpm start in tmux when the dispatcher dies", () => {
+  let home: string;
+  beforeAll(() => {
+    home = mkdtempSync(join(tmpdir(), "labrig-lab-tmux-kill-"));
+  });
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+
+  // The local lab owns its dispatcher: one that dies ends the lab (labrig tui, above, waits for a
+  // lost dispatcher instead). The terminal comes back whole, with what stopped and why.
+  it("gives the terminal back and says which part stopped, with the end of its log", { timeout: 180_000 }, async () => {
+    const env = { LABRIG_HOME: home, LABRIG_URL: undefined, LABRIG_TOKEN: undefined };
+    const t = await terminal(80, 24, "pnpm start --port 0", env);
+    await t.waitForText(/[●◌] connected/, 90_000);
+    expectOneFrame(await t.capture(), "1-5 views");
+    const lab = JSON.parse(readFileSync(join(home, "lab.json"), "utf8")) as { dispatcherPid: number };
+    process.kill(lab.dispatcherPid, "SIGKILL");
+    await t.waitForText("EXIT=1", 60_000);
+    const text = (await expectTerminalRestored(t, 1)).join("\n");
+    expect(text).toContain("the dispatcher stopped unexpectedly; its log");
+    expect(text).toMatch(/stopping the lab[\s\S]*EXIT=1/);
     expect(existsSync(join(home, "lab.json"))).toBe(false);
   });
 });
