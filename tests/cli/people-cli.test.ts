@@ -56,6 +56,14 @@ describe("labrig users, login and roles", { timeout: 180_000 }, () => {
     const table = await runCli(["jobs"], graceEnv);
     expect(table.stdout.split("\n")[0]).toMatch(/OWNER/);
 
+    // A person's cancel and retry say who did it, and through what.
+    const cancel = await runCli(["cancel", job.id], graceEnv);
+    expect(cancel.exitCode, cancel.stderr).toBe(0);
+    const shown = await runCli(["job", job.id], graceEnv);
+    expect(shown.stdout).toMatch(/^state\s+cancelled \(cancelled by grace \(the CLI\)\)$/m);
+    expect((await runCli(["retry", job.id], graceEnv)).exitCode).toBe(0);
+    expect((await runCli(["job", job.id], graceEnv)).stdout).toMatch(/retried by grace \(the CLI\)/);
+
     const drain = await runCli(["drain", "somewhere"], graceEnv);
     expect(drain.exitCode).toBe(1);
     expect(drain.stderr).toContain("needs an admin");
