@@ -16,7 +16,7 @@ import type { JobExit, JobHandle } from "./job-handle.js";
 import { JobSync, StaleAttemptError } from "./job-sync.js";
 import { readJsonFile, writeJsonFile } from "./json-file.js";
 import type { AgentPaths } from "./paths.js";
-import { withConfigPath, writeJobConfig, JOB_CONFIG_FILE } from "./job-config.js";
+import { withConfigPath, withLogDirIn, writeJobConfig, JOB_CONFIG_FILE } from "./job-config.js";
 import { adoptProcessJob, startProcessJob } from "./process-job.js";
 import { liveGroupMembers } from "./process-group.js";
 import { redactEnv } from "./redact.js";
@@ -267,7 +267,7 @@ export class RunningJob {
     this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: starting ${job.image ? `container ${job.image}` : "process"} on GPUs [${this.lease.gpuIndices.join(",")}]`);
     let command = job.command;
     if (this.lease.config !== undefined) {
-      const local = writeJobConfig(this.outputDir, this.lease.config);
+      const local = writeJobConfig(this.outputDir, withLogDirIn(this.lease.config, job.image ? CONTAINER_OUTPUT_DIR : this.outputDir));
       command = withConfigPath(job.command, job.image ? `${CONTAINER_OUTPUT_DIR}/${JOB_CONFIG_FILE}` : local);
     }
     if (job.image) {

@@ -110,6 +110,20 @@ describe("agents against a real dispatcher", () => {
     }
   }, 45_000);
 
+  it("points a CVLab-Kit config's relative log_dir into the output folder, so the run's CSV is synced", async () => {
+    const admin = d.admin();
+    // Stands in for CVLab-Kit's CSV logger: <log_dir>/<run_name>.csv, log_dir read from the config.
+    const logger = `dir=$(sed -n 's/^log_dir: //p' {config_path}); mkdir -p "$dir" && printf 'step,loss\\n1,0.9\\n' > "$dir/exp1.csv"`;
+    const job = await admin.submit({ command: logger, config: "project: demo\nrun_name: exp1\nlog_dir: ./logs/demo\nlr: 0.1\n", gpus: 0 });
+    await waitForState(admin, job.id, "succeeded");
+    expect((await admin.syncGet(job.id, "logs/demo/exp1.csv")).toString()).toBe("step,loss\n1,0.9\n");
+    // What the trainer read: the stored YAML with only log_dir moved.
+    const written = (await admin.syncGet(job.id, "config.yaml")).toString();
+    expect(written).toMatch(/^log_dir: \/.*\/jobs\/[0-9a-z]+\/attempt-1\/logs\/demo$/m);
+    expect(written).toContain("run_name: exp1\nlog_dir: ");
+    expect(await admin.jobConfig(job.id)).toContain("log_dir: ./logs/demo");
+  });
+
   it("gives a job its GPUs, id, attempt and output dir, and archives the run with secrets redacted", async () => {
     const admin = d.admin();
     const job = await admin.submit({

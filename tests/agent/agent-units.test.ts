@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildContainerSpec, containerName } from "../../agent/container-spec.js";
+import { withLogDirIn } from "../../agent/job-config.js";
 import { parseLabels, parseListen, resolveAgentOptions } from "../../agent/options.js";
 import { wrappedArgv } from "../../agent/process-job.js";
 import { REDACTED, redactEnv } from "../../agent/redact.js";
@@ -161,5 +162,14 @@ describe("agent options", () => {
     expect(() => parseListen("127.0.0.1:70000")).toThrow(InputError);
     expect(parseLabels("a=1,b=x=y")).toEqual({ a: "1", b: "x=y" });
     expect(() => parseLabels("a")).toThrow(/KEY=VALUE/);
+  });
+});
+
+describe("CVLab-Kit configs on the host", () => {
+  it("points a relative log_dir, or none (./logs), into the output folder and leaves an absolute or climbing one", () => {
+    expect(withLogDirIn("lr: 0.1\n", "/w/jobs/j/attempt-1")).toBe("lr: 0.1\nlog_dir: /w/jobs/j/attempt-1/logs\n");
+    expect(withLogDirIn("log_dir: ./runs/a  # here\nlr: 0.1\n", "/output")).toBe("log_dir: /output/runs/a  # here\nlr: 0.1\n");
+    expect(withLogDirIn("log_dir: /data/logs\n", "/output")).toBe("log_dir: /data/logs\n");
+    expect(withLogDirIn("log_dir: ../shared\n", "/output")).toBe("log_dir: ../shared\n");
   });
 });
