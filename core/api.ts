@@ -282,6 +282,7 @@ export const leaseResponseSchema = z.object({
 export type Lease = z.infer<typeof leaseResponseSchema>;
 
 export const reportedJobStates = ["running", "succeeded", "failed", "timed_out", "cancelled"] as const;
+export type ReportedJobState = (typeof reportedJobStates)[number];
 export const jobEventRequestSchema = z.object({
   attempt: z.number().int().min(1),
   state: z.enum(reportedJobStates),

@@ -1,7 +1,7 @@
 // The dispatcher's durable state: jobs and agents in SQLite. Every job state change is one
 // transaction that also records the transition, so a crash never leaves a half-made change.
 import { randomBytes } from "node:crypto";
-import type { Constraints, Job, JobState, Priority, RegisteredGpu, SubmitJob } from "../core/api.js";
+import { isTerminalJobState, jobStates, type Constraints, type Job, type JobState, type Priority, type RegisteredGpu, type ReportedJobState, type SubmitJob } from "../core/api.js";
 import type { CodeSummary } from "../core/code.js";
 import type { Db } from "./db.js";
 
@@ -274,7 +274,7 @@ export class Store {
   }
 
   countByState(): Record<JobState, number> {
-    const counts = { queued: 0, assigned: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, timed_out: 0 } as Record<JobState, number>;
+    const counts = Object.fromEntries(jobStates.map((s) => [s, 0])) as Record<JobState, number>;
     for (const { state, n } of this.stmts.countByState.all()) counts[state] = n;
     return counts;
   }
@@ -344,7 +344,7 @@ export class Store {
   applyAgentReport(
     jobId: string,
     hostId: string,
-    report: { attempt: number; state: "running" | "succeeded" | "failed" | "timed_out" | "cancelled"; exitCode?: number | null; message?: string },
+    report: { attempt: number; state: ReportedJobState; exitCode?: number | null; message?: string },
     now = new Date(),
   ): StoredJob {
     return this.db.transaction(() => {
@@ -406,7 +406,7 @@ export class Store {
     return this.db.transaction(() => {
       const r = this.stmts.getJob.get(jobId);
       if (!r) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
-      if (!["succeeded", "failed", "cancelled", "timed_out"].includes(r.state)) {
+      if (!isTerminalJobState(r.state)) {
         throw new StoreConflict("not_ended", `job ${jobId} is ${r.state}; only an ended job can be retried (cancel it first)`, rowToJob(r));
       }
       this.requeueRow(r, `retried by ${by}`, now, false);
@@ -507,7 +507,7 @@ export class Store {
     return this.db.transaction(() => {
       if (!this.getGroup(id)) throw new StoreConflict("not_found", `group ${id} does not exist`);
       return this.groupJobs(id)
-        .filter((j) => !["succeeded", "failed", "cancelled", "timed_out"].includes(j.state))
+        .filter((j) => !isTerminalJobState(j.state))
         .map((j) => this.cancel(j.id, by, now));
     })();
   }
@@ -517,7 +517,7 @@ export class Store {
     return this.db.transaction(() => {
       if (!this.getGroup(id)) throw new StoreConflict("not_found", `group ${id} does not exist`);
       return this.groupJobs(id)
-        .filter((j) => j.state === "failed" || j.state === "cancelled" || j.state === "timed_out")
+        .filter((j) => isTerminalJobState(j.state) && j.state !== "succeeded")
         .map((j) => this.retry(j.id, by, now));
     })();
   }

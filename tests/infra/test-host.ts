@@ -1,5 +1,6 @@
 // A test host: a container from the test host image running systemd and sshd with the flags
-// DESIGN.md gives (systemd, ufw and a nested dockerd work under them), on the test's network,
+// this engine needs for them (--cgroupns=host, cgroup rw, tmpfs /run, ALL caps but SYS_RESOURCE,
+// no seccomp or apparmor profile: systemd, ufw and a nested dockerd work under them), on the test's network,
 // with a `deploy` user who logs in with the test's key and has passwordless sudo (or, with
 // `sudo: "password"`, a sudo that asks for a password, as some admins set it up).
 import { randomBytes } from "node:crypto";
