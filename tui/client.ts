@@ -199,6 +199,15 @@ export class DataClient {
           this.store.updateNow((s) => flash(upsertJob(s, job), `job ${job.id} queued again (attempt ${job.attempt})`, "info", now()));
           return;
         }
+        case "cancel-group":
+        case "retry-group": {
+          const cancel = command.kind === "cancel-group";
+          const r = visibleDeep(cancel ? await this.api.cancelGroup(command.groupId) : await this.api.retryGroup(command.groupId));
+          const n = r.jobs.length;
+          const text = `group ${command.groupId}: ${n} job${n === 1 ? "" : "s"} ${cancel ? "cancelled or asked to stop" : "queued again"}`;
+          this.store.updateNow((s) => flash(r.jobs.reduce(upsertJob, s), text, "info", now()));
+          return;
+        }
         case "priority": {
           const job = visibleDeep(await this.api.setPriority(command.jobId, command.priority));
           this.store.updateNow((s) => flash(upsertJob(s, job), `job ${job.id} priority is now ${job.priority}`, "info", now()));
@@ -212,7 +221,7 @@ export class DataClient {
         }
       }
     } catch (err) {
-      this.store.updateNow((s) => flash(s, `${command.kind} failed: ${describe(err)}`, "error", now()));
+      this.store.updateNow((s) => flash(s, `${command.kind.replace("-", " ")} failed: ${describe(err)}`, "error", now()));
     }
   }
 

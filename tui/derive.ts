@@ -1,6 +1,8 @@
-// What the views and keys show and act on, derived from the state: filtered, ordered lists and the
-// item under the cursor. Pure, so the key map and the views agree on what "selected" means.
+// What the views and keys show and act on, derived from the state: filtered, ordered lists, the
+// Queue's rows (a sweep group folded into one) and the item under the cursor. Pure, so the key map
+// and the views agree on what "selected" means.
 import { type Device, type Job, type JobState, type Priority, hasForeignProcesses, isTerminalJobState } from "../core/api.js";
+import { groupName } from "./format.js";
 import type { ContainerHost, ContainerRow, EventEntry, ListView, TuiState } from "./state.js";
 
 const stateOrder: Record<JobState, number> = { running: 0, assigned: 1, queued: 2, failed: 3, timed_out: 3, cancelled: 3, succeeded: 3 };
@@ -22,22 +24,111 @@ export function visibleDevices(s: TuiState): Device[] {
 }
 
 /** Running, then assigned, then queued (by priority, then age), then finished (newest first). */
+export function compareJobs(a: Job, b: Job): number {
+  const so = stateOrder[a.state] - stateOrder[b.state];
+  if (so !== 0) return so;
+  if (stateOrder[a.state] === 3) return (b.endedAt ?? b.createdAt).localeCompare(a.endedAt ?? a.createdAt);
+  if (a.state === "queued") {
+    const po = priorityOrder[a.priority] - priorityOrder[b.priority];
+    if (po !== 0) return po;
+  }
+  return a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
+}
+
+function jobMatches(filter: string, j: Job): boolean {
+  return matches(filter, j.id, j.name, j.project, j.hostId, j.state, j.group);
+}
+
+/** Every job the filter matches, in queue order (sweep groups not folded: the wall, the key tests). */
 export function visibleJobs(s: TuiState): Job[] {
   const out: Job[] = [];
   for (const id in s.jobs) {
     const j = s.jobs[id]!;
-    if (matches(s.filter, j.id, j.name, j.project, j.hostId, j.state)) out.push(j);
+    if (jobMatches(s.filter, j)) out.push(j);
   }
-  return out.sort((a, b) => {
-    const so = stateOrder[a.state] - stateOrder[b.state];
-    if (so !== 0) return so;
-    if (stateOrder[a.state] === 3) return (b.endedAt ?? b.createdAt).localeCompare(a.endedAt ?? a.createdAt);
-    if (a.state === "queued") {
-      const po = priorityOrder[a.priority] - priorityOrder[b.priority];
-      if (po !== 0) return po;
+  return out.sort(compareJobs);
+}
+
+// ---- the Queue's rows: sweep groups folded ----
+
+/** A sweep group as the Queue shows it, from the jobs of it the dashboard holds. */
+export interface GroupSummary {
+  id: string;
+  name: string;
+  /** Its jobs in queue order. */
+  jobs: Job[];
+  /** How many of its jobs are in each state (only states it has). */
+  states: Partial<Record<JobState, number>>;
+  /** GPUs its jobs ask for, all together. */
+  gpus: number;
+  /** Who submitted it; several names read "ana +1"; null when no job says. */
+  owner: string | null;
+}
+
+export type QueueRow =
+  | { kind: "group"; group: GroupSummary; expanded: boolean }
+  /** A job; `inGroup` when it is drawn under its expanded group (`last`: the group's last one). */
+  | { kind: "job"; job: Job; inGroup: GroupSummary | null; last: boolean };
+
+/**
+ * The rows the Queue draws: jobs in queue order, the jobs of one sweep group folded into one row
+ * where its first job sorts, followed by all its jobs when the group is expanded. A group shows
+ * when the filter matches any of its jobs, and then whole (its counts and its jobs), so the row and
+ * what it opens to agree.
+ */
+export function queueRows(jobs: Iterable<Job>, expanded: Iterable<string> = [], filter = ""): QueueRow[] {
+  const sorted = [...jobs].sort(compareJobs);
+  const open = new Set(expanded);
+  const byGroup = new Map<string, Job[]>();
+  for (const j of sorted) {
+    if (!j.group) continue;
+    const members = byGroup.get(j.group);
+    if (members) members.push(j);
+    else byGroup.set(j.group, [j]);
+  }
+  const rows: QueueRow[] = [];
+  const placed = new Set<string>();
+  for (const j of sorted) {
+    if (!j.group) {
+      if (jobMatches(filter, j)) rows.push({ kind: "job", job: j, inGroup: null, last: false });
+      continue;
     }
-    return a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
-  });
+    if (placed.has(j.group)) continue;
+    placed.add(j.group);
+    const members = byGroup.get(j.group)!;
+    if (filter && !members.some((m) => jobMatches(filter, m))) continue;
+    const isOpen = open.has(j.group);
+    const group = summarizeGroup(j.group, members);
+    rows.push({ kind: "group", group, expanded: isOpen });
+    if (isOpen) members.forEach((m, i) => rows.push({ kind: "job", job: m, inGroup: group, last: i === members.length - 1 }));
+  }
+  return rows;
+}
+
+/** A group's figures from its jobs (in queue order). */
+export function summarizeGroup(id: string, jobs: Job[]): GroupSummary {
+  const states: Partial<Record<JobState, number>> = {};
+  let gpus = 0;
+  const owners: string[] = [];
+  for (const j of jobs) {
+    states[j.state] = (states[j.state] ?? 0) + 1;
+    gpus += j.gpus;
+    if (j.owner && !owners.includes(j.owner)) owners.push(j.owner);
+  }
+  // The name comes from the job submitted first, not from whichever runs first.
+  const bySubmission = [...jobs].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const owner = owners.length === 0 ? null : owners.length === 1 ? owners[0]! : `${owners[0]} +${owners.length - 1}`;
+  return { id, name: groupName(bySubmission.map((j) => j.name)), jobs, states, gpus, owner };
+}
+
+export function visibleQueueRows(s: TuiState): QueueRow[] {
+  return queueRows(Object.values(s.jobs), s.expandedGroups, s.filter);
+}
+
+/** The Queue's row under the cursor. */
+export function selectedQueueRow(s: TuiState): QueueRow | undefined {
+  const rows = visibleQueueRows(s);
+  return rows[cursorOf(s, "queue", rows.length)];
 }
 
 export interface ContainerLine {
@@ -62,7 +153,7 @@ export function listLength(s: TuiState, view: ListView): number {
     case "devices":
       return visibleDevices(s).length;
     case "queue":
-      return visibleJobs(s).length;
+      return visibleQueueRows(s).length;
     case "containers":
       return visibleContainers(s).length;
     case "events":
@@ -80,7 +171,7 @@ export function selectedDevice(s: TuiState): Device | undefined {
   return list[cursorOf(s, "devices", list.length)];
 }
 
-/** The job the job actions apply to: the one in the job view, else the one under the queue cursor. */
+/** The job the job actions apply to: the one in the job view, else the one under the queue cursor (none on a group's row). */
 export function selectedJob(s: TuiState): Job | undefined {
   if (s.view === "job") return s.detailJobId ? s.jobs[s.detailJobId] : undefined;
   if (s.view === "containers") {
@@ -93,8 +184,18 @@ export function selectedJob(s: TuiState): Job | undefined {
     const id = d?.runningJobs[0];
     return id ? s.jobs[id] : undefined;
   }
-  const list = visibleJobs(s);
-  return list[cursorOf(s, "queue", list.length)];
+  const row = selectedQueueRow(s);
+  return row?.kind === "job" ? row.job : undefined;
+}
+
+/** The sweep group under the Queue's cursor: its own row, or one of its jobs drawn under it. */
+export function selectedGroup(s: TuiState): { group: GroupSummary; onGroupRow: boolean } | undefined {
+  if (s.view !== "queue") return undefined;
+  const rows = visibleQueueRows(s);
+  const row = rows[cursorOf(s, "queue", rows.length)];
+  if (row?.kind === "group") return { group: row.group, onGroupRow: true };
+  if (row?.kind === "job" && row.inGroup) return { group: row.inGroup, onGroupRow: false };
+  return undefined;
 }
 
 export interface LabTotals {

@@ -82,4 +82,44 @@ export function utilisationColour(pct: number | null | undefined): Colour {
   return "blue";
 }
 
+/**
+ * A sweep group's name from its jobs' names (in submission order): a sweep names its jobs
+ * `exp [lr=0.1,batch_size=32]`, so the first one without its `[k=v,…]` suffix when every job's name
+ * starts with that, else what all the names start with, else the first name.
+ */
+export function groupName(names: readonly string[]): string {
+  const first = names[0] ?? "";
+  const base = first.replace(/\s*\[[^\]]*\]\s*$/, "");
+  if (base && names.every((n) => n.startsWith(base))) return base;
+  let prefix = first;
+  for (const n of names) while (!n.startsWith(prefix)) prefix = prefix.slice(0, -1);
+  prefix = prefix.replace(/[\s[(,=_-]+$/, "");
+  return prefix.length >= 3 ? prefix : base || first;
+}
+
+/** A sweep job's name under its group's row: what follows the group's name, `[k=v,…]` unbracketed. */
+export function memberName(name: string, group: string): string {
+  if (!group || !name.startsWith(group)) return name;
+  const rest = name.slice(group.length).trim();
+  const point = /^\[(.*)\]$/.exec(rest);
+  return (point ? point[1]!.trim() : rest.replace(/^[-_,=:(\s]+/, "")) || name;
+}
+
+/** The order a group's per-state counts read in: what is moving first, then how it ended. */
+export const groupStateOrder: readonly JobState[] = ["running", "assigned", "queued", "succeeded", "failed", "timed_out", "cancelled"];
+
+/** A state's name in running text. */
+export const stateWords = (s: JobState): string => (s === "timed_out" ? "timed out" : s);
+
+/** "2 running · 3 queued · 1 succeeded": the states a group's jobs are in, in `groupStateOrder`. */
+export function groupStatesText(states: Partial<Record<JobState, number>>, sep = " · "): string {
+  return groupStateOrder
+    .filter((s) => states[s])
+    .map((s) => `${states[s]} ${stateWords(s)}`)
+    .join(sep);
+}
+
+/** "6 jobs" / "1 job". */
+export const jobCount = (n: number): string => `${n} job${n === 1 ? "" : "s"}`;
+
 export const levelColour: Record<"info" | "warn" | "error", Colour> = { info: undefined, warn: "yellow", error: "red" };

@@ -1,8 +1,9 @@
 // Key handling as data: `keyToAction` maps a key and the state to an action, `reduceAction` turns an
 // action into the next state and the effects the app must perform (quit, call the dispatcher, open
 // a job's log). Both are pure, so every binding is tested without rendering.
-import { isTerminalJobState, type Priority } from "../core/api.js";
-import { cursorOf, listLength, selectedDevice, selectedJob } from "./derive.js";
+import { isTerminalJobState, type Job, type Priority } from "../core/api.js";
+import { type GroupSummary, cursorOf, listLength, selectedDevice, selectedGroup, selectedJob, selectedQueueRow, summarizeGroup, visibleQueueRows } from "./derive.js";
+import { groupStatesText, jobCount } from "./format.js";
 import { type Command, type ListView, type TuiState, type ViewName, flash, startLog, viewOrder } from "./state.js";
 
 /** The parts of Ink's `Key` the map reads. */
@@ -30,6 +31,8 @@ export type Action =
   | { type: "move"; delta: number }
   | { type: "open-job"; jobId: string; follow: boolean }
   | { type: "host-jobs"; hostId: string }
+  /** Shows (`open`) or hides a sweep group's jobs under its row in the Queue. */
+  | { type: "fold"; groupId: string; open: boolean }
   | { type: "back" }
   | { type: "help" }
   | { type: "filter-start" }
@@ -57,11 +60,12 @@ export const viewTitles: Record<ViewName, string> = { devices: "Devices", queue:
 export const helpLines: [string, string][] = [
   ["1-5 Tab", "switch view: Devices, Queue, Job, Containers, Events"],
   ["↑↓ j k", "move; PgUp PgDn g G jump"],
-  ["Enter", "open: the job under the cursor, or a host's jobs"],
+  ["Enter", "open: the job under the cursor, a host's jobs, or a group's jobs"],
+  ["←", "close the sweep group under the cursor (elsewhere: previous view)"],
   ["Esc", "back, or clear the filter"],
   ["/", "filter the list (Enter keeps it, Esc clears it)"],
-  ["c", "cancel the selected job (asks first)"],
-  ["r", "retry the selected finished job (asks first)"],
+  ["c", "cancel the selected job, or a whole group (asks first)"],
+  ["r", "retry a finished job, or a group's unsuccessful jobs (asks first)"],
   ["p", "change the selected job's priority: h high, n normal, l low"],
   ["d", "drain or undrain the selected host (asks first)"],
   ["l / f", "open the job's live log / follow or pause it"],
@@ -69,13 +73,18 @@ export const helpLines: [string, string][] = [
   ["q Ctrl-C", "quit"],
 ];
 
-export function footerKeys(view: ViewName): string {
+/** The keys for the view, and in the Queue for the row under the cursor (a group's, or one of its jobs). */
+export function footerKeys(view: ViewName, s?: TuiState): string {
   const common = "? help  / filter  q quit";
   switch (view) {
     case "devices":
       return `1-5 views  ↑↓ move  ⏎ jobs  d drain  ${common}`;
-    case "queue":
+    case "queue": {
+      const g = s ? selectedGroup(s) : undefined;
+      if (g?.onGroupRow) return `${s!.expandedGroups.includes(g.group.id) ? "⏎ ← collapse" : "⏎ expand"}  c cancel group  r retry group  ${common}`;
+      if (g) return `⏎ open  ← collapse  c cancel  r retry  p priority  ${common}`;
       return `⏎ open  c cancel  r retry  p priority  l log  ${common}`;
+    }
     case "job":
       return `Esc back  f follow  c cancel  r retry  p priority  ${common}`;
     case "containers":
@@ -116,6 +125,11 @@ export function keyToAction(input: string, key: KeyInfo, s: TuiState, pageSize =
   if (input === "?") return { type: "help" };
   if (input === "/") return { type: "filter-start" };
   if (viewKeys[input]) return { type: "view", view: viewKeys[input]! };
+  if (key.leftArrow && s.view === "queue") {
+    // On an open group (its row or one of its jobs) ← closes it; elsewhere it is the previous view.
+    const g = selectedGroup(s);
+    if (g && s.expandedGroups.includes(g.group.id)) return { type: "fold", groupId: g.group.id, open: false };
+  }
   if (key.tab || key.rightArrow || key.leftArrow) {
     const back = (key.tab && key.shift) || key.leftArrow;
     const i = viewOrder.indexOf(s.view);
@@ -134,7 +148,12 @@ export function keyToAction(input: string, key: KeyInfo, s: TuiState, pageSize =
       const d = selectedDevice(s);
       return d ? { type: "host-jobs", hostId: d.hostId } : null;
     }
-    if (s.view === "queue" || s.view === "containers") {
+    if (s.view === "queue") {
+      const row = selectedQueueRow(s);
+      if (row?.kind === "group") return { type: "fold", groupId: row.group.id, open: !row.expanded };
+      return row ? { type: "open-job", jobId: row.job.id, follow: true } : null;
+    }
+    if (s.view === "containers") {
       const j = selectedJob(s);
       return j ? { type: "open-job", jobId: j.id, follow: true } : null;
     }
@@ -151,6 +170,8 @@ export function keyToAction(input: string, key: KeyInfo, s: TuiState, pageSize =
   }
 
   if (input === "c" || input === "r" || input === "p" || input === "l" || input === "f") {
+    const g = selectedGroup(s);
+    if (g?.onGroupRow) return groupAction(input, g.group);
     const j = selectedJob(s);
     if (!j) return { type: "say", text: "no job selected" };
     const what = `job ${j.id} (${j.name})`;
@@ -172,6 +193,28 @@ export function keyToAction(input: string, key: KeyInfo, s: TuiState, pageSize =
     }
   }
   return null;
+}
+
+/**
+ * `c` and `r` on a group's row act on the whole group. The question says how many of its jobs, in
+ * which states, first: on a narrow screen the group's name is what gets cut.
+ */
+function groupAction(input: "c" | "r" | "p" | "l" | "f", g: GroupSummary): Action {
+  const what = `group ${g.id} (${g.name})`;
+  const n = g.jobs.length;
+  const statesOf = (jobs: Job[]) => groupStatesText(summarizeGroup(g.id, jobs).states);
+  if (input === "c") {
+    const targets = g.jobs.filter((j) => !isTerminalJobState(j.state));
+    if (targets.length === 0) return { type: "say", text: `${what}: ${n === 1 ? "its job" : `all ${n} jobs`} already ended` };
+    return { type: "ask", command: { kind: "cancel-group", groupId: g.id }, prompt: `cancel ${jobCount(targets.length)} (${statesOf(targets)}) of ${what}?` };
+  }
+  if (input === "r") {
+    // What the dispatcher's group retry queues again (dispatcher/store.ts retryGroup).
+    const targets = g.jobs.filter((j) => j.state === "failed" || j.state === "cancelled" || j.state === "timed_out");
+    if (targets.length === 0) return { type: "say", text: `${what}: no job of it failed, was cancelled or timed out; nothing to retry` };
+    return { type: "ask", command: { kind: "retry-group", groupId: g.id }, prompt: `queue again ${jobCount(targets.length)} (${statesOf(targets)}) of ${what}?` };
+  }
+  return { type: "say", text: `${what} is a sweep group: ${input === "p" ? "priority" : "the log"} works on one of its jobs (Enter shows them)` };
 }
 
 export interface Reduced {
@@ -200,6 +243,14 @@ export function reduceAction(s: TuiState, a: Action, nowMs: number = Date.now())
     case "host-jobs": {
       const next: TuiState = { ...s, view: "queue", returnView: "queue", filter: a.hostId, filterEditing: false };
       return done({ ...next, cursor: { ...next.cursor, queue: 0 } });
+    }
+    case "fold": {
+      const others = s.expandedGroups.filter((id) => id !== a.groupId);
+      const next: TuiState = { ...s, expandedGroups: a.open ? [...others, a.groupId] : others };
+      if (a.open) return done(next);
+      // Closed from one of its jobs, the cursor goes to the group's row rather than to a stranger.
+      const at = visibleQueueRows(next).findIndex((r) => r.kind === "group" && r.group.id === a.groupId);
+      return done(at < 0 ? next : { ...next, cursor: { ...next.cursor, queue: at } });
     }
     case "back":
       return done({ ...s, view: s.returnView === "job" ? "queue" : s.returnView });

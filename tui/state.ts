@@ -74,6 +74,8 @@ export interface ContainerHost {
 export type Command =
   | { kind: "cancel"; jobId: string }
   | { kind: "retry"; jobId: string }
+  | { kind: "cancel-group"; groupId: string }
+  | { kind: "retry-group"; groupId: string }
   | { kind: "priority"; jobId: string; priority: Priority }
   | { kind: "drain"; hostId: string }
   | { kind: "undrain"; hostId: string };
@@ -91,6 +93,8 @@ export interface TuiState {
   returnView: ViewName;
   cursor: Record<ListView, number>;
   detailJobId: string | null;
+  /** Sweep groups the Queue shows opened: their jobs under the group's row. */
+  expandedGroups: string[];
   filter: string;
   filterEditing: boolean;
   connection: Connection;
@@ -116,6 +120,7 @@ export function initialState(url: string): TuiState {
     returnView: "queue",
     cursor: { devices: 0, queue: 0, containers: 0, events: 0 },
     detailJobId: null,
+    expandedGroups: [],
     filter: "",
     filterEditing: false,
     connection: { status: "connecting", since: null, error: null, retryAt: null, lastSyncAt: null },

@@ -97,6 +97,28 @@ describe("dashboard against a real dispatcher", () => {
     await d.see("the cancelled state on screen", (t) => new RegExp(`${job.id}.*cancelled`).test(t));
   });
 
+  it("folds a sweep into one row and cancels the whole group after the operator confirms", async () => {
+    const d = startDashboard();
+    // 16 GPUs fit no host: all three stay queued.
+    const sweep = await dispatcher.admin().submitGroup({
+      name: "tui-sweep",
+      jobs: [1, 2, 3].map((seed) => ({ name: `tui-sweep [seed=${seed}]`, project: "tuitest", command: ["python", "train.py", "--seed", String(seed)], gpus: 16 })),
+    });
+    const id = sweep.group.id;
+    await d.key("2");
+    await d.key("/");
+    for (const ch of id) await d.key(ch);
+    await d.key("\r");
+    const row = await d.see("the group's row", (t) => t.includes(`${id} + tui-sweep · 3 jobs: 3 queued · 48 GPUs · admin`));
+    for (const j of sweep.jobs) expect(row).not.toContain(j.id);
+    await d.key("c");
+    await d.see("the question", (t) => t.includes(`cancel 3 jobs (3 queued) of group ${id} (tui-sweep)?`));
+    expect((await dispatcher.admin().group(id)).jobs.map((j) => j.state)).toEqual(["queued", "queued", "queued"]);
+    await d.key("y");
+    await waitFor("the group cancelled", () => dispatcher.admin().group(id), (g) => g.jobs.every((j) => j.state === "cancelled"));
+    await d.see("the cancelled group on screen", (t) => t.includes(`group ${id}: 3 jobs cancelled or asked to stop`) && t.includes("3 jobs: 3 cancelled"));
+  });
+
   it("shows a running job's synced job.log in the job view and follows what is appended", async () => {
     const agent = agents[0]!;
     const job = await dispatcher.admin().submit({ name: "logger", project: "tuitest", command: "python train.py", gpus: 1, constraints: { hostId: "sim-a100" } });

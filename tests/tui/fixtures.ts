@@ -98,3 +98,22 @@ export function smallLab(over: Partial<TuiState> = {}): TuiState {
     over,
   );
 }
+
+export const SWEEP = "g0c4h2m9qx7";
+
+/**
+ * A 6-point sweep `lr-sweep` (group SWEEP, owner ana, one GPU each), submitted 200 s ago: 2 running
+ * on gpu-a100, 3 queued, 1 succeeded; named as `labrig submit --sweep` names them.
+ */
+export function sweepJobs(group = SWEEP, prefix = "01swp"): Job[] {
+  const points = ["lr=0.1,batch_size=32", "lr=0.1,batch_size=64", "lr=0.01,batch_size=32", "lr=0.01,batch_size=64", "lr=0.001,batch_size=32", "lr=0.001,batch_size=64"];
+  const states: Partial<Job>[] = [
+    { state: "succeeded", hostId: "gpu-a100", gpuIndices: [1], exitCode: 0, startedAt: iso(190), endedAt: iso(40) },
+    { state: "running", hostId: "gpu-a100", gpuIndices: [0], startedAt: iso(180) },
+    { state: "running", hostId: "gpu-a100", gpuIndices: [1], startedAt: iso(35) },
+    { state: "queued" },
+    { state: "queued" },
+    { state: "queued" },
+  ];
+  return points.map((p, i) => job(`${prefix}${String(i).padStart(10 - prefix.length, "0")}`, { name: `lr-sweep [${p}]`, group, owner: "ana", createdAt: iso(200), ...states[i] }));
+}

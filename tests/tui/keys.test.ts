@@ -1,10 +1,10 @@
 // The key map and its reducer, without rendering: which key does what in which state, and which
 // effects (quit, a dispatcher call, opening a log) come out of it.
 import { describe, expect, it } from "vitest";
-import { visibleJobs } from "../../tui/derive.js";
-import { type Action, type KeyInfo, keyToAction, reduceAction } from "../../tui/keys.js";
+import { selectedQueueRow, visibleJobs } from "../../tui/derive.js";
+import { type Action, type KeyInfo, footerKeys, keyToAction, reduceAction } from "../../tui/keys.js";
 import type { TuiState } from "../../tui/state.js";
-import { NOW, device, smallLab } from "./fixtures.js";
+import { NOW, SWEEP, device, iso, labState, smallLab, sweepJobs } from "./fixtures.js";
 
 /** Presses keys in order; returns the final state and every effect produced. */
 function press(s: TuiState, ...keys: (string | [string, KeyInfo])[]) {
@@ -23,6 +23,7 @@ function press(s: TuiState, ...keys: (string | [string, KeyInfo])[]) {
 const esc: [string, KeyInfo] = ["", { escape: true }];
 const enter: [string, KeyInfo] = ["\r", { return: true }];
 const down: [string, KeyInfo] = ["", { downArrow: true }];
+const left: [string, KeyInfo] = ["", { leftArrow: true }];
 const tab: [string, KeyInfo] = ["", { tab: true }];
 const shiftTab: [string, KeyInfo] = ["", { tab: true, shift: true }];
 
@@ -134,5 +135,89 @@ describe("key map", () => {
   it("ignores keys it does not know", () => {
     const s = smallLab();
     for (const k of ["x", "Z", "0", " "]) expect(keyToAction(k, {}, s) as Action | null).toBeNull();
+  });
+});
+
+/** The small lab's three jobs and the 6-job sweep, in the Queue; the sweep's row sorts first. */
+const sweepLab = (over: Partial<TuiState> = {}) => {
+  const small = smallLab();
+  return labState(Object.values(small.devices), [...Object.values(small.jobs), ...sweepJobs()], { view: "queue", ...over });
+};
+const under = (s: TuiState) => {
+  const r = selectedQueueRow(s);
+  return r?.kind === "group" ? `group ${r.group.id}` : r?.job.id;
+};
+
+describe("sweep groups in the Queue", () => {
+  it("opens a group's row on Enter and closes it on Enter again, the cursor staying on it", () => {
+    const s = sweepLab();
+    expect(under(s)).toBe(`group ${SWEEP}`);
+    const opened = press(s, enter);
+    expect(opened.s.expandedGroups).toEqual([SWEEP]);
+    expect(opened.effects).toEqual([]);
+    expect(opened.s.view).toBe("queue");
+    const closed = press(opened.s, enter);
+    expect(closed.s.expandedGroups).toEqual([]);
+    expect(under(closed.s)).toBe(`group ${SWEEP}`);
+  });
+
+  it("moves over a closed group as one row, and into an open one's jobs, where Enter opens the job", () => {
+    expect(under(press(sweepLab(), "j").s)).toBe("01jobrun00");
+    const inside = press(sweepLab(), enter, "j");
+    expect(under(inside.s)).toBe("01swp00001");
+    expect(press(inside.s, "j", "j", "j", "j", "j").s.cursor.queue).toBe(6);
+    expect(under(press(inside.s, "j", "j", "j", "j", "j", "j").s)).toBe("01jobrun00");
+    const job = press(inside.s, enter);
+    expect(job.s).toMatchObject({ view: "job", detailJobId: "01swp00001" });
+    expect(job.effects).toEqual([{ kind: "open-job", jobId: "01swp00001", follow: true }]);
+  });
+
+  it("closes the open group on ← from its row or any of its jobs, the cursor back on its row; elsewhere ← is the previous view", () => {
+    const deep = press(sweepLab(), enter, "j", "j", "j").s;
+    expect(under(deep)).toBe("01swp00003");
+    const closed = press(deep, left);
+    expect(closed.s).toMatchObject({ view: "queue", expandedGroups: [] });
+    expect(under(closed.s)).toBe(`group ${SWEEP}`);
+    expect(press(sweepLab(), enter, left).s.expandedGroups).toEqual([]);
+    // A closed group, or a job of no group: ← switches view as before.
+    expect(press(sweepLab(), left).s.view).toBe("devices");
+    expect(press(sweepLab(), "j", left).s.view).toBe("devices");
+  });
+
+  it("asks before cancelling a group, naming it and how many of its jobs it stops, then cancels the whole group", () => {
+    const asked = press(sweepLab(), "c");
+    expect(asked.s.modal).toEqual({ kind: "confirm", command: { kind: "cancel-group", groupId: SWEEP }, prompt: `cancel 5 jobs (2 running · 3 queued) of group ${SWEEP} (lr-sweep)?` });
+    expect(asked.effects).toEqual([]);
+    expect(press(asked.s, "y").effects).toEqual([{ kind: "run", command: { kind: "cancel-group", groupId: SWEEP } }]);
+    expect(press(asked.s, "n").effects).toEqual([]);
+    // On one of its jobs, c is that job's alone.
+    expect(press(sweepLab(), enter, "j", "c", "y").effects).toEqual([{ kind: "run", command: { kind: "cancel", jobId: "01swp00001" } }]);
+  });
+
+  it("retries a group's failed, cancelled and timed-out jobs after asking, and says why when there are none", () => {
+    const nothing = press(sweepLab(), "r");
+    expect(nothing.s.modal).toBeNull();
+    expect(nothing.s.flash?.text).toBe(`group ${SWEEP} (lr-sweep): no job of it failed, was cancelled or timed out; nothing to retry`);
+    const jobs = sweepJobs().map((j, i) => (i < 2 ? { ...j, state: "failed" as const, endedAt: iso(5) } : i === 2 ? { ...j, state: "cancelled" as const, endedAt: iso(5) } : j));
+    const s = labState([], jobs, { view: "queue" });
+    const asked = press(s, "r");
+    expect(asked.s.modal).toMatchObject({ kind: "confirm", command: { kind: "retry-group", groupId: SWEEP }, prompt: `queue again 3 jobs (2 failed · 1 cancelled) of group ${SWEEP} (lr-sweep)?` });
+    expect(press(asked.s, enter).effects).toEqual([{ kind: "run", command: { kind: "retry-group", groupId: SWEEP } }]);
+  });
+
+  it("refuses to cancel a group whose jobs all ended, and sends priority and log keys to its jobs", () => {
+    const ended = labState([], sweepJobs().map((j) => ({ ...j, state: "succeeded" as const, endedAt: iso(5) })), { view: "queue" });
+    expect(press(ended, "c").s.flash?.text).toBe(`group ${SWEEP} (lr-sweep): all 6 jobs already ended`);
+    const p = press(sweepLab(), "p");
+    expect(p.s.modal).toBeNull();
+    expect(p.s.flash?.text).toContain("priority works on one of its jobs (Enter shows them)");
+    expect(press(sweepLab(), "l").effects).toEqual([]);
+  });
+
+  it("says in the footer what Enter, ← and c do on the row under the cursor", () => {
+    expect(footerKeys("queue", sweepLab())).toMatch(/^⏎ expand {2}c cancel group {2}r retry group /);
+    expect(footerKeys("queue", press(sweepLab(), enter).s)).toMatch(/^⏎ ← collapse {2}c cancel group /);
+    expect(footerKeys("queue", press(sweepLab(), enter, "j").s)).toMatch(/^⏎ open {2}← collapse {2}c cancel {2}r retry {2}p priority /);
+    expect(footerKeys("queue", press(sweepLab(), "j").s)).toMatch(/^⏎ open {2}c cancel {2}r retry {2}p priority {2}l log /);
   });
 });

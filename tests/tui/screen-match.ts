@@ -19,6 +19,7 @@ const keyInfo: Record<string, { input: string; key: KeyInfo }> = {
   Enter: { input: "", key: { return: true } },
   Down: { input: "", key: { downArrow: true } },
   Up: { input: "", key: { upArrow: true } },
+  Left: { input: "", key: { leftArrow: true } },
   BSpace: { input: "", key: { backspace: true } },
 };
 

@@ -60,7 +60,7 @@ describe("labrig tui in tmux", () => {
     d?.cleanup();
   });
 
-  it("draws one clean frame through start, updates, every view, a resize, help, the filter, a dispatcher restart and q", { timeout: 240_000 }, async () => {
+  it("draws one clean frame through start, updates, every view, a resize, help, the filter, a sweep group folded and opened, a dispatcher restart and q", { timeout: 240_000 }, async () => {
     const env = { LABRIG_URL: d.url, LABRIG_TOKEN: d.adminToken, LABRIG_HOME: join(d.stateDir, "home") };
     const t = await terminal(160, 45, `${node} tui`, env);
     const ref = new ReferenceDashboard(d.url, d.adminToken);
@@ -107,7 +107,24 @@ describe("labrig tui in tmux", () => {
     await press(t, ref, rows, "Escape", "/", "t", "m", "u");
     await expectScreenMatches(t, ref);
     expectOneFrame(await t.capture(), "type to filter");
-    await press(t, ref, rows, "Escape", "1");
+    await press(t, ref, rows, "Escape");
+
+    // A sweep is one row in the Queue; Enter opens it (its jobs drawn under it), ← folds it again.
+    // 16 GPUs fit no host: its jobs stay queued.
+    const sweep = await admin.submitGroup({ name: "tmux-sweep", jobs: [1, 2, 3].map((seed) => ({ name: `tmux-sweep [seed=${seed}]`, project: "tests", command: ["sleep", "1"], gpus: 16 })) });
+    await press(t, ref, rows, "2");
+    await t.waitForText(sweep.group.id, 20_000);
+    await expectScreenMatches(t, ref);
+    await press(t, ref, rows, "Enter");
+    expect((await expectScreenMatches(t, ref)).join("\n")).toMatch(/├ seed=\d[\s\S]*└ seed=\d/);
+    await press(t, ref, rows, "Down", "Left");
+    await expectScreenMatches(t, ref);
+    await t.resize(80, 24);
+    rows = 24;
+    await expectScreenMatches(t, ref);
+    await t.resize(160, 45);
+    rows = 45;
+    await press(t, ref, rows, "1");
 
     // The dispatcher goes away and comes back on the same port with the same state.
     await d.kill();

@@ -9,10 +9,12 @@ vi.hoisted(() => {
 });
 
 import { cleanup } from "ink-testing-library";
-import { Screen } from "../../tui/app.js";
-import { reduceAction } from "../../tui/keys.js";
+import { App, Screen } from "../../tui/app.js";
+import { DataClient } from "../../tui/client.js";
+import { type KeyInfo, keyToAction, reduceAction } from "../../tui/keys.js";
 import { type TuiState, addEvent, setConnection, startLog, appendLogText } from "../../tui/state.js";
-import { NOW, device, gpu, iso, job, labState, smallLab } from "./fixtures.js";
+import { TuiStore } from "../../tui/store.js";
+import { NOW, SWEEP, device, gpu, iso, job, labState, smallLab, sweepJobs } from "./fixtures.js";
 
 afterEach(() => cleanup());
 
@@ -292,5 +294,121 @@ describe("Events view and the frame", () => {
     const help = plain(frame(smallLab({ modal: { kind: "help" } })));
     expect(help).toContain("drain or undrain the selected host");
     expect(help).toContain("Esc or ? closes this help");
+  });
+});
+
+describe("Queue view with a sweep group", () => {
+  /** The small lab's three jobs and the 6-job sweep, in the Queue; the sweep's row sorts first. */
+  const sweepLab = (over: Partial<TuiState> = {}) => {
+    const small = smallLab();
+    return labState(Object.values(small.devices), [...Object.values(small.jobs), ...sweepJobs()], { view: "queue", ...over });
+  };
+  const keys = (s: TuiState, ...ks: (string | [string, KeyInfo])[]) => {
+    for (const k of ks) {
+      const [input, key] = typeof k === "string" ? [k, {}] : k;
+      const a = keyToAction(input, key, s);
+      if (a) s = reduceAction(s, a, NOW).state;
+    }
+    return s;
+  };
+  const enter: [string, KeyInfo] = ["\r", { return: true }];
+  const rowsOf = (f: string) => plain(f).split("\n").filter((l) => /^[▸ ] (01|g0)/.test(l));
+
+  it("folds the sweep's 6 jobs into one row with its name, per-state counts and GPUs in 80×24", () => {
+    const f = frame(sweepLab());
+    expectFits(f, 80, 23);
+    const rows = rowsOf(f);
+    expect(rows.map((r) => r.slice(2, 13).trim())).toEqual([SWEEP, "01jobrun00", "01jobque00", "01jobfail0"]);
+    expect(rows[0]).toMatch(new RegExp(`^▸ ${SWEEP} \\+ lr-sweep · 6 jobs: 2 running · 3 queued · 1 succeeded · 6 GPUs`));
+    expect(plain(f)).not.toContain("01swp");
+    // The header counts every job, the sweep's included.
+    expect(plain(f)).toContain("3 running · 0 assigned · 4 queued · 2 finished · 1 sweep group");
+    // Each count in its state's colour: running blue, queued yellow, succeeded green.
+    expect(f).toMatch(/\x1b\[34m2 running/);
+    expect(f).toMatch(/\x1b\[33m3 queued/);
+    expect(f).toMatch(/\x1b\[32m1 succeeded/);
+  });
+
+  it("shows the whole group row, its owner included, in a wide terminal", () => {
+    const f = frame(sweepLab(), 160, 40);
+    expectFits(f, 160, 40);
+    expect(rowsOf(f)[0]).toBe(`▸ ${SWEEP} + lr-sweep · 6 jobs: 2 running · 3 queued · 1 succeeded · 6 GPUs · ana`);
+  });
+
+  it("shows an opened group's jobs indented under its row, by their sweep point, and Enter again folds them", () => {
+    const open = keys(sweepLab(), enter);
+    const f = frame(open, 160, 40);
+    expectFits(f, 160, 40);
+    const rows = rowsOf(f);
+    expect(rows[0]).toMatch(new RegExp(`^▸ ${SWEEP} - lr-sweep · 6 jobs`));
+    expect(rows.slice(1, 7).map((r) => r.slice(2, 13).trim())).toEqual(["01swp00001", "01swp00002", "01swp00003", "01swp00004", "01swp00005", "01swp00000"]);
+    expect(rows[1]).toMatch(/^ {2}01swp00001 {2}├ lr=0\.1,batch_size=64 +vision +ana +norm +1 gpu-a100:0 +3m running/);
+    expect(rows[6]).toMatch(/^ {2}01swp00000 {2}└ lr=0\.1,batch_size=32 .* succeeded$/);
+    expect(rows[7]).toMatch(/^ {2}01jobrun00 {2}resnet50-sweep/);
+    // 80 columns: the same rows, cut to fit.
+    const narrow = frame(open);
+    expectFits(narrow, 80, 23);
+    expect(rowsOf(narrow)).toHaveLength(10);
+    expect(rowsOf(frame(keys(open, enter)))).toHaveLength(4);
+  });
+
+  it("moves the selection over the group's row as one row, and into its jobs once it is open", () => {
+    const selected = (s: TuiState) => rowsOf(frame(s)).find((r) => r.startsWith("▸"))?.slice(2, 13).trim();
+    expect(selected(sweepLab())).toBe(SWEEP);
+    expect(selected(keys(sweepLab(), "j"))).toBe("01jobrun00");
+    expect(selected(keys(sweepLab(), "j", "k"))).toBe(SWEEP);
+    expect(selected(keys(sweepLab(), "G"))).toBe("01jobfail0");
+    expect(selected(keys(sweepLab(), enter, "j"))).toBe("01swp00001");
+    // ← from one of its jobs folds it and selects its row.
+    expect(selected(keys(sweepLab(), enter, "j", "j", ["", { leftArrow: true }]))).toBe(SWEEP);
+    expect(plain(frame(keys(sweepLab(), enter, "j")))).toContain("⏎ open  ← collapse  c cancel");
+    expect(plain(frame(sweepLab()))).toContain("⏎ expand  c cancel group  r retry group");
+  });
+
+  it("filters to the group when one of its jobs matches, and leaves it out when none does", () => {
+    const one = frame(keys(sweepLab(), "/", ..."lr=0.001,batch_size=64"));
+    expect(rowsOf(one).map((r) => r.slice(2, 13).trim())).toEqual([SWEEP]);
+    expect(rowsOf(one)[0]).toContain("6 jobs: 2 running · 3 queued · 1 succeeded");
+    const none = frame(keys(sweepLab(), "/", ..."vit"));
+    expect(rowsOf(none).map((r) => r.slice(2, 13).trim())).toEqual(["01jobque00"]);
+    expect(plain(frame(keys(sweepLab(), "/", ..."nothing-like-it")))).toContain('no job matches the filter "nothing-like-it"');
+  });
+
+  it("keeps the answers of a long question about a group on an 80-column screen, cutting the question", () => {
+    const long = sweepJobs().map((j) => ({ ...j, name: j.name.replace("lr-sweep", "resnet50-imagenet-lr-warmup-sweep") }));
+    const s = keys(labState([], long, { view: "queue" }), "c");
+    const f = frame(s);
+    expectFits(f, 80, 23);
+    const question = plain(f).split("\n").at(-2)!;
+    expect(question).toBe(` cancel 5 jobs (2 running · 3 queued) of group ${SWEEP} (resne… y yes · n no `);
+  });
+
+  it("asks before cancelling the group, then calls cancelGroup and shows what it did", async () => {
+    const store = new TuiStore(sweepLab());
+    const client = new DataClient({ url: "http://127.0.0.1:9", token: "t", store });
+    const cancelled = sweepJobs().map((j) => (j.state === "succeeded" ? j : { ...j, state: "cancelled" as const, endedAt: iso(0), reason: "cancelled by admin (the dashboard)" }));
+    const cancelGroup = vi.spyOn(client.api, "cancelGroup").mockResolvedValue({
+      group: { id: SWEEP, name: "lr-sweep", createdAt: iso(200), jobs: 6, states: { cancelled: 5, succeeded: 1 } },
+      jobs: cancelled.filter((j) => j.state === "cancelled"),
+    });
+    const app = render(<App store={store} onEffect={(e) => (e.kind === "run" ? void client.perform(e.command) : undefined)} size={{ width: 100, height: 24 }} now={() => NOW} />);
+    const text = () => plain(app.lastFrame() ?? "");
+    const key = async (k: string) => {
+      app.stdin.write(k);
+      await new Promise((r) => setTimeout(r, 30));
+    };
+    try {
+      await key("c");
+      expect(text()).toContain(`cancel 5 jobs (2 running · 3 queued) of group ${SWEEP} (lr-sweep)? y yes · n no`);
+      expect(cancelGroup).not.toHaveBeenCalled();
+      await key("y");
+      await vi.waitFor(() => expect(text()).toContain(`group ${SWEEP}: 5 jobs cancelled or asked to stop`));
+      expect(cancelGroup).toHaveBeenCalledExactlyOnceWith(SWEEP);
+      expect(text()).toContain("6 jobs: 1 succeeded · 5 cancelled");
+    } finally {
+      app.unmount();
+      client.stop();
+      store.close();
+    }
   });
 });

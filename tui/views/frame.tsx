@@ -62,9 +62,12 @@ export function Footer({ state, width, now }: { state: TuiState; width: number; 
   const m = state.modal;
   let line: React.ReactNode;
   if (m?.kind === "confirm") {
+    // A long question is cut rather than the answers it needs.
+    const answers = " y yes · n no ";
+    const room = width - answers.length - 1;
     line = (
       <Text wrap="truncate-end" color="yellow" inverse>
-        {` ${m.prompt} y yes · n no `}
+        {` ${m.prompt.length > room ? fit(m.prompt, room) : m.prompt}${answers}`}
       </Text>
     );
   } else if (m?.kind === "priority") {
@@ -84,7 +87,7 @@ export function Footer({ state, width, now }: { state: TuiState; width: number; 
   return (
     <Box flexDirection="column">
       {line}
-      <Line dim>{fit(state.filterEditing ? "type to filter · Enter keeps it · Esc clears it" : footerKeys(state.view), width)}</Line>
+      <Line dim>{fit(state.filterEditing ? "type to filter · Enter keeps it · Esc clears it" : footerKeys(state.view, state), width)}</Line>
     </Box>
   );
 }
