@@ -33,8 +33,8 @@ export const CVLAB_QUEUE_COMMAND = "uv run main.py --config {config_path} --fast
 export type Role = "admin" | "member";
 
 /**
- * Who may ask for which priority: `urgent` is an admin's. Every route that takes a priority calls
- * this with the caller's role (today every person's token is the admin token).
+ * Who may ask for which priority: `urgent` is an admin's. Every route that takes a priority
+ * (POST /api/jobs, /api/groups, /api/queue/add) calls this with the caller's role.
  */
 export function assertPriorityAllowed(priority: Priority, role: Role): void {
   if (priority === "urgent" && role !== "admin") {
