@@ -2,6 +2,7 @@
 // run the steps with live progress on stderr, then print the summary or the JSON report on stdout.
 import { defaultKnownHostsFile } from "./known-hosts.js";
 import { type HostConfig, type Inventory, loadInventory, selectHosts } from "./inventory.js";
+import { dispatcherJoinTokens } from "./join-tokens.js";
 import { describeStepEnd, type HostPlan, provisionProgress } from "./progress.js";
 import { parseProxyJump } from "./proxy-jump.js";
 import { shq } from "./remote.js";
@@ -50,6 +51,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
     only: opts.only,
     skip: opts.skip,
     assets: { agentBundle: opts.agentBundle },
+    joinTokens: dispatcherJoinTokens({ inventory, dryRun: opts.dryRun }),
     connect: (host) =>
       new SshRemote(sshTarget(host), { knownHostsFile, onNotice: (m) => process.stderr.write(`${m}\n`), sudoPassword }),
     onEvent: progress.onEvent,

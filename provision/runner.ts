@@ -54,6 +54,8 @@ export interface ProvisionOptions {
   only?: string[];
   skip?: string[];
   assets?: StepContext["assets"];
+  /** Handed to the steps (the agent step's join tokens); absent, the lab's shared join token. */
+  joinTokens?: StepContext["joinTokens"];
   connect(host: HostConfig, log: (message: string) => void): Remote;
   onEvent?(event: ProvisionEvent): void;
 }
@@ -132,6 +134,7 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
         inventory: opts.inventory,
         remote,
         assets: opts.assets ?? {},
+        ...(opts.joinTokens ? { joinTokens: opts.joinTokens } : {}),
         applied: (c) => {
           applied.push(c);
           doneAt.set(c, Date.now() - started);

@@ -3,6 +3,7 @@
 // write, as pyinfra and Ansible do; `--dry-run` is `check` alone.
 import type { Change } from "./change.js";
 import type { HostConfig, Inventory } from "./inventory.js";
+import type { JoinTokens } from "./join-tokens.js";
 import type { Remote } from "./remote.js";
 
 export type Role = HostConfig["roles"][number];
@@ -13,6 +14,11 @@ export interface StepContext {
   remote: Remote;
   /** Files on the control machine that steps upload (the agent bundle). */
   assets: { agentBundle?: string };
+  /**
+   * Where the agent step gets a host's join token (`labrig provision`: one made for the host at
+   * the lab's dispatcher when it can); absent, the lab's shared join token (readJoinToken).
+   */
+  joinTokens?: JoinTokens;
   /** Called by apply after each change it completed, so a failure can say what it left changed. */
   applied(change: Change): void;
   /** A line for the progress display. */

@@ -53,7 +53,7 @@ export const secretInputs = ["joinToken", "resticPassword"] as const;
 export function stepDeclaredFor(step: Step, host: HostConfig): boolean {
   if (!stepAppliesTo(step, host)) return false;
   if (step.id === "backup-timer") return host.backup !== undefined;
-  if (step.id === "firewall" || step.id === "dispatcher-firewall") return host.firewall.enabled;
+  if (["firewall", "dispatcher-firewall", "gpu-firewall"].includes(step.id)) return host.firewall.enabled;
   if (step.id === "nvidia-toolkit") return host.gpu !== "none";
   return true;
 }

@@ -13,8 +13,10 @@ import type { StepContext } from "../provision/step.js";
 import { agentBundleRemote, agentEnvFile, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
 import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile } from "../provision/steps/backup-timer.js";
 import { dispatcherSettings } from "../provision/steps/dispatcher-container.js";
-import { desiredChainRules, firewallScript, firewallUnit, hookRule } from "../provision/steps/dispatcher-firewall.js";
+import { dispatcherFilter } from "../provision/steps/dispatcher-firewall.js";
+import { removeFilterCommand, unitFileOf } from "../provision/steps/docker-user.js";
 import { labrigComment } from "../provision/steps/firewall.js";
+import { gpuFilter } from "../provision/steps/gpu-firewall.js";
 
 export interface Teardown {
   /** Removal changes, in order. */
@@ -56,12 +58,12 @@ export async function teardownFor(step: string, ctx: Pick<StepContext, "host" | 
       run(`remove container ${name}`, "the dispatcher is no longer declared", `docker rm -f ${shq(name)} ${shq(`${name}-previous`)} >/dev/null 2>&1 || true`);
       break;
     }
-    case "dispatcher-firewall": {
-      const hook = hookRule(dispatcherSettings(host).port);
-      const chain = desiredChainRules([])[0]!.replace(/^-N /, "");
-      stopUnit(firewallUnit);
-      run(`remove the ${chain} chain from DOCKER-USER`, "labrig added it", `while iptables -C ${hook} 2>/dev/null; do iptables -D ${hook}; done; iptables -F ${chain} 2>/dev/null; iptables -X ${chain} 2>/dev/null; true`);
-      removeFiles([firewallScript, `/etc/systemd/system/${firewallUnit}`], "the firewall script and its unit");
+    case "dispatcher-firewall":
+    case "gpu-firewall": {
+      const filter = step === "gpu-firewall" ? gpuFilter : dispatcherFilter(host);
+      stopUnit(filter.unit);
+      run(`remove the ${filter.chain} chain from DOCKER-USER`, "labrig added it", removeFilterCommand(filter));
+      removeFiles([filter.script, unitFileOf(filter)], "the firewall script and its unit");
       reload();
       break;
     }
@@ -91,6 +93,7 @@ export function leavesAfterDelete(step: string, host: HostConfig): string {
     case "dispatcher-container":
       return `the data folders (the queue database, runs, config, backups), the image ${dispatcherSettings(host).image}, and the tokens saved on this machine`;
     case "dispatcher-firewall":
+    case "gpu-firewall":
       return "iptables and Docker's own chains";
     case "backup-timer":
       return `restic, and the backup repository${host.backup ? ` ${host.backup.repository}` : ""} with every snapshot in it`;

@@ -2,7 +2,9 @@
 // missing or older), the bundled agent in /opt/labrig/agent/ (uploaded only when its hash
 // differs), /etc/labrig/agent.env (0600 root: dispatcher URL, host id, join token),
 // labrig-agent.service (Restart=always, hardened, logs to journald), enabled and running, and
-// restarted only when the bundle, the env file or the unit changed.
+// restarted only when the bundle, the env file or the unit changed. The join token is the one
+// ctx.joinTokens grants the host (join-tokens.ts: a single-use one for a host not registered yet,
+// the env file's own for a registered one), else the lab's shared one.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { InputError, LabrigError } from "../../core/errors.js";
@@ -11,6 +13,7 @@ import { commandOutput, nodeMajor } from "../facts/commands.js";
 import { fileStates } from "../facts/files.js";
 import { unitStates } from "../facts/systemd.js";
 import { dispatcherUrl, readJoinToken } from "../inventory.js";
+import { joinTokenInEnv } from "../join-tokens.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import type { Step, StepContext } from "../step.js";
 
@@ -23,10 +26,15 @@ export const agentUser = "labrig-agent";
 export const defaultAgentBundle = resolve(import.meta.dirname, "../../dist/agent/labrig-agent.mjs");
 const createUser = `create the system user ${agentUser}`;
 
-export function renderAgentEnv(ctx: Pick<StepContext, "host" | "inventory">, joinToken: string): string {
-  const { host, inventory } = ctx;
+function agentDispatcherUrl(inventory: StepContext["inventory"]): string {
   const url = dispatcherUrl(inventory);
   if (!url) throw new InputError(`${inventory.file}: lab.dispatcher.url`, "the agent needs the dispatcher's URL: set lab.dispatcher.url, or give a host role dispatcher and provision it first");
+  return url;
+}
+
+export function renderAgentEnv(ctx: Pick<StepContext, "host" | "inventory">, joinToken: string): string {
+  const { host, inventory } = ctx;
+  const url = agentDispatcherUrl(inventory);
   const lines = {
     LABRIG_URL: url,
     LABRIG_HOST_ID: host.name,
@@ -72,7 +80,16 @@ WantedBy=multi-user.target
 `;
 }
 
-async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdir: string }> {
+/** The join token for the env file, and why that one when ctx.joinTokens chose another than the file holds. */
+async function joinTokenFor(ctx: StepContext): Promise<{ token: string; why?: string }> {
+  if (!ctx.joinTokens) return { token: readJoinToken(ctx.inventory) };
+  const current = joinTokenInEnv((await ctx.remote.readFile(agentEnvFile))?.toString("utf8") ?? "");
+  const grant = await ctx.joinTokens.forHost(ctx.host.name, { current });
+  if (grant.kind === "shared") ctx.log(`join token: ${grant.why}`);
+  return grant.kind === "current" ? { token: grant.token } : { token: grant.token, why: grant.why };
+}
+
+async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdir: string; joinTokenWhy?: string }> {
   const bundlePath = ctx.assets.agentBundle ?? defaultAgentBundle;
   let bundle: Buffer;
   try {
@@ -82,11 +99,14 @@ async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdi
   }
   const dockerGroup = (await ctx.remote.exec("getent group docker")).exitCode === 0;
   const workdir = ctx.host.agent.workdir;
+  agentDispatcherUrl(ctx.inventory); // without one, say so before asking for a join token
+  const joinToken = await joinTokenFor(ctx);
   return {
     workdir,
+    ...(joinToken.why !== undefined ? { joinTokenWhy: joinToken.why } : {}),
     files: [
       { path: agentBundleRemote, content: bundle, mode: 0o644 },
-      { path: agentEnvFile, content: renderAgentEnv(ctx, readJoinToken(ctx.inventory)), mode: 0o600 },
+      { path: agentEnvFile, content: renderAgentEnv(ctx, joinToken.token), mode: 0o600 },
       { path: agentUnitFile, content: renderAgentUnit({ workdir, dockerGroup }), mode: 0o644 },
     ],
   };
@@ -110,7 +130,10 @@ export const agentStep: Step = {
     const major = nodeMajor(node);
     if (major === undefined || major < 18) changes.push({ kind: "install-packages", packages: ["nodejs"], reason: node ? `node ${node} is older than 18` : "node is missing" });
     if (!userExists) changes.push({ kind: "run", what: createUser, reason: "the agent runs as it" });
-    const fileChanges = want.files.map((f) => planFile(states.get(f.path), f, f.path === agentEnvFile ? "env file" : f.path === agentUnitFile ? "unit" : "agent bundle")).filter((c) => c !== undefined);
+    const fileChanges = want.files
+      .map((f) => planFile(states.get(f.path), f, f.path === agentEnvFile ? "env file" : f.path === agentUnitFile ? "unit" : "agent bundle"))
+      .filter((c) => c !== undefined)
+      .map((c) => (c.kind === "write-file" && c.path === agentEnvFile && want.joinTokenWhy ? { ...c, reason: `${c.reason}; join token: ${want.joinTokenWhy}` } : c));
     changes.push(...fileChanges);
     if (!workdirExists) changes.push({ kind: "run", what: `create ${want.workdir}`, reason: `owned by ${agentUser}` });
     if (fileChanges.some((c) => c.kind === "write-file" && c.path === agentUnitFile)) changes.push({ kind: "daemon-reload", reason: "the unit changed" });

@@ -8,6 +8,7 @@ import { dispatcherContainerStep } from "./dispatcher-container.js";
 import { dispatcherFirewallStep } from "./dispatcher-firewall.js";
 import { dockerStep } from "./docker.js";
 import { firewallStep } from "./firewall.js";
+import { gpuFirewallStep } from "./gpu-firewall.js";
 import { nvidiaToolkitStep } from "./nvidia-toolkit.js";
 
 export const allSteps: Step[] = [
@@ -16,6 +17,7 @@ export const allSteps: Step[] = [
   nvidiaToolkitStep,
   agentStep,
   firewallStep,
+  gpuFirewallStep,
   dispatcherContainerStep,
   dispatcherFirewallStep,
   backupTimerStep,

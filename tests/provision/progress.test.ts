@@ -52,7 +52,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const provisionArgs = () => ["provision", "--inventory", inventory, "--host", "gpu-x", "--dry-run", "--known-hosts", join(dir, "known_hosts")];
-const stepIds = ["docker", "nvidia-toolkit", "agent", "firewall", "dispatcher-container", "dispatcher-firewall", "backup-timer"];
+const stepIds = ["docker", "nvidia-toolkit", "agent", "firewall", "gpu-firewall", "dispatcher-container", "dispatcher-firewall", "backup-timer"];
 
 describe("labrig provision --dry-run against an unreachable host", () => {
   it("exits 1 with one ✖ line naming the connection error, no ✔, and no list of steps that never ran", async () => {

@@ -1,11 +1,13 @@
 // Provisions a bare Debian test host for real over SSH with `labrig provision`, then checks inside
 // it by `docker exec` (not by trusting the tool's report). One host is shared by the whole file,
-// in order: dry run, first run, checks, second run, reconciliation, the NVIDIA step.
+// in order: dry run, first run, checks, second run, reconciliation, the NVIDIA step. It runs with
+// the dispatcher's admin token (LABRIG_ADMIN_TOKEN), so the agent joins with a single-use join
+// token made for it.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../../core/api.js";
+import type { Device, JoinToken } from "../../core/api.js";
 import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
 import { agentBundle, provisionCli, stepOf, statuses } from "./helpers.js";
@@ -38,6 +40,10 @@ hosts:
   return join(dir, file);
 }
 
+/** `labrig provision` as the lab's admin runs it: with the dispatcher's admin token at hand. */
+const provision = (args: string[]) => provisionCli(args, { LABRIG_ADMIN_TOKEN: dispatcher.adminToken });
+const joinTokensFor = async (host: string) => (await dispatcher.admin().request<{ joinTokens: JoinToken[] }>("GET", "/api/join-tokens")).body.joinTokens.filter((t) => t.note === `labrig provision: ${host}`);
+
 beforeAll(async () => {
   await requireDocker();
   dir = mkdtempSync(join(tmpdir(), "labrig-prov-"));
@@ -64,21 +70,23 @@ afterAll(async () => {
 describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
   it("dry run on the bare host lists every change and changes nothing", async () => {
     const before = await host.sh("dpkg-query -W -f='${Package}\\n' | sort | sha256sum; ls /etc/systemd/system | sort | sha256sum");
-    const run = await provisionCli(["--dry-run", ...common]);
+    const run = await provision(["--dry-run", ...common]);
     expect(run.exitCode).toBe(0);
     expect(run.report.dryRun).toBe(true);
-    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
+    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "gpu-firewall": "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
     expect(stepOf(run, hostName, "docker").changes.map((c) => c.kind)).toContain("install-packages");
     expect(stepOf(run, hostName, "firewall").changes.map((c) => c.line)).toContain("ufw allow 22/tcp (SSH, before enabling)");
+    expect(stepOf(run, hostName, "agent").changes.map((c) => c.line)).toContain("write /etc/labrig/agent.env (0600 root:root) (env file missing; join token: a single-use join token made for it: not registered yet)");
+    expect(await joinTokensFor(hostName), "a dry run makes no join token").toEqual([]);
     expect(run.stderr).toContain(`recorded the host key of ${hostName}`);
     expect(await host.sh("dpkg-query -W -f='${Package}\\n' | sort | sha256sum; ls /etc/systemd/system | sort | sha256sum")).toBe(before);
     expect((await host.exec("ls /etc/labrig /etc/docker /usr/sbin/ufw")).exitCode).not.toBe(0);
   });
 
   it("provisions it: docker, firewall, agent, backups, all checked inside the host", async () => {
-    const run = await provisionCli(common);
+    const run = await provision(common);
     expect(run.exitCode, JSON.stringify(run.report, null, 1)).toBe(0);
-    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
+    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "gpu-firewall": "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
     expect(stepOf(run, hostName, "nvidia-toolkit").reason).toMatch(/no working NVIDIA driver/);
 
     // Docker runs, with log rotation, and the login user may use it.
@@ -107,6 +115,13 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
     expect(await host.sh("stat -c '%a %U' /etc/labrig/agent.env /etc/labrig/backup.env /etc/labrig/restic-password")).toBe("600 root\n600 root\n600 root");
     expect((await host.exec("su - deploy -c 'cat /etc/labrig/agent.env'")).exitCode).not.toBe(0);
     expect(await host.sh("grep -c LABRIG_JOIN_TOKEN= /etc/labrig/agent.env")).toBe("1");
+
+    // The join token: one made for this host, not the lab's shared one.
+    const joinToken = (await host.sh("sed -n 's/^LABRIG_JOIN_TOKEN=//p' /etc/labrig/agent.env"));
+    expect(joinToken).toMatch(/^lrj_/);
+    expect(joinToken).not.toBe(dispatcher.joinToken);
+    expect(await joinTokensFor(hostName)).toEqual([expect.objectContaining({ usesLeft: expect.any(Number), revokedAt: null })]);
+    expect(stepOf(run, hostName, "agent").changes.find((c) => c.kind === "write-file" && c.path === "/etc/labrig/agent.env")?.reason).toMatch(/; join token: a single-use join token made for it: not registered yet \(id [0-9a-f]+, until /);
   });
 
   it("its agent is healthy at the dispatcher and runs a gpus: 0 job constrained to the host", async () => {
@@ -127,21 +142,24 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     expect(job, `journal: ${await host.sh("journalctl -u labrig-agent --no-pager | tail -20")}`).toMatchObject({ state: "succeeded", hostId: hostName, exitCode: 0 });
+    // It registered with its join token, which is used up now.
+    expect(await joinTokensFor(hostName)).toEqual([expect.objectContaining({ uses: 1, usesLeft: 0, usable: false })]);
   });
 
   it("a second run reports no changed step and restarts nothing", async () => {
     const pids = "systemctl show -p MainPID --value docker labrig-agent";
     const before = await host.sh(pids);
-    const run = await provisionCli(common);
+    const run = await provision(common);
     expect(run.exitCode).toBe(0);
     expect(Object.values(statuses(run, hostName)).filter((s) => s === "changed")).toEqual([]);
     expect(await host.sh(pids)).toBe(before);
+    expect(await joinTokensFor(hostName), "no join token made for a registered host").toHaveLength(1);
   });
 
   it("restarts Docker when daemon.json lacks its settings, keeping the admin's own", async () => {
     await host.sh(`jq '. + {"debug": true} | del(."log-opts"."max-file")' /etc/docker/daemon.json > /tmp/d && mv /tmp/d /etc/docker/daemon.json`);
     const before = await host.sh("systemctl show -p MainPID --value docker");
-    const run = await provisionCli([...common, "--only", "docker"]);
+    const run = await provision([...common, "--only", "docker"]);
     expect(Object.keys(statuses(run, hostName))).toEqual(["docker"]);
     expect(stepOf(run, hostName, "docker").changes.map((c) => c.line)).toEqual(["write /etc/docker/daemon.json (0644 root:root) (adds log-opts.max-file)", "restart docker.service (daemon.json changed)"]);
     expect(JSON.parse(await host.sh("cat /etc/docker/daemon.json"))).toMatchObject({ debug: true, "log-opts": { "max-size": "50m", "max-file": "5" } });
@@ -151,7 +169,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
 
   it("reconciles the firewall: a stale labrig rule goes, the admin's rule stays", async () => {
     await host.sh("ufw allow from 10.99.0.0/16 to any port 8020 proto tcp comment labrig && ufw allow 9999/tcp");
-    const run = await provisionCli([...common, "--only", "firewall"]);
+    const run = await provision([...common, "--only", "firewall"]);
     expect(stepOf(run, hostName, "firewall").changes.map((c) => c.line)).toEqual(["ufw delete allow from 10.99.0.0/16 to any port 8020 proto tcp (a labrig rule no longer wanted)"]);
     const rules = await host.sh("ufw show added");
     expect(rules).not.toContain("10.99.0.0/16");
@@ -162,7 +180,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
   it("restarts the agent when its settings change, and only then", async () => {
     const before = await host.sh("systemctl show -p MainPID --value labrig-agent");
     const inv = writeInventory("inventory-labels.yaml", { labels: "gpu: none, room: b12" });
-    const run = await provisionCli([...common, "--inventory", inv, "--only", "agent"]);
+    const run = await provision([...common, "--inventory", inv, "--only", "agent"]);
     expect(stepOf(run, hostName, "agent").changes.map((c) => c.kind)).toEqual(["write-file", "restart-unit"]);
     expect(await host.sh("systemctl show -p MainPID --value labrig-agent")).not.toBe(before);
     expect(await host.sh("grep LABRIG_LABELS /etc/labrig/agent.env")).toBe("LABRIG_LABELS=gpu=none,room=b12");
@@ -177,7 +195,7 @@ describe("the NVIDIA toolkit step on the same host", { timeout: 300_000 }, () =>
 
   it("fails without a driver when the inventory says gpu: required", async () => {
     const inv = writeInventory("inventory-required.yaml", { hostFields: ", gpu: required" });
-    const run = await provisionCli([...common, "--inventory", inv, "--only", "nvidia-toolkit"]);
+    const run = await provision([...common, "--inventory", inv, "--only", "nvidia-toolkit"]);
     expect(run.exitCode).toBe(1);
     expect(stepOf(run, hostName, "nvidia-toolkit")).toMatchObject({ status: "failed", reason: expect.stringContaining("gpu: required") });
   });
@@ -188,7 +206,7 @@ describe("the NVIDIA toolkit step on the same host", { timeout: 300_000 }, () =>
     await host.sh("printf '#!/bin/sh\\necho \"GPU 0: NVIDIA Stand-in (UUID: GPU-00000000-test)\"\\n' > /usr/local/bin/nvidia-smi && chmod +x /usr/local/bin/nvidia-smi");
     const inv = writeInventory("inventory-nvidia.yaml", { hostFields: `, nvidia: {repository: "${mirror.repository}", keyUrl: "${mirror.keyUrl}"}` });
     const dockerPid = await host.sh("systemctl show -p MainPID --value docker");
-    const run = await provisionCli([...common, "--inventory", inv, "--only", "nvidia-toolkit"]);
+    const run = await provision([...common, "--inventory", inv, "--only", "nvidia-toolkit"]);
     expect(run.exitCode, JSON.stringify(run.report, null, 1)).toBe(0);
     expect(stepOf(run, hostName, "nvidia-toolkit").changes.map((c) => c.line)).toEqual([
       `fetch the signing key from ${mirror.keyUrl} (for NVIDIA's repository)`,
@@ -206,7 +224,7 @@ describe("the NVIDIA toolkit step on the same host", { timeout: 300_000 }, () =>
     expect(await host.sh("docker info --format '{{.CgroupDriver}}'")).toBe("cgroupfs");
     expect(await host.sh("systemctl show -p MainPID --value docker")).not.toBe(dockerPid);
 
-    const again = await provisionCli([...common, "--inventory", inv, "--only", "nvidia-toolkit"]);
+    const again = await provision([...common, "--inventory", inv, "--only", "nvidia-toolkit"]);
     expect(statuses(again, hostName)).toEqual({ "nvidia-toolkit": "ok" });
   });
 });

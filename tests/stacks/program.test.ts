@@ -104,7 +104,7 @@ describe("the stack program under mocks (engine mocked)", { timeout: 120_000 }, 
       ["labrig:joinToken", "labrig:resticPassword"],
     );
     expect(registered.filter((r) => r.type === "labrig:host:Host").map((r) => r.name)).toEqual(["nas", "gpu-a100", "gpu-3090"]);
-    const gpuSteps = ["base", "docker", "nvidia-toolkit", "agent", "firewall", "backup-timer"];
+    const gpuSteps = ["base", "docker", "nvidia-toolkit", "agent", "firewall", "gpu-firewall", "backup-timer"];
     const nasSteps = ["base", "docker", "firewall", "dispatcher-container", "dispatcher-firewall", "backup-timer"];
     const expected: Record<string, string[]> = {};
     for (const [host, steps] of [["nas", nasSteps], ["gpu-a100", gpuSteps], ["gpu-3090", gpuSteps]] as const) {
@@ -118,7 +118,7 @@ describe("the stack program under mocks (engine mocked)", { timeout: 120_000 }, 
     // --host targets exactly one host's component and steps, by the URNs the engine gives them.
     const seen = new Set(registered.flatMap((r) => [r.parent, ...r.dependencies]));
     const a100 = hostUrns("test", planLab(loadInventory(exampleInventory), allSteps), "gpu-a100");
-    expect(a100).toHaveLength(7);
+    expect(a100).toHaveLength(8);
     expect(a100[0]).toBe(urn("gpu-a100"));
     // Every one but the host's last step is some resource's parent or dependency.
     for (const u of a100.slice(0, -1)) expect(seen, u).toContain(u);
@@ -167,6 +167,7 @@ hosts:
       "box/docker": ["box/base"],
       "box/agent": ["box/base", "box/docker"],
       "box/firewall": ["box/agent", "box/base", "box/docker"],
+      "box/gpu-firewall": ["box/agent", "box/base", "box/docker", "box/firewall"],
     });
     const agent = registered.find((r) => r.name === "box/agent")!.object as { host: { address: string }; lab: unknown; step: string };
     expect(agent.step).toBe("agent");
@@ -181,7 +182,7 @@ hosts:
 
   it("prints the example's resource graph as the README shows it", () => {
     const graph = renderGraph(planLab(loadInventory(exampleInventory), allSteps));
-    expect(graph.split("\n")).toHaveLength(18);
+    expect(graph.split("\n")).toHaveLength(20);
     expect(graph).toContain("gpu-a100/agent  <- gpu-a100/nvidia-toolkit");
     expect(graph).toContain("nas/dispatcher-firewall  <- nas/dispatcher-container");
   });

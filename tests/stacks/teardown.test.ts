@@ -56,6 +56,18 @@ describe("teardown plans", () => {
       "remove /usr/local/sbin/labrig-dispatcher-firewall /etc/systemd/system/labrig-dispatcher-firewall.service (the firewall script and its unit)",
       "systemctl daemon-reload (labrig's unit files are gone)",
     ]);
+    const t = await teardownFor("dispatcher-firewall", { host: nas, remote: untouchable });
+    expect(Object.keys(t.runs)).toContain("remove the LABRIG-DISPATCHER chain from DOCKER-USER");
+  });
+
+  it("takes a GPU host's chain for containers' published ports off DOCKER-USER", async () => {
+    expect(await plan("gpu-firewall", gpu)).toEqual([
+      "stop and disable labrig-gpu-firewall.service (labrig no longer manages it)",
+      "remove the LABRIG-GPU chain from DOCKER-USER (labrig added it)",
+      "remove /usr/local/sbin/labrig-gpu-firewall /etc/systemd/system/labrig-gpu-firewall.service (the firewall script and its unit)",
+      "systemctl daemon-reload (labrig's unit files are gone)",
+    ]);
+    expect(leavesAfterDelete("gpu-firewall", gpu)).toBe("iptables and Docker's own chains");
   });
 
   it("keeps the SSH rule on the host's own port when it says what the firewall leaves", () => {
