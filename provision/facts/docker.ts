@@ -1,8 +1,10 @@
-// Fact: Docker's daemon configuration (/etc/docker/daemon.json) and the runtimes `docker info` lists.
+// Fact: Docker's daemon configuration (/etc/docker/daemon.json), the runtimes `docker info` lists,
+// and a container's state.
 //   await daemonConfig(remote)   // { "log-driver": "json-file", ... } or undefined when absent
 //   await dockerRuntimes(remote) // ["io.containerd.runc.v2", "nvidia", "runc"]
+//   await containerState(remote, "labrig-dispatcher")  // "running", "exited", …, or "missing"
 import { LabrigError } from "../../core/errors.js";
-import type { Remote } from "../remote.js";
+import { type Remote, shq } from "../remote.js";
 
 export const daemonJsonPath = "/etc/docker/daemon.json";
 
@@ -22,4 +24,10 @@ export async function dockerRuntimes(remote: Remote): Promise<string[] | undefin
   const res = await remote.exec("docker info --format '{{json .Runtimes}}'", { sudo: true, timeoutMs: 30_000 });
   if (res.exitCode !== 0) return undefined;
   return Object.keys(JSON.parse(res.stdout) as Record<string, unknown>).sort();
+}
+
+/** The container's state as `docker container inspect` has it (running, exited, …), or "missing" (also when the engine does not answer). */
+export async function containerState(remote: Remote, name: string): Promise<string> {
+  const res = await remote.exec(`docker container inspect --format '{{.State.Status}}' ${shq(name)}`, { sudo: true, timeoutMs: 30_000 });
+  return res.exitCode === 0 ? res.stdout.trim() : "missing";
 }

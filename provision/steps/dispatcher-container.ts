@@ -23,7 +23,7 @@ import type { HostConfig } from "../inventory.js";
 import { defaultKnownHostsFile } from "../known-hosts.js";
 import { applyChanges } from "../ops.js";
 import { parseProxyJump } from "../proxy-jump.js";
-import { shq } from "../remote.js";
+import { type Remote, shq } from "../remote.js";
 import { savedDispatcherDir } from "../saved-dispatcher.js";
 import type { Step, StepContext } from "../step.js";
 import { connectDockerOverSsh, type DockerConnection, dialStdioCommand, dockerOverStreams, imageId, localDocker, pullImage, transferImage } from "./dispatcher-container-docker.js";
@@ -69,6 +69,16 @@ export function dataFolders(dataDir: string) {
   return { state: `${dataDir}/state`, runs: `${dataDir}/runs`, config: `${dataDir}/config`, backup: `${dataDir}/backup` };
 }
 
+/** Where the container sees those folders (its binds); the backup-timer step runs `labrig backup` in it with these. */
+export const containerPaths = { state: "/var/lib/labrig", runs: "/var/lib/labrig/runs", config: "/etc/labrig", backup: "/var/lib/labrig-backup" } as const;
+
+/** The data folders' root on the host: the setting, else a Synology's /volume1/docker/labrig or /srv/labrig. */
+export async function dispatcherDataDir(remote: Remote, s: DispatcherSettings): Promise<string> {
+  if (s.dataDir) return s.dataDir;
+  const synology = (await remote.exec("test -d /volume1 && test -d /usr/syno")).exitCode === 0;
+  return synology ? "/volume1/docker/labrig" : "/srv/labrig";
+}
+
 /** The container as it should be, and the hash of everything in it that a change must replace it for. */
 export function desiredContainer(s: DispatcherSettings, dataDir: string, imageRef: string, imageIdWanted: string, lab: string) {
   const f = dataFolders(dataDir);
@@ -82,7 +92,7 @@ export function desiredContainer(s: DispatcherSettings, dataDir: string, imageRe
       .map(([k, v]) => `${k}=${v}`),
     ExposedPorts: { "8000/tcp": {} },
     HostConfig: {
-      Binds: [`${f.state}:/var/lib/labrig`, `${f.runs}:/var/lib/labrig/runs`, `${f.config}:/etc/labrig:ro`, `${f.backup}:/var/lib/labrig-backup`],
+      Binds: [`${f.state}:${containerPaths.state}`, `${f.runs}:${containerPaths.runs}`, `${f.config}:${containerPaths.config}:ro`, `${f.backup}:${containerPaths.backup}`],
       PortBindings: { "8000/tcp": [{ HostIp: s.bind, HostPort: String(s.port) }] },
       RestartPolicy: { Name: "unless-stopped" },
       Init: true,
@@ -135,8 +145,7 @@ async function connect(ctx: StepContext): Promise<DockerConnection> {
 }
 
 async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings, pull: boolean): Promise<Facts> {
-  const synology = (await ctx.remote.exec("test -d /volume1 && test -d /usr/syno")).exitCode === 0;
-  const dataDir = s.dataDir ?? (synology ? "/volume1/docker/labrig" : "/srv/labrig");
+  const dataDir = await dispatcherDataDir(ctx.remote, s);
   const dirs = Object.values(dataFolders(dataDir));
   const owners = await ctx.remote.exec(dirs.map((d) => `stat -c '%u:%g' ${shq(d)} 2>/dev/null || echo missing`).join("; "), { sudo: true });
   const foldersOk = owners.stdout.trim().split("\n").every((l) => l.trim() === `${s.uid}:${s.gid}`);

@@ -13,7 +13,8 @@ import { parseInventory, type HostConfig, type Inventory } from "../../provision
 import { SshRemote } from "../../provision/ssh-remote.js";
 import type { StepContext } from "../../provision/step.js";
 import { dispatcherContainerStep, savedDispatcherDir, type DispatcherSettings } from "../../provision/steps/dispatcher-container.js";
-import { dispatcherFirewallStep, hookRule } from "../../provision/steps/dispatcher-firewall.js";
+import { dispatcherFirewallStep } from "../../provision/steps/dispatcher-firewall.js";
+import { hookRule } from "../../provision/steps/docker-user.js";
 import { execa } from "execa";
 import { ensureDispatcherImage } from "../compose/dispatcher-image.js";
 import { createSshKey, createTestNetwork, ensureTestHostImage, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
@@ -167,7 +168,7 @@ describe("dispatcher-firewall step", () => {
     await dispatcherFirewallStep.apply(ctx, (await dispatcherFirewallStep.check(ctx)).changes);
     expect(await probeFromOtherMachine()).toBe("blocked");
     // What a reboot does to the rules: gone.
-    await nas.sh(`iptables -D ${hookRule(8000)} && iptables -F LABRIG-DISPATCHER && iptables -X LABRIG-DISPATCHER`);
+    await nas.sh(`iptables -D ${hookRule({ chain: "LABRIG-DISPATCHER", port: 8000 })} && iptables -F LABRIG-DISPATCHER && iptables -X LABRIG-DISPATCHER`);
     expect(await probeFromOtherMachine()).toBe("200");
     expect((await dispatcherFirewallStep.check(ctx)).changes.map((c) => c.kind)).toEqual(["restart-unit"]);
     await nas.sh("systemctl restart docker");

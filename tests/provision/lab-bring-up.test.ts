@@ -2,14 +2,16 @@
 // GPU-role hosts, one of them reached only through a jump host (its SSH port closed to all else),
 // the other with a sudo that asks for a password. One `labrig provision --host all --ask-sudo-pass`
 // brings the lab up in order: the dispatcher container healthy on the NAS and its tokens read back
-// here, then both agents joined through it with nothing copied by hand. A job submitted with the
-// CLI runs on a GPU host and its log arrives; the NAS's backup timer is active; a second run changes
-// nothing. The bring-up timeline is printed for the report.
+// here, then both agents joined through it with nothing copied by hand, each with a single-use
+// join token made for it. A job submitted with the CLI runs on a GPU host and its log arrives; the
+// NAS's backup timer is active, and its service (what the timer runs) backs the dispatcher up from
+// inside its container, into a snapshot that restores to a sound database holding that job; a
+// second run changes nothing. The bring-up timeline is printed for the report.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device, Job } from "../../core/api.js";
+import type { Device, Job, JoinToken } from "../../core/api.js";
 import { DispatcherClient } from "../../core/client.js";
 import { formatSummary } from "../../provision/command.js";
 import { savedDispatcherDir } from "../../provision/saved-dispatcher.js";
@@ -30,6 +32,7 @@ let args: string[];
 let env: Record<string, string>;
 let first: CliRun;
 let firstWallS: number;
+let firstJobId: string;
 
 beforeAll(async () => {
   lab = await startTestLab();
@@ -39,6 +42,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.stop();
 });
+
+/** The join tokens `labrig provision` made at the NAS's dispatcher, by host. */
+async function joinTokensMade(): Promise<JoinToken[]> {
+  const admin = new DispatcherClient({ url: `http://${nas.ip}:8000`, token: readFileSync(join(savedDispatcherDir("e2e", { LABRIG_HOME: home }), "admin-token"), "utf8").trim() });
+  const { joinTokens } = (await admin.request<{ joinTokens: JoinToken[] }>("GET", "/api/join-tokens")).body;
+  return joinTokens.filter((t) => t.note?.startsWith("labrig provision: ")).sort((a, b) => a.note!.localeCompare(b.note!));
+}
 
 function labrigCli(cliArgs: string[], extraEnv: Record<string, string>) {
   return execa(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", ...cliArgs], { cwd: repoRoot, reject: false, env: { ...env, ...extraEnv } });
@@ -57,10 +67,18 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     const saved = savedDispatcherDir("e2e", { LABRIG_HOME: home });
     const info = JSON.parse(readFileSync(join(saved, "dispatcher.json"), "utf8")) as { url: string };
     expect(info.url).toBe(`http://${nas.ip}:8000`);
-    const joinToken = readFileSync(join(saved, "join-token"), "utf8").trim();
+    const sharedJoinToken = readFileSync(join(saved, "join-token"), "utf8").trim();
+    const hostTokens = new Set<string>();
     for (const gpu of [gpuA, gpuB]) {
-      expect(await gpu.sh("grep -E '^LABRIG_(URL|JOIN_TOKEN)=' /etc/labrig/agent.env")).toBe(`LABRIG_URL=${info.url}\nLABRIG_JOIN_TOKEN=${joinToken}`);
+      expect(await gpu.sh("grep -E '^LABRIG_URL=' /etc/labrig/agent.env")).toBe(`LABRIG_URL=${info.url}`);
+      // Each joined with a single-use join token made for it with the admin token read back, not the shared one.
+      const token = await gpu.sh("sed -n 's/^LABRIG_JOIN_TOKEN=//p' /etc/labrig/agent.env");
+      expect(token).toMatch(/^lrj_/);
+      expect(token).not.toBe(sharedJoinToken);
+      hostTokens.add(token);
     }
+    expect(hostTokens.size).toBe(2);
+    expect((await joinTokensMade()).map((t) => t.note).sort()).toEqual(["labrig provision: gpu-a", "labrig provision: gpu-b"]);
     expect(first.report.next?.some((n) => n.startsWith(`watch the lab: LABRIG_URL=${info.url} LABRIG_TOKEN=$(cat ${join(saved, "admin-token")})`))).toBe(true);
     // gpu-b was reached through the jump host only, and every hop's key is pinned.
     expect(readFileSync(lab.knownHostsFile, "utf8").split("\n").map((l) => l.split(" ")[0]).filter(Boolean).sort()).toEqual([gpuA.ip, gpuB.ip, jump.ip, nas.ip].sort());
@@ -73,6 +91,11 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     const admin = new DispatcherClient({ url: `http://${nas.ip}:8000`, token: readFileSync(join(savedDispatcherDir("e2e", { LABRIG_HOME: home }), "admin-token"), "utf8").trim() });
     const devices = await waitFor("both agents healthy", () => admin.devices(), (ds: Device[]) => ["gpu-a", "gpu-b"].every((h) => ds.find((d) => d.hostId === h)?.status === "healthy"), 120_000, 1000);
     expect(devices.map((d) => d.hostId).sort()).toEqual(["gpu-a", "gpu-b"]);
+    // Each registered with its own join token, which is used up now.
+    expect((await joinTokensMade()).map((t) => [t.note, t.uses, t.usable])).toEqual([
+      ["labrig provision: gpu-a", 1, false],
+      ["labrig provision: gpu-b", 1, false],
+    ]);
   });
 
   it("runs a job submitted with the CLI on a GPU host, and its log arrives", async () => {
@@ -81,6 +104,7 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     const submitted = await labrigCli(["submit", "--gpus", "0", "--name", "first-job", "--json", "--", "sh", "-c", "echo hello from $(hostname)"], target);
     expect(submitted.exitCode, submitted.stderr).toBe(0);
     const id = (JSON.parse(submitted.stdout) as Job).id;
+    firstJobId = id;
     const admin = new DispatcherClient({ url: target.LABRIG_URL, token: target.LABRIG_TOKEN });
     const job = await waitFor("the first job to succeed", () => admin.job(id), (j) => j.state === "succeeded" || j.state === "failed", 120_000, 500);
     expect(job.state).toBe("succeeded");
@@ -89,20 +113,46 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     expect(String(logs.stdout).trim()).toBe(`hello from ${job.hostId}`);
   });
 
-  it("has the NAS's backup timer active with an initialised repository", async () => {
+  /** A command inside the dispatcher container with the repository settings the backup service passes it. */
+  const inDispatcher = (command: string) => `docker exec --env-file /etc/labrig/backup.env labrig-dispatcher ${command}`;
+
+  it("has the NAS's backup timer active, its repository made inside the container, and the password only where the container reads it", async () => {
     expect(await nas.sh("systemctl is-active labrig-backup.timer")).toBe("active");
-    expect(await nas.sh("set -a; . /etc/labrig/backup.env; restic cat config | jq -r .version")).toMatch(/^\d+$/);
+    expect(await nas.sh(`${inDispatcher("restic cat config")} | jq -r .version`)).toMatch(/^\d+$/);
+    // The repository belongs to the container's user; the password is in its config folder (its /etc/labrig), nowhere else.
+    expect(await nas.sh("stat -c '%a %u:%g' /srv/labrig/backup/restic/config /srv/labrig/config/restic-password /etc/labrig/backup.env")).toBe("400 10001:10001\n400 10001:10001\n600 0:0");
+    const password = readFileSync(join(lab.dir, "restic-pass"), "utf8").trim();
+    expect(await nas.sh("cat /srv/labrig/config/restic-password")).toBe(password);
+    expect(await nas.sh("cat /etc/labrig/backup.env /etc/systemd/system/labrig-backup.service; systemctl show labrig-backup.service")).not.toContain(password);
+    expect(await nas.sh("systemctl show -p ExecStart --value labrig-backup.service")).toContain("docker exec --env-file /etc/labrig/backup.env labrig-dispatcher labrig backup --state /var/lib/labrig");
   });
 
-  it("backs the NAS's dispatcher up from inside its container, and a restore of that passes integrity_check", async () => {
-    await nas.sh("install -m 0440 -o 10001 -g 10001 /dev/stdin /srv/labrig/config/restic-password <<'PW'\nin-container restic password\nPW");
-    const repo = ["--repo", "/var/lib/labrig-backup/restic", "--password-file", "/etc/labrig/restic-password"];
-    const backup = await nas.exec(`docker exec labrig-dispatcher labrig backup --state /var/lib/labrig ${repo.join(" ")}`);
-    expect(backup.exitCode, backup.stderr).toBe(0);
-    expect(backup.stdout).toMatch(/database: 1 jobs, .*, integrity ok/);
-    const restore = await nas.exec(`docker exec labrig-dispatcher labrig restore --verify ${repo.join(" ")}`);
-    expect(restore.exitCode, restore.stderr).toBe(0);
-    expect(restore.stdout).toContain("database integrity ok, 1 jobs");
+  it("backs the dispatcher up from inside its container when the timer's service runs, and the latest snapshot restores to a sound database holding the job", async () => {
+    const run = await nas.exec("systemctl start labrig-backup.service");
+    const journal = await nas.sh("journalctl -u labrig-backup.service --no-pager -o cat");
+    expect(run.exitCode, journal).toBe(0);
+    expect(journal).toMatch(/backup OK: snapshot \w+ of lab e2e on nas/);
+    expect(journal).toMatch(/database: 1 jobs, .*, integrity ok/);
+    const snapshots = JSON.parse(await nas.sh(inDispatcher("restic snapshots --json"))) as { hostname: string; tags: string[] }[];
+    expect(snapshots.map((s) => [s.hostname, [...s.tags].sort()])).toEqual([["nas", ["lab:e2e", "labrig"]]]);
+    // Restored with restic itself and read with SQLite, not with labrig's own restore.
+    await nas.sh(inDispatcher("restic restore latest --target /tmp/restored >/dev/null"));
+    const read = `const { DatabaseSync } = require("node:sqlite"); const db = new DatabaseSync("/tmp/restored/.labrig-backup/labrig.db", { readOnly: true }); console.log(JSON.stringify({ integrity: db.prepare("PRAGMA integrity_check").get().integrity_check, jobs: db.prepare("SELECT id, name FROM jobs").all() }));`;
+    const restored = JSON.parse(await nas.sh(`docker exec labrig-dispatcher node -e '${read}'; docker exec labrig-dispatcher rm -rf /tmp/restored`));
+    expect(restored).toEqual({ integrity: "ok", jobs: [{ id: firstJobId, name: "first-job" }] });
+    // The restore drill the README gives.
+    const verify = await nas.exec(inDispatcher("labrig restore --verify"));
+    expect(verify.exitCode, verify.stderr).toBe(0);
+    expect(verify.stdout).toContain("database integrity ok, 1 jobs");
+  });
+
+  it("fails the backup service with what to run when the dispatcher container is not there", async () => {
+    // The NAS's own unit with another container name, so the live dispatcher keeps running.
+    await nas.sh("sed 's/labrig-dispatcher/labrig-gone/g' /etc/systemd/system/labrig-backup.service > /etc/systemd/system/labrig-backup-gone.service && systemctl daemon-reload");
+    const run = await nas.exec("systemctl start labrig-backup-gone.service");
+    const journal = await nas.sh("journalctl -u labrig-backup-gone.service --no-pager -o cat; rm /etc/systemd/system/labrig-backup-gone.service; systemctl daemon-reload");
+    expect(run.exitCode).not.toBe(0);
+    expect(journal).toContain("labrig-backup: the dispatcher container labrig-gone is not running on nas, and the backup runs inside it. Start it with: docker start labrig-gone (on nas), or bring it back from the control machine with: labrig provision --host nas");
   });
 
   it("changes nothing on a second run", async () => {
@@ -113,6 +163,7 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     for (const h of second.report.hosts) {
       for (const s of h.steps) expect(`${h.host} ${s.id} ${s.status}`, JSON.stringify(s)).not.toMatch(/ changed$/);
     }
+    expect(await joinTokensMade(), "no join token made for registered hosts").toHaveLength(2);
     // The bring-up timeline, for the report.
     const line = (run: CliRun, host: string) => run.report.hosts.find((h) => h.host === host)!.steps.map((s) => `${s.id} ${(s.durationMs / 1000).toFixed(1)}s`).join(", ");
     console.log(`${formatSummary(first.report, [])}${first.report.next?.map((n) => `  ${n}`).join("\n")}\n`);

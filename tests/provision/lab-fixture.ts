@@ -66,7 +66,7 @@ hosts:
     address: ${nas.ip}
     roles: [dispatcher]
     dispatcher: {image: ${image}, dataDir: /srv/labrig, healthTimeoutS: 120}
-    backup: {repository: /var/backups/labrig-restic, passwordFile: ${join(dir, "restic-pass")}, paths: [/srv/labrig]}
+    backup: {repository: /srv/labrig/backup/restic, passwordFile: ${join(dir, "restic-pass")}}
   gpu-a: {address: ${gpuA.ip}, roles: [gpu], labels: {gpu: none}}
   gpu-b: {address: ${gpuB.ip}, roles: [gpu], labels: {gpu: none}, proxyJump: ${jump.ip}}
 `,

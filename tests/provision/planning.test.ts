@@ -7,13 +7,15 @@ import { fileStates } from "../../provision/facts/files.js";
 import { parseOsRelease, supportedOs } from "../../provision/facts/os-release.js";
 import { parseUfwState } from "../../provision/facts/ufw.js";
 import { baseStep } from "../../provision/steps/base.js";
-import { parseInventory } from "../../provision/inventory.js";
+import { type HostConfig, loadInventory, parseInventory } from "../../provision/inventory.js";
 import { LocalRemote } from "../../provision/local-remote.js";
 import { planFile } from "../../provision/ops.js";
 import { provision, type ProvisionEvent } from "../../provision/runner.js";
 import type { Step } from "../../provision/step.js";
 import { mergeMissing, withCgroupfsDriver, withLogRotation } from "../../provision/steps/daemon-json.js";
 import { desiredUfwRules, reconcileUfwRules } from "../../provision/steps/firewall.js";
+import { type BackupFacts, backupEnvFile, backupFiles, backupKind, backupServiceFile, backupTimerFile, containerRepository, planBackupTimer } from "../../provision/steps/backup-timer.js";
+import { sha256 } from "../../provision/ops.js";
 
 const dir = mkdtempSync(join(tmpdir(), "labrig-plan-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -132,6 +134,139 @@ describe("files", () => {
     expect(readFileSync(path, "utf8")).toBe("A=1\n");
     expect(planFile((await fileStates(remote, [path])).get(path), want)).toBeUndefined();
     expect(planFile((await fileStates(remote, [path])).get(path), { ...want, content: "A=2\n" })).toMatchObject({ kind: "write-file", reason: "file differs" });
+  });
+
+  it("reads an owner with no name on the host as its number, so a container user's file converges", async () => {
+    const remote = new LocalRemote();
+    const path = join(dir, "restic-password");
+    const want = { path, content: "pw\n", mode: 0o400, owner: "48213", group: "48214" };
+    await remote.writeFile(path, "pw\n", { mode: 0o400, owner: "48213", group: "48214" });
+    expect((await fileStates(remote, [path])).get(path)).toMatchObject({ owner: "48213", group: "48214", mode: "0400" });
+    expect(planFile((await fileStates(remote, [path])).get(path), want)).toBeUndefined();
+  });
+});
+
+describe("backup-timer plan", () => {
+  const lab = parseInventory(
+    `lab: {name: demo}
+defaults:
+  backup: {repository: /srv/labrig/backup/restic, passwordFile: /control/restic-pass}
+hosts:
+  nas: {address: a, roles: [dispatcher]}
+  gpu-a: {address: b, roles: [gpu], backup: {repository: "sftp:backup@nas:/volume1/backups/labrig", passwordFile: /control/restic-pass}}
+`,
+    "i.yaml",
+    {},
+  );
+  const [nas, gpu] = lab.hosts as [HostConfig, HostConfig];
+  const password = "correct horse battery staple";
+  const bare = (container?: string): BackupFacts => ({ files: new Map(), initialised: false, container, timer: { enabled: "not-found", active: "inactive" } });
+  /** Facts of a host where every planned file is already in place, the repository answers and the timer runs. */
+  const converged = (files: ReturnType<typeof backupFiles>, container?: string): BackupFacts => ({
+    files: new Map(files.map((f) => [f.path, { exists: true, mode: `0${f.mode.toString(8)}`, owner: f.owner ?? "root", group: f.group ?? f.owner ?? "root", sha256: sha256(f.content) }])),
+    initialised: true,
+    restic: "0.14.0",
+    container,
+    timer: { enabled: "enabled", active: "active" },
+  });
+  const content = (files: ReturnType<typeof backupFiles>, path: string) => String(files.find((f) => f.path === path)!.content);
+  const execLines = (unit: string) => unit.split("\n").filter((l) => /^Exec/.test(l));
+
+  it("plans every host of the worked example inventory.yaml, the NAS backing up from inside its container", () => {
+    const example = loadInventory(join(import.meta.dirname, "../../inventory.yaml"), {});
+    for (const host of example.hosts) {
+      const kind = backupKind(host, host.backup!, "/srv/labrig");
+      if ("fail" in kind) throw new Error(`${host.name}: ${kind.fail}`);
+      expect(kind.kind, host.name).toBe(host.roles.includes("dispatcher") ? "dispatcher-container" : "host-restic");
+    }
+  });
+
+  it("on a dispatcher host, runs labrig backup inside the dispatcher container, the password in its config folder and off every command line", () => {
+    const kind = backupKind(nas, nas.backup!, "/srv/labrig");
+    expect(kind).toMatchObject({ kind: "dispatcher-container", container: "labrig-dispatcher", repository: "/var/lib/labrig-backup/restic", passwordFile: "/srv/labrig/config/restic-password" });
+    if ("fail" in kind) throw new Error(kind.fail);
+    const files = backupFiles(kind, nas.backup!, password);
+    const changes = planBackupTimer(kind, files, bare("running"));
+    expect(changes.map(describeChange)).toEqual([
+      "write /srv/labrig/config/restic-password (0400 10001:10001) (file missing)",
+      `write ${backupEnvFile} (0600 root:root) (file missing)`,
+      `write ${backupServiceFile} (0644 root:root) (file missing; it runs labrig backup inside container labrig-dispatcher)`,
+      `write ${backupTimerFile} (0644 root:root) (file missing)`,
+      "systemctl daemon-reload (backup units changed)",
+      "restic init inside container labrig-dispatcher (if /var/lib/labrig-backup/restic has no repository; not asked: its settings are new or change)",
+      "enable labrig-backup.timer (is not-found)",
+      "start labrig-backup.timer (is inactive)",
+    ]);
+    const unit = content(files, backupServiceFile);
+    expect(execLines(unit)).toEqual([
+      "ExecStartPre=/bin/sh -c 'docker container inspect --format {{.State.Running}} labrig-dispatcher 2>/dev/null | grep -qx true || { echo \"labrig-backup: the dispatcher container labrig-dispatcher is not running on nas, and the backup runs inside it. Start it with: docker start labrig-dispatcher (on nas), or bring it back from the control machine with: labrig provision --host nas\" >&2; exit 1; }'",
+      "ExecStart=docker exec --env-file /etc/labrig/backup.env labrig-dispatcher labrig backup --state /var/lib/labrig --config /etc/labrig --host nas --keep-daily 7 --keep-weekly 4 --keep-monthly 6",
+    ]);
+    // The env file holds where the container finds the repository and the password, never the password.
+    expect(content(files, backupEnvFile)).toContain("RESTIC_REPOSITORY=/var/lib/labrig-backup/restic\nRESTIC_PASSWORD_FILE=/etc/labrig/restic-password\n");
+    expect(content(files, "/srv/labrig/config/restic-password")).toBe(`${password}\n`);
+    for (const f of files.filter((x) => x.path !== "/srv/labrig/config/restic-password")) expect(String(f.content), f.path).not.toContain(password);
+    expect(changes.some((c) => c.kind === "install-packages"), "the image carries restic; the host needs none").toBe(false);
+    expect(planBackupTimer(kind, files, converged(files, "running"))).toEqual([]);
+  });
+
+  it("on a GPU host, runs restic on the host over its paths and prunes by the same policy", () => {
+    const kind = backupKind(gpu, gpu.backup!);
+    expect(kind).toEqual({ kind: "host-restic", repository: "sftp:backup@nas:/volume1/backups/labrig", paths: ["/var/lib/labrig"] });
+    if ("fail" in kind) throw new Error(kind.fail);
+    const files = backupFiles(kind, gpu.backup!, password);
+    expect(planBackupTimer(kind, files, bare()).map(describeChange)).toEqual([
+      "install restic (not installed)",
+      `write /etc/labrig/restic-password (0600 root:root) (file missing)`,
+      `write ${backupEnvFile} (0600 root:root) (file missing)`,
+      `write ${backupServiceFile} (0644 root:root) (file missing; it runs restic over /var/lib/labrig)`,
+      `write ${backupTimerFile} (0644 root:root) (file missing)`,
+      "systemctl daemon-reload (backup units changed)",
+      "restic init (if sftp:backup@nas:/volume1/backups/labrig has no repository; not asked: its settings are new or change)",
+      "enable labrig-backup.timer (is not-found)",
+      "start labrig-backup.timer (is inactive)",
+    ]);
+    expect(execLines(content(files, backupServiceFile))).toEqual([
+      "ExecStart=/usr/bin/restic backup --tag labrig /var/lib/labrig",
+      "ExecStartPost=/usr/bin/restic forget --tag labrig --keep-daily 7 --keep-weekly 4 --keep-monthly 6 --prune",
+    ]);
+    expect(content(files, backupEnvFile)).toBe(`RESTIC_REPOSITORY=sftp:backup@nas:/volume1/backups/labrig\nRESTIC_PASSWORD_FILE=/etc/labrig/restic-password\n`);
+    expect(planBackupTimer(kind, files, converged(files))).toEqual([]);
+  });
+
+  it("plans the repository's creation for later when the dispatcher container is not up yet, naming it", () => {
+    const kind = backupKind(nas, nas.backup!, "/srv/labrig");
+    if ("fail" in kind) throw new Error(kind.fail);
+    const files = backupFiles(kind, nas.backup!, password);
+    const facts = { ...converged(files, "missing"), initialised: false };
+    expect(planBackupTimer(kind, files, facts).map(describeChange)).toEqual([
+      "restic init inside container labrig-dispatcher (if /var/lib/labrig-backup/restic has no repository; not asked: container labrig-dispatcher is missing now, the dispatcher-container step starts it)",
+    ]);
+  });
+
+  it("maps a repository under the dispatcher's backup folder into the container, and refuses one the container cannot reach", () => {
+    expect(containerRepository("/srv/labrig/backup/restic", "/srv/labrig")).toEqual({ repository: "/var/lib/labrig-backup/restic" });
+    expect(containerRepository("local:/volume1/docker/labrig/backup/", "/volume1/docker/labrig")).toEqual({ repository: "/var/lib/labrig-backup" });
+    expect(containerRepository("rest:https://backup.lab:8000/labrig", "/srv/labrig")).toEqual({ repository: "rest:https://backup.lab:8000/labrig" });
+    expect(containerRepository("/srv/labrig/backupx", "/srv/labrig")).toMatchObject({ fail: expect.stringContaining("/srv/labrig/backupx is a folder the dispatcher container does not see") });
+    const outside = containerRepository("/var/backups/labrig-restic", "/srv/labrig");
+    expect("fail" in outside && outside.fail).toMatch(/use a folder under \/srv\/labrig\/backup \(the container's \/var\/lib\/labrig-backup\), e\.g\. \/srv\/labrig\/backup\/restic, or a rest: s3: /);
+    const sftp = containerRepository("sftp:backup@nas:/volume1/backups/labrig", "/srv/labrig");
+    expect("fail" in sftp && sftp.fail).toContain("restic's sftp backend runs ssh, with a key");
+  });
+
+  it("follows the inventory's container name, user and data folder", () => {
+    const inv = parseInventory(
+      "hosts:\n  nas: {address: a, roles: [dispatcher], dispatcher: {containerName: q, uid: 1026, gid: 100, dataDir: /volume1/lab}, backup: {repository: /volume1/lab/backup/r, passwordFile: /p}}\n",
+      "i.yaml",
+      {},
+    );
+    const host = inv.hosts[0]!;
+    const kind = backupKind(host, host.backup!, "/volume1/lab");
+    if ("fail" in kind) throw new Error(kind.fail);
+    const files = backupFiles(kind, host.backup!, password);
+    expect(files[0]).toMatchObject({ path: "/volume1/lab/config/restic-password", owner: "1026", group: "100", mode: 0o400 });
+    expect(content(files, backupServiceFile)).toContain("ExecStart=docker exec --env-file /etc/labrig/backup.env q labrig backup --state /var/lib/labrig --config /etc/labrig --host nas ");
   });
 });
 
