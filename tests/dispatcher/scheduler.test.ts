@@ -1,6 +1,24 @@
 import { describe, expect, it } from "vitest";
 import type { Constraints } from "../../core/api.js";
-import { AGING_STEP_MS, effectiveRank, gpuMatches, hostMatches, scheduleJobs, type Assignment, type SchedDevice, type SchedJob } from "../../dispatcher/scheduler.js";
+import {
+  AGING_STEP_MS,
+  DEFAULT_MAX_REASONS,
+  HELD_GPU_HOURS,
+  NO_OWNER,
+  effectiveRank,
+  fairShareKey,
+  gpuMatches,
+  hostMatches,
+  neverFits,
+  scheduleJobs,
+  scheduleQueue,
+  type Assignment,
+  type ScheduleDecision,
+  type ScheduleInput,
+  type SchedDevice,
+  type SchedJob,
+  type WaitReason,
+} from "../../dispatcher/scheduler.js";
 
 const T0 = 1_700_000_000_000;
 const A100 = "NVIDIA A100-SXM4-80GB";
@@ -258,69 +276,444 @@ describe("scheduleJobs", () => {
   it("decides as the rules read, done naively, on many random labs", () => {
     const rnd = seeded(7);
     for (let lab = 0; lab < 400; lab++) {
-      const { queue, devices } = randomLab(rnd);
-      const got = scheduleJobs(queue, devices, T0);
-      expect(got, `lab ${lab}`).toEqual(naiveSchedule(queue, devices, T0));
-      expectValid(got, queue, devices);
+      const input = randomLab(rnd);
+      const got = scheduleQueue(input);
+      expect(got, `lab ${lab}`).toEqual(naiveDecide(input));
+      expectValid(got.assignments, input);
+      expect(scheduleJobs(input.queue, input.devices, input.nowMs), `lab ${lab}`).toEqual(naiveDecide({ queue: input.queue, devices: input.devices, nowMs: input.nowMs }).assignments);
     }
   });
 
   it("decides as the naive rules do on a lab of a few hundred hosts and thousands of jobs", () => {
     const rnd = seeded(11);
-    const { queue, devices } = randomLab(rnd, { hosts: 300, jobs: 3000 });
-    const got = scheduleJobs(queue, devices, T0);
-    expect(got.length).toBeGreaterThan(100);
-    expect(got).toEqual(naiveSchedule(queue, devices, T0));
+    const input = randomLab(rnd, { hosts: 300, jobs: 3000 });
+    const got = scheduleQueue(input);
+    expect(got.assignments.length).toBeGreaterThan(100);
+    expect(got).toEqual(naiveDecide(input));
+    expectValid(got.assignments, input);
+  });
+
+  it("decides as the naive rules do once every reason is given and GPUs run out, on many busy labs", () => {
+    // Few reasons and long queues: the walk's shortcuts (accounts at a limit, GPU-less jobs only
+    // once nothing is free) take over early.
+    const rnd = seeded(23);
+    for (let lab = 0; lab < 100; lab++) {
+      const input = { ...randomLab(rnd, { hosts: 12, jobs: 300 }), maxReasons: Math.floor(rnd() * 4) };
+      expect(scheduleQueue(input), `lab ${lab}`).toEqual(naiveDecide(input));
+    }
+  });
+});
+
+describe("CPU and memory", () => {
+  const cpuHost = (hostId: string, cpus: number, opts: { used?: number; memoryMiB?: number; usedMemoryMiB?: number } = {}): SchedDevice => ({
+    ...host(hostId, 0),
+    cpus,
+    usedCpus: opts.used ?? 0,
+    memoryMiB: opts.memoryMiB ?? 65536,
+    usedMemoryMiB: opts.usedMemoryMiB ?? 0,
+  });
+
+  it("shares eight CPU-only jobs between two GPU-less hosts by free cores", () => {
+    const jobs = Array.from({ length: 8 }, () => job(0, { cpus: 4 }));
+    const out = scheduleJobs(jobs, [cpuHost("a", 16), cpuHost("b", 16)], T0);
+    expect(out.map((a) => a.hostId)).toEqual(["a", "b", "a", "b", "a", "b", "a", "b"]);
+    // A host with more cores free takes jobs until it has no more free than the other.
+    const uneven = scheduleJobs(jobs, [cpuHost("a", 16), cpuHost("b", 32, { used: 8 })], T0);
+    expect(uneven.map((a) => a.hostId)).toEqual(["b", "b", "a", "b", "a", "b", "a", "b"]);
+  });
+
+  it("gives a GPU-less job the host with most free CPU, then most free memory, then the lowest hostId", () => {
+    const devices = [cpuHost("a", 8), cpuHost("b", 8, { memoryMiB: 131072 }), cpuHost("c", 4, { memoryMiB: 1 << 20 })];
+    expect(scheduleJobs([job(0, { cpus: 1 })], devices, T0)[0]!.hostId).toBe("b");
+    expect(scheduleJobs([job(0, { cpus: 1 })], [cpuHost("b", 8), cpuHost("a", 8)], T0)[0]!.hostId).toBe("a");
+  });
+
+  it("never oversubscribes cores or memory, and places nothing that does not fit what is left", () => {
+    const jobs = [job(0, { cpus: 6 }), job(0, { cpus: 6 }), job(0, { cpus: 2 })];
+    // 11 cores free: the first job takes 6, the second does not fit in the 5 left, the third does.
+    expect(scheduleJobs(jobs, [cpuHost("a", 16, { used: 5 })], T0).map((a) => a.jobId)).toEqual([jobs[0]!.id, jobs[2]!.id]);
+    const memoryJobs = [job(0, { memoryMiB: 40_000 }), job(0, { memoryMiB: 30_000 }), job(0, { memoryMiB: 20_000 })];
+    expect(scheduleJobs(memoryJobs, [cpuHost("a", 16, { memoryMiB: 65_536 })], T0).map((a) => a.jobId)).toEqual([memoryJobs[0]!.id, memoryJobs[2]!.id]);
+    const gpuJobs = [job(1, { cpus: 8 }), job(1, { cpus: 8 }), job(1, { cpus: 8 })];
+    const gpuHost: SchedDevice = { ...host("g", 4), cpus: 16, usedCpus: 0 };
+    expect(scheduleJobs(gpuJobs, [gpuHost], T0)).toHaveLength(2);
+  });
+
+  it("makes a memory-hungry job wait for a host with room, and runs it there once there is", () => {
+    const hungry = job(1, { memoryMiB: 200_000 });
+    const small = job(1, { memoryMiB: 1000 });
+    const roomy: SchedDevice = { ...host("roomy", 2, { busy: [0, 1] }), memoryMiB: 512_000, usedMemoryMiB: 400_000 };
+    const tight: SchedDevice = { ...host("tight", 4), memoryMiB: 128_000 };
+    const now = scheduleQueue({ queue: [hungry, small], devices: [roomy, tight], nowMs: T0 });
+    // It fits no host now; "roomy" would hold it once its jobs end, so it holds "roomy".
+    expect(now.assignments).toEqual([{ jobId: small.id, hostId: "tight", gpuIndices: [0] }]);
+    expect(now.reservation).toEqual({ jobId: hungry.id, hostId: "roomy" });
+    expect(now.waiting[hungry.id]).toEqual({ kind: "reserving", hostId: "roomy" });
+    const later = scheduleJobs([hungry, small], [{ ...roomy, gpus: host("roomy", 2).gpus, usedMemoryMiB: 0 }, tight], T0);
+    expect(later[0]).toEqual({ jobId: hungry.id, hostId: "roomy", gpuIndices: [0] });
+  });
+
+  it("says memory is what is short when GPUs and cores are free", () => {
+    const blocker = job(1, { id: "a-blocker", createdAtMs: T0 - 100, constraints: { hostId: "other" } });
+    const hungry = job(1, { id: "b-hungry", memoryMiB: 100_000 });
+    const d: SchedDevice = { ...host("h", 2), memoryMiB: 256_000, usedMemoryMiB: 200_000, cpus: 32 };
+    const other: SchedDevice = { ...host("other", 1, { busy: [0] }) };
+    const out = scheduleQueue({ queue: [blocker, hungry], devices: [d, other], nowMs: T0 });
+    // The blocker reserves "other"; the hungry job would fit "h" once its jobs end.
+    expect(out.reservation).toEqual({ jobId: blocker.id, hostId: "other" });
+    expect(out.waiting[hungry.id]).toEqual({ kind: "no-fit-now", largestFreeBlock: 2, short: "memory" });
+  });
+
+  it("does not limit hosts that report no CPU or memory figure (older agents)", () => {
+    const old = host("old", 2);
+    const unknown: SchedDevice = { ...host("unknown", 2), cpus: Infinity, memoryMiB: Number.NaN };
+    for (const d of [old, unknown]) {
+      expect(scheduleJobs([job(1, { cpus: 512, memoryMiB: 10_000_000 }), job(0, { cpus: 512 })], [d], T0)).toHaveLength(2);
+      expect(neverFits(job(1, { cpus: 512, memoryMiB: 10_000_000 }), [d])).toBeNull();
+    }
+  });
+
+  it("reserves a host whose GPUs are free but whose cores are taken, and lets no GPU-less job take them", () => {
+    const big = job(2, { cpus: 32, createdAtMs: T0 - 10_000 });
+    const cpuJob = job(0, { cpus: 4 });
+    const gpuHost: SchedDevice = { ...host("g", 4, { busy: [0] }), cpus: 48, usedCpus: 24 };
+    const out = scheduleQueue({ queue: [big, cpuJob, job(1, { cpus: 1 })], devices: [gpuHost], nowMs: T0 });
+    expect(out.reservation).toEqual({ jobId: big.id, hostId: "g" });
+    expect(out.assignments).toEqual([]);
+    expect(out.waiting[cpuJob.id]).toEqual({ kind: "reserved-for", jobId: big.id, hostId: "g" });
+    // A GPU-less job that asks for nothing the host limits may still run there.
+    const free = job(0);
+    expect(scheduleJobs([big, free], [gpuHost], T0)).toEqual([{ jobId: free.id, hostId: "g", gpuIndices: [] }]);
+    // Once the running jobs' cores are back, the big job starts.
+    expect(scheduleJobs([big, cpuJob], [{ ...gpuHost, usedCpus: 0 }], T0)[0]).toEqual({ jobId: big.id, hostId: "g", gpuIndices: [1, 2] });
+  });
+});
+
+describe("fair share", () => {
+  it("splits free GPUs between people within one decision", () => {
+    const alice = Array.from({ length: 20 }, () => job(1, { owner: "alice" }));
+    const bob = [job(1, { owner: "bob" }), job(1, { owner: "bob" })];
+    const out = scheduleQueue({ queue: [...alice, ...bob], devices: [host("a", 2)], nowMs: T0 + 100 });
+    expect(out.assignments.map((a) => a.jobId)).toEqual([alice[0]!.id, bob[0]!.id]);
+  });
+
+  it("starts both of bob's 2 jobs on the first two GPUs to free, though alice queued 20 before him", () => {
+    // A lab of 2 GPUs. Alice's jobs run 60 and 90 minutes in turn, bob's 60; usage is the
+    // GPU-hours of finished jobs (no decay over a few hours), held GPUs what runs.
+    const MIN = 60_000;
+    const jobs = [
+      ...Array.from({ length: 20 }, (_, i) => job(1, { id: `alice-${String(i).padStart(2, "0")}`, owner: "alice", createdAtMs: T0 + i })),
+      ...[0, 1].map((i) => job(1, { id: `bob-${i}`, owner: "bob", createdAtMs: T0 + MIN + i })),
+    ];
+    const duration = (id: string) => (id.startsWith("bob") ? 60 : Number(id.slice(6)) % 2 === 0 ? 60 : 90) * MIN;
+    let queued = jobs.filter((j) => j.owner === "alice");
+    const running: { id: string; owner: string; gpu: number; endMs: number }[] = [];
+    const usage: Record<string, number> = {};
+    const started: string[] = [];
+    const decide = (nowMs: number) => {
+      const busy = running.map((r) => r.gpu);
+      const runningGpusByOwner: Record<string, number> = {};
+      for (const r of running) runningGpusByOwner[r.owner] = (runningGpusByOwner[r.owner] ?? 0) + 1;
+      const out = scheduleQueue({ queue: queued, devices: [host("a", 2, { busy })], nowMs, usage, runningGpusByOwner });
+      for (const a of out.assignments) {
+        const j = queued.find((q) => q.id === a.jobId)!;
+        running.push({ id: j.id, owner: j.owner!, gpu: a.gpuIndices[0]!, endMs: nowMs + duration(j.id) });
+        started.push(j.id);
+      }
+      queued = queued.filter((q) => !out.assignments.some((a) => a.jobId === q.id));
+    };
+    decide(T0 + 10);
+    expect(started).toEqual(["alice-00", "alice-01"]);
+    queued.push(...jobs.filter((j) => j.owner === "bob"));
+    decide(T0 + MIN + 10); // bob's submit: nothing is free
+    for (let end = 0; end < 4; end++) {
+      running.sort((a, b) => a.endMs - b.endMs);
+      const done = running.shift()!;
+      usage[done.owner] = (usage[done.owner] ?? 0) + duration(done.id) / (60 * MIN);
+      decide(done.endMs);
+    }
+    expect(started.slice(2, 4)).toEqual(["bob-0", "bob-1"]);
+    expect(started.slice(4)).toEqual(["alice-02", "alice-03"]);
+  });
+
+  it("puts a person with no recent use before the 150th job of someone with recent use at the same priority", () => {
+    const dave = Array.from({ length: 150 }, (_, i) => job(1, { owner: "dave", createdAtMs: T0 - 10_000 + i }));
+    const carol = job(1, { owner: "carol", createdAtMs: T0 });
+    const out = scheduleQueue({ queue: [...dave, carol], devices: [host("a", 1)], nowMs: T0, usage: { dave: 10 } });
+    expect(out.assignments.map((a) => a.jobId)).toEqual([carol.id]);
+    // Neither has recent use: dave's oldest goes first, then carol, then dave again.
+    const even = scheduleQueue({ queue: [...dave, carol], devices: [host("a", 3)], nowMs: T0 });
+    expect(even.assignments.map((a) => a.jobId)).toEqual([dave[0]!.id, carol.id, dave[1]!.id]);
+  });
+
+  it("ranks priority above fair share, and fair share above age", () => {
+    const heavyUrgent = job(1, { owner: "heavy", priority: "urgent" });
+    const light = job(1, { owner: "light", createdAtMs: T0 });
+    const heavyOld = job(1, { owner: "heavy", createdAtMs: T0 - 1000 });
+    const out = scheduleQueue({ queue: [heavyOld, light, heavyUrgent], devices: [host("a", 2)], nowMs: T0, usage: { heavy: 500 } });
+    expect(out.assignments.map((a) => a.jobId)).toEqual([heavyUrgent.id, light.id]);
+  });
+
+  it("divides usage by share, counts held GPUs only through their hours, and gives jobs without an owner one account", () => {
+    const a = job(1, { owner: "a" });
+    const b = job(1, { owner: "b" });
+    const devices = [host("h", 1)];
+    // a used twice as much, but has twice the share: tie, so the older job (a's) goes first.
+    expect(scheduleQueue({ queue: [a, b], devices, nowMs: T0, usage: { a: 20, b: 10 }, shares: { a: 2 } }).assignments[0]!.jobId).toBe(a.id);
+    expect(scheduleQueue({ queue: [a, b], devices, nowMs: T0, usage: { a: 20, b: 10 } }).assignments[0]!.jobId).toBe(b.id);
+    // GPUs held now count through the hours they have run, which the caller puts in usage: held
+    // GPUs alone move nothing (limits aside), so the older job goes first.
+    expect(scheduleQueue({ queue: [a, b], devices, nowMs: T0, runningGpusByOwner: { a: 3 } }).assignments[0]!.jobId).toBe(a.id);
+    const nobody = job(1, { owner: null });
+    expect(scheduleQueue({ queue: [nobody, b], devices, nowMs: T0, usage: { [NO_OWNER]: 50 } }).assignments[0]!.jobId).toBe(b.id);
+    // A share that is not a positive number counts as 1; "constructor" is a name like any other.
+    const c = job(1, { owner: "constructor" });
+    expect(scheduleQueue({ queue: [c, b], devices, nowMs: T0, shares: { constructor: 0 }, usage: { b: 1 } }).assignments[0]!.jobId).toBe(c.id);
+  });
+
+  it("breaks a tie of key and age between people by job id", () => {
+    const b = job(1, { id: "b", owner: "ann", createdAtMs: T0 });
+    const a = job(1, { id: "a", owner: "bob", createdAtMs: T0 });
+    expect(scheduleQueue({ queue: [b, a], devices: [host("h", 1)], nowMs: T0 }).assignments.map((x) => x.jobId)).toEqual(["a"]);
+  });
+
+  it("computes the key as the header states it", () => {
+    expect(fairShareKey(10, 2, 2)).toBe((10 + 2 * HELD_GPU_HOURS) / 2);
+  });
+});
+
+describe("owner limits", () => {
+  it("holds an owner to maxGpusPerOwner, per owner or by default, counting what they hold now", () => {
+    const jobs = [job(2, { owner: "a" }), job(2, { owner: "a" }), job(1, { owner: "a" }), job(1, { owner: "b" }), job(4, { owner: "b" })];
+    const limits = { maxGpusPerOwner: { default: 3, owners: { b: 8 } } };
+    const out = scheduleQueue({ queue: jobs, devices: [host("h", 8)], nowMs: T0, limits, runningGpusByOwner: { b: 3 } });
+    expect(out.assignments.map((a) => a.jobId).sort()).toEqual([jobs[0]!.id, jobs[2]!.id, jobs[3]!.id, jobs[4]!.id].sort());
+    expect(out.waiting[jobs[1]!.id]).toEqual({ kind: "owner-limit", owner: "a", limit: "gpus", max: 3, holding: 2 });
+  });
+
+  it("holds an owner to maxRunningJobsPerOwner, GPU-less jobs included", () => {
+    const jobs = [job(0, { owner: "a" }), job(1, { owner: "a" }), job(0, { owner: "a" }), job(1, { owner: "b" })];
+    const out = scheduleQueue({ queue: jobs, devices: [host("h", 4)], nowMs: T0, limits: { maxRunningJobsPerOwner: { default: 2 } }, runningJobsByOwner: { a: 1 } });
+    expect(out.assignments.map((a) => a.jobId)).toEqual([jobs[0]!.id, jobs[3]!.id]);
+    expect(out.waiting[jobs[1]!.id]).toEqual({ kind: "owner-limit", owner: "a", limit: "jobs", max: 2, holding: 2 });
+  });
+
+  it("lets a job skipped for its owner's limit reserve nothing and block nobody", () => {
+    const big = job(4, { owner: "a", createdAtMs: T0 - 10_000 });
+    const small = job(1, { owner: "b" });
+    const out = scheduleQueue({ queue: [big, small], devices: [host("h", 4, { busy: [0] })], nowMs: T0, limits: { maxGpusPerOwner: { default: 2 } } });
+    expect(out.reservation).toBeNull();
+    expect(out.assignments).toEqual([{ jobId: small.id, hostId: "h", gpuIndices: [1] }]);
+  });
+});
+
+describe("wait reasons", () => {
+  it("names never-fits, no-schedulable-host, reserving, reserved-for and no-fit-now", () => {
+    const devices = [host("a", 4, { busy: [0, 1] }), host("b", 2, { busy: [0] }), host("d", 8, { schedulable: false, name: "NVIDIA H100 80GB HBM3" })];
+    const huge = job(16);
+    const h100 = job(1, { constraints: { gpuName: "h100" } });
+    const big = job(4);
+    const two = job(2);
+    const alsoBig = job(4, { constraints: { hostId: "b" } });
+    const out = scheduleQueue({ queue: [huge, h100, big, two, alsoBig, job(1)], devices, nowMs: T0 });
+    expect(out.waiting[huge.id]).toEqual({ kind: "never-fits", why: "needs 16 GPUs; the most any host has is 8" });
+    expect(out.waiting[h100.id]).toEqual({ kind: "no-schedulable-host" });
+    expect(out.waiting[big.id]).toEqual({ kind: "reserving", hostId: "a" });
+    expect(out.waiting[two.id]).toEqual({ kind: "reserved-for", jobId: big.id, hostId: "a" });
+    expect(out.waiting[alsoBig.id]).toEqual({ kind: "never-fits", why: 'needs 4 GPUs; the most host "b" has is 2' });
+    expect(out.assignments).toEqual([{ jobId: expect.any(String), hostId: "b", gpuIndices: [1] }]);
+    // "Needs 4 GPUs; the largest free block is 2": the 8-GPU job holds the full host.
+    const eight = job(8, { priority: "high" });
+    const four = job(4);
+    const blocked = scheduleQueue({ queue: [eight, four], devices: [host("a", 4, { busy: [0, 1] }), host("b", 8, { busy: [0, 1, 2, 3, 4, 5, 6, 7] })], nowMs: T0 });
+    expect(blocked.waiting).toEqual({ [eight.id]: { kind: "reserving", hostId: "b" }, [four.id]: { kind: "no-fit-now", largestFreeBlock: 2, short: "gpus" } });
+  });
+
+  it("says a job is behind another person's jobs when fair share put them first", () => {
+    const alice = [job(1, { owner: "alice", createdAtMs: T0 - 1000 }), job(1, { owner: "alice", createdAtMs: T0 - 900 })];
+    const bob = [0, 1, 2].map((i) => job(1, { owner: "bob", createdAtMs: T0 - 500 + i }));
+    const out = scheduleQueue({ queue: [...alice, ...bob], devices: [host("a", 1, { busy: [0] })], nowMs: T0, usage: { alice: 100 } });
+    expect(out.waiting[bob[0]!.id]).toEqual({ kind: "reserving", hostId: "a" });
+    expect(out.waiting[bob[1]!.id]).toEqual({ kind: "no-fit-now", largestFreeBlock: 0, short: "gpus" });
+    expect(out.waiting[alice[0]!.id]).toEqual({ kind: "fair-share", behind: "bob", jobs: 3 });
+    expect(out.waiting[alice[1]!.id]).toEqual({ kind: "fair-share", behind: "bob", jobs: 3 });
+  });
+
+  it("describes what was free at each job's turn", () => {
+    const devices = [{ ...host("a", 4), cpus: 8 }, host("b", 8, { busy: [0, 1, 2, 3, 4, 5, 6, 7] })];
+    const eight = job(8);
+    const first = job(2, { cpus: 16 });
+    const three = job(3, { cpus: 1 });
+    const second = job(2, { cpus: 16 });
+    const out = scheduleQueue({ queue: [eight, first, three, second], devices, nowMs: T0 });
+    expect(out.assignments).toEqual([{ jobId: three.id, hostId: "a", gpuIndices: [0, 1, 2] }]);
+    expect(out.waiting[first.id]).toEqual({ kind: "no-fit-now", largestFreeBlock: 4, short: "cpus" });
+    expect(out.waiting[second.id]).toEqual({ kind: "no-fit-now", largestFreeBlock: 1, short: "gpus" });
+  });
+
+  it("gives reasons only to the first maxReasons waiting jobs, in rank order", () => {
+    const jobs = Array.from({ length: 10 }, () => job(1));
+    const out = scheduleQueue({ queue: jobs, devices: [host("a", 2)], nowMs: T0, maxReasons: 3 });
+    expect(Object.keys(out.waiting)).toEqual(jobs.slice(2, 5).map((j) => j.id));
+    expect(Object.keys(scheduleQueue({ queue: jobs, devices: [host("a", 2)], nowMs: T0 }).waiting)).toHaveLength(8);
+    expect(DEFAULT_MAX_REASONS).toBe(200);
+  });
+});
+
+describe("neverFits", () => {
+  const devices = [host("a", 8, { labels: { room: "1" } }), { ...host("b", 4, { name: RTX, mem: 24564, labels: { room: "2" } }), cpus: 32, memoryMiB: 131072 }, host("c", 2, { schedulable: false })];
+
+  it("passes a job some host could hold, draining hosts included", () => {
+    expect(neverFits(job(8), devices)).toBeNull();
+    expect(neverFits(job(2, { constraints: { hostId: "c" } }), devices)).toBeNull();
+    expect(neverFits(job(0, { cpus: 32 }), devices)).toBeNull();
+  });
+
+  it("says what no host has", () => {
+    expect(neverFits(job(1), [])).toBe("no host is registered yet");
+    expect(neverFits(job(1, { constraints: { hostId: "z" } }), devices)).toBe('no host is called "z"');
+    expect(neverFits(job(1, { constraints: { labels: { room: "3" } } }), devices)).toBe("no host has the label room=3");
+    expect(neverFits(job(1, { constraints: { labels: { room: "1", fast: "yes" } } }), devices)).toBe("no host has all the labels room=1, fast=yes");
+    expect(neverFits(job(1, { constraints: { hostId: "a", labels: { room: "2" } } }), devices)).toBe('host "a" does not have the label room=2');
+    expect(neverFits(job(9), devices)).toBe("needs 9 GPUs; the most any host has is 8");
+    expect(neverFits(job(5, { constraints: { gpuName: "rtx" } }), devices)).toBe('needs 5 GPUs named like "rtx"; the most any host has is 4');
+    expect(neverFits(job(1, { constraints: { gpuName: "rtx", minMemoryMiB: 40000 } }), devices)).toBe('needs 1 GPU named like "rtx" and with at least 40000 MiB; the most any host has is 0');
+    expect(neverFits(job(1, { cpus: 64, constraints: { labels: { room: "2" } } }), devices)).toBe("needs 64 CPUs; the most a host with its GPUs has is 32");
+    expect(neverFits(job(0, { memoryMiB: 262144, constraints: { hostId: "b" } }), devices)).toBe('needs 256 GiB of memory; the most host "b" has is 128 GiB');
   });
 });
 
 // ---- the rules written the plain way, for comparison ----
 
 /**
- * The scheduler's documented rules without any of its speed-ups: every job looks at every host.
+ * The scheduler's documented rules without any of its speed-ups: the next job is picked from the
+ * whole remaining queue with the accounts' keys as they stand, and every job looks at every host.
  */
-function naiveSchedule(queue: SchedJob[], devices: SchedDevice[], nowMs: number): Assignment[] {
-  const ranked = [...queue].sort((a, b) => effectiveRank(b, nowMs) - effectiveRank(a, nowMs) || a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+function naiveDecide(input: ScheduleInput): ScheduleDecision {
+  const { queue, devices, nowMs, limits } = input;
+  const maxReasons = input.maxReasons ?? DEFAULT_MAX_REASONS;
+  const own = (r: Record<string, number> | undefined, k: string) => (r && Object.hasOwn(r, k) ? r[k] : undefined);
+  const accountOf = (j: SchedJob) => j.owner ?? NO_OWNER;
+  const ask = (x: number | undefined) => (x !== undefined && x > 0 ? x : 0);
+  const total = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? Infinity : x);
   const hosts = devices
     .filter((d) => d.schedulable)
     .sort((a, b) => (a.hostId < b.hostId ? -1 : 1))
-    .map((d) => ({ d, free: d.gpus.filter((g) => g.free && !g.foreign).sort((a, b) => a.index - b.index) }));
-  let reserved: string | undefined;
-  let reservationMade = false;
-  const out: Assignment[] = [];
-  for (const j of ranked) {
+    .map((d) => ({
+      d,
+      free: d.gpus.filter((g) => g.free && !g.foreign).sort((a, b) => a.index - b.index),
+      cpus: Math.max(0, total(d.cpus) - (d.usedCpus ?? 0)),
+      memory: Math.max(0, total(d.memoryMiB) - (d.usedMemoryMiB ?? 0)),
+    }));
+  type Host = (typeof hosts)[number];
+  const heldGpus = new Map<string, number>();
+  const heldJobs = new Map<string, number>();
+  const usageOf = (a: string) => {
+    const u = own(input.usage, a);
+    return u !== undefined && u > 0 ? u : 0;
+  };
+  const shareOf = (a: string) => {
+    const s = own(input.shares, a);
+    return s !== undefined && s > 0 && s !== Infinity ? s : 1;
+  };
+  const gpusHeld = (a: string) => heldGpus.get(a) ?? own(input.runningGpusByOwner, a) ?? 0;
+  const jobsHeld = (a: string) => heldJobs.get(a) ?? own(input.runningJobsByOwner, a) ?? 0;
+  const keyOf = (a: string) => fairShareKey(usageOf(a), gpusHeld(a) - (own(input.runningGpusByOwner, a) ?? 0), shareOf(a));
+  const limitOf = (l: { default?: number; owners?: Record<string, number> } | undefined, a: string) => own(l?.owners, a) ?? l?.default ?? Infinity;
+  const older = (x: SchedJob, y: SchedJob) => x.createdAtMs < y.createdAtMs || (x.createdAtMs === y.createdAtMs && x.id < y.id);
+
+  let reserved: Host | undefined;
+  let reservation: ScheduleDecision["reservation"] = null;
+  const assignments: Assignment[] = [];
+  const waiting: Record<string, WaitReason> = {};
+  let reasonsGiven = 0;
+  const considered: SchedJob[] = [];
+  const remaining = [...queue];
+  while (remaining.length > 0) {
+    let best = 0;
+    for (let i = 1; i < remaining.length; i++) {
+      const x = remaining[i]!;
+      const y = remaining[best]!;
+      const rx = effectiveRank(x, nowMs);
+      const ry = effectiveRank(y, nowMs);
+      if (rx !== ry ? rx > ry : keyOf(accountOf(x)) !== keyOf(accountOf(y)) ? keyOf(accountOf(x)) < keyOf(accountOf(y)) : older(x, y)) best = i;
+    }
+    const j = remaining.splice(best, 1)[0]!;
+    const reason = (r: () => WaitReason) => {
+      if (reasonsGiven++ < maxReasons) waiting[j.id] = r();
+    };
+    const a = accountOf(j);
     const c = j.constraints;
-    if (j.gpus === 0) {
-      const h = hosts.find((x) => hostMatches(x.d, c));
-      if (h) out.push({ jobId: j.id, hostId: h.d.hostId, gpuIndices: [] });
+    const [g, cpus, memory] = [j.gpus, ask(j.cpus), ask(j.memoryMiB)];
+    const matchingFree = (h: Host) => h.free.filter((x) => gpuMatches(x, c));
+    const fitsNow = (h: Host) => hostMatches(h.d, c) && matchingFree(h).length >= g && h.cpus >= cpus && h.memory >= memory;
+    const fitsEmpty = (h: Host) => hostMatches(h.d, c) && h.d.gpus.filter((x) => gpuMatches(x, c)).length >= g && total(h.d.cpus) >= cpus && total(h.d.memoryMiB) >= memory;
+    const mayUse = (h: Host) => h !== reserved || (g === 0 && (cpus === 0 || total(h.d.cpus) === Infinity) && (memory === 0 || total(h.d.memoryMiB) === Infinity));
+    const rank = effectiveRank(j, nowMs);
+    const before = [...considered];
+    considered.push(j);
+
+    const overGpus = g > 0 && gpusHeld(a) + g > limitOf(limits?.maxGpusPerOwner, a);
+    if (overGpus || jobsHeld(a) + 1 > limitOf(limits?.maxRunningJobsPerOwner, a)) {
+      reason(() =>
+        overGpus
+          ? { kind: "owner-limit", owner: j.owner ?? null, limit: "gpus", max: limitOf(limits?.maxGpusPerOwner, a), holding: gpusHeld(a) }
+          : { kind: "owner-limit", owner: j.owner ?? null, limit: "jobs", max: limitOf(limits?.maxRunningJobsPerOwner, a), holding: jobsHeld(a) },
+      );
       continue;
     }
-    const fitting = hosts
-      .filter((h) => h.d.hostId !== reserved && hostMatches(h.d, c) && h.free.filter((g) => gpuMatches(g, c)).length >= j.gpus)
-      .sort((a, b) => a.free.length - b.free.length); // stable: hostId order among equals
+    const fitting = hosts.filter((h) => fitsNow(h) && mayUse(h));
+    // Stable sorts: hostId order among equals.
+    if (g > 0) fitting.sort((x, y) => x.free.length - y.free.length);
+    else fitting.sort((x, y) => (x.cpus !== y.cpus ? (x.cpus > y.cpus ? -1 : 1) : x.memory !== y.memory ? (x.memory > y.memory ? -1 : 1) : 0));
     if (fitting.length > 0) {
       const h = fitting[0]!;
-      const take = h.free.filter((g) => gpuMatches(g, c)).slice(0, j.gpus);
-      h.free = h.free.filter((g) => !take.includes(g));
-      out.push({ jobId: j.id, hostId: h.d.hostId, gpuIndices: take.map((g) => g.index) });
+      const take = matchingFree(h).slice(0, g);
+      h.free = h.free.filter((x) => !take.includes(x));
+      h.cpus -= cpus;
+      h.memory -= memory;
+      heldGpus.set(a, gpusHeld(a) + g);
+      heldJobs.set(a, jobsHeld(a) + 1);
+      assignments.push({ jobId: j.id, hostId: h.d.hostId, gpuIndices: take.map((x) => x.index) });
       continue;
     }
-    if (reservationMade) continue;
-    const candidates = hosts.filter((h) => hostMatches(h.d, c) && h.d.gpus.filter((g) => gpuMatches(g, c)).length >= j.gpus);
-    if (candidates.length === 0) continue;
-    const freeOf = (h: (typeof hosts)[number]) => h.free.filter((g) => gpuMatches(g, c)).length;
-    reserved = candidates.reduce((best, h) => (freeOf(h) > freeOf(best) ? h : best)).d.hostId;
-    reservationMade = true;
+    if (g > 0 && !reserved) {
+      const candidates = hosts.filter(fitsEmpty);
+      if (candidates.length > 0) {
+        reserved = candidates.reduce((b, h) => (matchingFree(h).length > matchingFree(b).length ? h : b));
+        reservation = { jobId: j.id, hostId: reserved.d.hostId };
+        const hostId = reserved.d.hostId;
+        reason(() => ({ kind: "reserving", hostId }));
+        continue;
+      }
+    }
+    reason(() => {
+      if (!hosts.some(fitsEmpty)) {
+        const why = neverFits(j, devices);
+        return why !== null ? { kind: "never-fits", why } : { kind: "no-schedulable-host" };
+      }
+      if (reserved && fitsNow(reserved)) return { kind: "reserved-for", jobId: reservation!.jobId, hostId: reservation!.hostId };
+      const younger = new Map<string, number>();
+      for (const x of before) if (accountOf(x) !== a && effectiveRank(x, nowMs) === rank && older(j, x)) younger.set(accountOf(x), (younger.get(accountOf(x)) ?? 0) + 1);
+      const behind = [...younger].sort(([n1, c1], [n2, c2]) => c2 - c1 || (n1 < n2 ? -1 : 1))[0];
+      if (behind) return { kind: "fair-share", behind: behind[0] === NO_OWNER ? null : behind[0], jobs: behind[1] };
+      const matching = hosts.filter((h) => hostMatches(h.d, c));
+      const largest = Math.max(0, ...matching.map((h) => matchingFree(h).length));
+      const withGpus = matching.filter((h) => matchingFree(h).length >= g);
+      return { kind: "no-fit-now", largestFreeBlock: largest, short: g > 0 && withGpus.length === 0 ? "gpus" : withGpus.some((h) => h.cpus >= cpus) ? "memory" : "cpus" };
+    });
   }
-  return out;
+  return { assignments, waiting, reservation };
 }
 
-function expectValid(out: Assignment[], queue: SchedJob[], devices: SchedDevice[]): void {
-  const jobs = new Map(queue.map((j) => [j.id, j]));
+function expectValid(out: Assignment[], input: ScheduleInput): void {
+  const jobs = new Map(input.queue.map((j) => [j.id, j]));
   const used = new Set<string>();
+  const cpus = new Map<string, number>();
+  const memory = new Map<string, number>();
   for (const a of out) {
     const j = jobs.get(a.jobId)!;
-    const d = devices.find((x) => x.hostId === a.hostId)!;
+    const d = input.devices.find((x) => x.hostId === a.hostId)!;
     expect(d.schedulable).toBe(true);
     expect(a.gpuIndices).toHaveLength(j.gpus);
     expect(hostMatches(d, j.constraints)).toBe(true);
@@ -330,6 +723,10 @@ function expectValid(out: Assignment[], queue: SchedJob[], devices: SchedDevice[
       expect(used.has(`${a.hostId}/${i}`)).toBe(false);
       used.add(`${a.hostId}/${i}`);
     }
+    cpus.set(d.hostId, (cpus.get(d.hostId) ?? d.usedCpus ?? 0) + (j.cpus ?? 0));
+    memory.set(d.hostId, (memory.get(d.hostId) ?? d.usedMemoryMiB ?? 0) + (j.memoryMiB ?? 0));
+    if (d.cpus !== undefined && (j.cpus ?? 0) > 0) expect(cpus.get(d.hostId)).toBeLessThanOrEqual(d.cpus);
+    if (d.memoryMiB !== undefined && !Number.isNaN(d.memoryMiB) && (j.memoryMiB ?? 0) > 0) expect(memory.get(d.hostId)).toBeLessThanOrEqual(d.memoryMiB);
   }
   expect(new Set(out.map((a) => a.jobId)).size).toBe(out.length);
 }
@@ -339,13 +736,14 @@ function seeded(seed: number): () => number {
   return () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
-function randomLab(rnd: () => number, size = { hosts: 40, jobs: 80 }): { queue: SchedJob[]; devices: SchedDevice[] } {
+function randomLab(rnd: () => number, size = { hosts: 40, jobs: 80 }): ScheduleInput {
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
   const names = [A100, RTX, "NVIDIA H100 80GB HBM3"];
+  const people = ["ann", "bob", "cy", "constructor", "dee"];
   const devices: SchedDevice[] = Array.from({ length: 1 + Math.floor(rnd() * size.hosts) }, (_, h) => {
     const mixed = rnd() < 0.2;
     const name = pick(names);
-    return {
+    const device: SchedDevice = {
       hostId: `h${String(Math.floor(rnd() * 1000)).padStart(3, "0")}-${h}`,
       schedulable: rnd() > 0.15,
       labels: rnd() < 0.5 ? { room: pick(["1", "2"]), ...(rnd() < 0.3 ? { fast: "yes" } : {}) } : {},
@@ -353,6 +751,16 @@ function randomLab(rnd: () => number, size = { hosts: 40, jobs: 80 }): { queue: 
         const n = mixed ? pick(names) : name;
         return { index, name: n, memoryTotalMiB: n === RTX ? 24564 : 81920, free: rnd() > 0.4, foreign: rnd() < 0.1 };
       }),
+    };
+    // Older agents report no CPU or memory; some report one of them, or an unlimited figure.
+    const r = rnd();
+    if (r < 0.3) return device;
+    const cpus = pick([8, 16, 32, 64, Infinity]);
+    const memoryMiB = pick([16384, 65536, 262144, Number.NaN]);
+    return {
+      ...device,
+      ...(r < 0.85 || rnd() < 0.5 ? { cpus, usedCpus: cpus === Infinity ? 0 : Math.floor(rnd() * cpus * 1.1) } : {}),
+      ...(r < 0.85 || rnd() < 0.5 ? { memoryMiB, usedMemoryMiB: Number.isNaN(memoryMiB) ? 0 : Math.floor(rnd() * memoryMiB) } : {}),
     };
   });
   const constraint = (): Constraints => {
@@ -364,12 +772,41 @@ function randomLab(rnd: () => number, size = { hosts: 40, jobs: 80 }): { queue: 
     if (r < 0.95) return { hostId: pick(devices).hostId };
     return { gpuName: "a100", labels: { room: "2" } };
   };
-  const queue: SchedJob[] = Array.from({ length: Math.floor(rnd() * size.jobs) }, (_, i) => ({
-    id: `q${i}`,
-    priority: pick(["low", "normal", "high"] as const),
-    createdAtMs: T0 - Math.floor(rnd() * 3 * AGING_STEP_MS) + pick([0, 0, 0, 1]),
-    gpus: pick([0, 1, 1, 1, 2, 3, 4, 8, 16]),
-    constraints: constraint(),
-  }));
-  return { queue, devices };
+  const withOwners = rnd() < 0.8;
+  // Some labs have jobs of few distinct ages, so ties of age (and of fair-share key) are common.
+  const coarse = rnd() < 0.3;
+  const queue: SchedJob[] = Array.from({ length: Math.floor(rnd() * size.jobs) }, (_, i) => {
+    const gpus = pick([0, 1, 1, 1, 2, 3, 4, 8, 16]);
+    const j: SchedJob = {
+      id: `q${i}`,
+      priority: pick(["low", "normal", "high"] as const),
+      createdAtMs: coarse ? T0 - pick([0, 1, 2, 5]) * (AGING_STEP_MS / 2) : T0 - Math.floor(rnd() * 3 * AGING_STEP_MS) + pick([0, 0, 0, 1]),
+      gpus,
+      constraints: constraint(),
+    };
+    if (rnd() < 0.7) j.cpus = pick([0, 1, 2, 4, 8, 16, 48]);
+    if (rnd() < 0.7) j.memoryMiB = pick([0, 1024, 8192, 32768, 131072]);
+    if (withOwners) j.owner = rnd() < 0.1 ? null : pick(people);
+    return j;
+  });
+  if (!withOwners) return { queue, devices, nowMs: T0 };
+  const some = (values: readonly number[]) => Object.fromEntries(people.filter(() => rnd() < 0.6).map((p) => [p, pick(values)]));
+  return {
+    queue,
+    devices,
+    nowMs: T0,
+    usage: { ...some([0, 1, 2, 5, 10, 40]), ...(rnd() < 0.3 ? { [NO_OWNER]: 3 } : {}) },
+    ...(rnd() < 0.5 ? { shares: some([1, 2, 0.5, 0, -1]) } : {}),
+    runningGpusByOwner: some([0, 1, 2, 4]),
+    runningJobsByOwner: some([0, 1, 3]),
+    ...(rnd() < 0.6
+      ? {
+          limits: {
+            ...(rnd() < 0.7 ? { maxGpusPerOwner: { ...(rnd() < 0.5 ? { default: pick([2, 4, 8]) } : {}), owners: some([0, 1, 3, 6]) } } : {}),
+            ...(rnd() < 0.7 ? { maxRunningJobsPerOwner: { ...(rnd() < 0.5 ? { default: pick([1, 3, 6]) } : {}), owners: some([0, 2, 5]) } } : {}),
+          },
+        }
+      : {}),
+    ...(rnd() < 0.3 ? { maxReasons: pick([0, 1, 5]) } : {}),
+  };
 }
