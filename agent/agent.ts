@@ -13,6 +13,7 @@ import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
 import { type GpuProbe, probeGpus } from "./gpu-probe.js";
 import { type OwnedJob, describeGpuProcesses, linuxProcReader, probeComputeApps } from "./gpu-processes.js";
 import { type HostStats, HostStatsReader } from "./host-stats.js";
+import { detectScopeSupport, type ScopeSupport } from "./job-limits.js";
 import { ensurePrivateDir, readJsonFile, writeJsonFile } from "./json-file.js";
 import { AdminTokenCheck, createLocalServer, listen } from "./local-server.js";
 import { createAgentMetrics } from "./metrics.js";
@@ -54,6 +55,7 @@ export class Agent {
   private syncedBytesDone = 0;
   private wakers = new Set<() => void>();
   private codeCache?: CodeCache;
+  private scopeSupport?: Promise<ScopeSupport>;
 
   constructor(
     readonly opts: AgentOptions,
@@ -73,6 +75,8 @@ export class Agent {
     this.probe = await probeGpus(this.opts.nvidiaSmi);
     if (this.probe.problem) this.log(`GPU probe: ${this.probe.problem}`);
     this.log(`GPUs: ${this.probe.gpus.map((g) => `${g.index}:${g.name}`).join(", ") || "none"}`);
+    // Found out while registering; the first process job waits for it.
+    void this.jobScopes().then((s) => this.log(`CPU and memory limits of process jobs: ${s.kind === "scope" ? `systemd scopes (${s.manager} manager)` : `none: ${s.reason}`}`));
     if (this.opts.listen) {
       this.server = createLocalServer(this.localServerSource());
       const addr = await listen(this.server, this.opts.listen.host, this.opts.listen.port);
@@ -254,6 +258,7 @@ export class Agent {
       cpuPct: this.hostStats.cpuPct,
       memoryUsedMiB: this.hostStats.memoryUsedMiB,
       memoryTotalMiB: this.hostStats.memoryTotalMiB,
+      cpuCount: this.hostStats.cpuCount,
       diskFreeGiB: this.hostStats.diskFreeGiB,
       runningJobs: [...this.jobs.keys()],
       gpuProblem: this.probe.problem,
@@ -330,6 +335,12 @@ export class Agent {
 
   // ---- what jobs and the local server see ----
 
+  /** How process jobs are held to their limits here: asked of systemd once per start. */
+  private jobScopes(): Promise<ScopeSupport> {
+    this.scopeSupport ??= detectScopeSupport().catch((err: unknown): ScopeSupport => ({ kind: "none", reason: `the systemd probe failed: ${errorMessage(err)}` }));
+    return this.scopeSupport;
+  }
+
   private jobContext(): JobContext {
     return {
       hostId: this.opts.hostId,
@@ -342,6 +353,7 @@ export class Agent {
       killGraceMs: this.opts.killGraceMs,
       syncIntervalMs: this.opts.syncIntervalMs,
       codeCache: () => (this.codeCache ??= new CodeCache({ dir: this.paths.codeCacheDir, maxBytes: this.opts.codeCacheBytes, log: this.log })),
+      scopeSupport: () => this.jobScopes(),
       log: this.log,
       shutdownDeadline: () => this.shutdownBy,
     };

@@ -1,6 +1,6 @@
 // What the agent asks Docker for when a job names an image: one container with exactly the job's
-// GPUs, its output dir mounted, and labels the dashboard finds it by. Pure, so the spec is tested
-// without an engine.
+// GPUs, its CPU and memory reservation as Docker limits, its output dir mounted, and labels the
+// dashboard finds it by. Pure, so the spec is tested without an engine.
 import { posix } from "node:path";
 import type { ContainerCreateOptions } from "dockerode";
 
@@ -22,6 +22,18 @@ export interface ContainerJob {
   workdir?: string | null;
   /** The job's code snapshot on the host; the container starts in it (in `workdir` inside it). */
   codeDir?: string;
+  /** CPU cores and memory the dispatcher reserved for the job; absent: no limit. */
+  cpus?: number;
+  memoryMiB?: number;
+}
+
+/** Docker's limits for the job's reservation: NanoCpus, and Memory with MemorySwap equal so swap does not add to it. */
+export function containerLimits(job: Pick<ContainerJob, "cpus" | "memoryMiB">): { NanoCpus?: number; Memory?: number; MemorySwap?: number } {
+  const memory = job.memoryMiB !== undefined ? Math.round(job.memoryMiB * 1024 * 1024) : undefined;
+  return {
+    ...(job.cpus !== undefined ? { NanoCpus: Math.round(job.cpus * 1e9) } : {}),
+    ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
+  };
 }
 
 export function containerName(jobId: string, attempt: number): string {
@@ -57,6 +69,7 @@ export function buildContainerSpec(job: ContainerJob): ContainerCreateOptions {
       AutoRemove: false,
       DeviceRequests:
         job.gpuIndices.length > 0 ? [{ Driver: "nvidia", DeviceIDs: job.gpuIndices.map(String), Capabilities: [["gpu"]] }] : [],
+      ...containerLimits(job),
     },
   };
 }

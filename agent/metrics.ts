@@ -52,8 +52,9 @@ export function createAgentMetrics(src: MetricsSource): Registry {
   single("labrig_agent_gpus", "GPUs that answered the last probe", () => src.probe().gpus.length);
   single("labrig_agent_gpu_problem", "1 when the last probe reported a GPU problem (see the agent's /status)", () => (src.probe().problem ? 1 : 0));
   single("labrig_agent_cpu_percent", "CPU busy % between the last two heartbeats", () => src.host()?.cpuPct);
-  single("labrig_agent_memory_used_mib", "host memory in use, MiB", () => src.host()?.memoryUsedMiB);
-  single("labrig_agent_memory_total_mib", "host memory, MiB", () => src.host()?.memoryTotalMiB);
+  single("labrig_agent_cpu_count", "CPU cores jobs may use (the cgroup's quota, else the online CPUs)", () => src.host()?.cpuCount);
+  single("labrig_agent_memory_used_mib", "host memory in use, MiB (the cgroup's, when its limit is the total)", () => src.host()?.memoryUsedMiB);
+  single("labrig_agent_memory_total_mib", "host memory, MiB (the cgroup's limit when lower)", () => src.host()?.memoryTotalMiB);
   single("labrig_agent_disk_free_gib", "free disk where job outputs go, GiB", () => src.host()?.diskFreeGiB);
   single("labrig_agent_jobs_running", "jobs this agent runs now", () => src.runningJobs());
   single("labrig_agent_synced_bytes", "bytes of job outputs sent to the dispatcher since the agent started", () => src.syncedBytes());

@@ -1,7 +1,8 @@
 // Runs a job as a process: a string command through `sh -c`, an array directly, as the leader of
 // its own process group, stdout and stderr both on job.log's one file descriptor so the kernel keeps
 // their order. A small sh wrapper writes the exit code to a file, so an agent restarted while the
-// job kept running (--keep-jobs) still learns how it ended.
+// job kept running (--keep-jobs) still learns how it ended. A launcher (systemd-run --scope, see
+// job-limits.ts) may go in front of the wrapper; it execs it in place, so the group is the same.
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { type ChildProcess, spawn } from "node:child_process";
 import type { JobExit, JobHandle } from "./job-handle.js";
@@ -14,17 +15,20 @@ export interface ProcessJobSpec {
   logFile: string;
   /** Where the wrapper writes the exit code (outside the synced output dir). */
   exitFile: string;
+  /** An argv that runs the wrapper in place (it must exec it: the group is the child's pid). */
+  launcher?: string[];
 }
 
 const WRAPPER = 'f=$1; shift; "$@"; c=$?; echo $c > "$f"; exit $c';
 
-export function wrappedArgv(command: string | string[], exitFile: string): [string, string[]] {
+export function wrappedArgv(command: string | string[], exitFile: string, launcher: string[] = []): [string, string[]] {
   const argv = typeof command === "string" ? ["sh", "-c", command] : command;
-  return ["sh", ["-c", WRAPPER, "labrig-job", exitFile, ...argv]];
+  const [file, ...args] = [...launcher, "sh", "-c", WRAPPER, "labrig-job", exitFile, ...argv];
+  return [file!, args];
 }
 
 export function startProcessJob(spec: ProcessJobSpec): JobHandle {
-  const [file, args] = wrappedArgv(spec.command, spec.exitFile);
+  const [file, args] = wrappedArgv(spec.command, spec.exitFile, spec.launcher);
   // node's spawn rather than execa: the child gets job.log's descriptor itself for stdout and
   // stderr (no pipe through the agent, so the agent can exit and the job keep writing), which
   // execa's types do not express.

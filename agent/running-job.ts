@@ -17,6 +17,7 @@ import { JobSync, StaleAttemptError } from "./job-sync.js";
 import { readJsonFile, writeJsonFile } from "./json-file.js";
 import type { AgentPaths } from "./paths.js";
 import { withConfigPath, withLogDirIn, writeJobConfig, JOB_CONFIG_FILE } from "./job-config.js";
+import { type AppliedLimits, appliedLimits, containerLimitPlan, type JobLimits, processLimitPlan, type ScopeSupport } from "./job-limits.js";
 import { adoptProcessJob, startProcessJob } from "./process-job.js";
 import { liveGroupMembers } from "./process-group.js";
 import { redactEnv } from "./redact.js";
@@ -34,6 +35,8 @@ export interface JobContext {
   syncIntervalMs: number;
   /** The host's cache of code snapshots (made on first use). */
   codeCache(): CodeCache;
+  /** How process jobs can be held to their CPU and memory (found out once per agent start). */
+  scopeSupport(): Promise<ScopeSupport>;
   log(message: string): void;
   /** While the agent shuts down: the time by which reports must give up (they are retried at the next start). */
   shutdownDeadline(): number | undefined;
@@ -60,6 +63,8 @@ export interface JobRecord {
   containerId?: string;
   /** How the job's code snapshot was placed, once it was. */
   code?: { dir: string; method: MaterializedCode["method"]; fetchedBytes: number };
+  /** The job's CPU and memory limits and how they were applied, set when it started. */
+  limits?: AppliedLimits;
   reportedRunning?: boolean;
   result?: JobResult;
 }
@@ -257,6 +262,8 @@ export class RunningJob {
     }
     rmSync(exitFile, { force: true });
     if (job.code) await this.placeCode(job.code.snapshot);
+    const plan: { launcher?: string[]; limits: AppliedLimits } = job.image ? { limits: containerLimitPlan(this.jobLimits()) } : processLimitPlan(this.jobLimits(), await this.ctx.scopeSupport(), job.id, this.attempt);
+    this.record.limits = plan.limits;
     this.writeRunJson();
     this.saveRecord();
     const labrigVars = {
@@ -264,7 +271,7 @@ export class RunningJob {
       LABRIG_ATTEMPT: String(this.attempt),
       CUDA_VISIBLE_DEVICES: this.lease.gpuIndices.join(","),
     };
-    this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: starting ${job.image ? `container ${job.image}` : "process"} on GPUs [${this.lease.gpuIndices.join(",")}]`);
+    this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: starting ${job.image ? `container ${job.image}` : "process"} on GPUs [${this.lease.gpuIndices.join(",")}], limits: ${plan.limits.applied}`);
     let command = job.command;
     if (this.lease.config !== undefined) {
       const local = writeJobConfig(this.outputDir, withLogDirIn(this.lease.config, job.image ? CONTAINER_OUTPUT_DIR : this.outputDir));
@@ -273,11 +280,12 @@ export class RunningJob {
     if (job.image) {
       const { startContainerJob } = await import("./container-job.js");
       return startContainerJob(
-        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir, codeDir: this.record.code?.dir },
+        { jobId: job.id, attempt: this.attempt, hostId: this.ctx.hostId, image: job.image, command, env: { ...job.env, ...labrigVars }, gpuIndices: this.lease.gpuIndices, outputDir: this.outputDir, workdir: job.workdir, codeDir: this.record.code?.dir, ...this.jobLimits() },
         `${this.outputDir}/job.log`,
       );
     }
     return startProcessJob({
+      launcher: plan.launcher,
       command,
       env: processJobEnv(process.env, job.env, { ...labrigVars, LABRIG_OUTPUT_DIR: this.outputDir }),
       cwd: this.processCwd(),
@@ -298,6 +306,12 @@ export class RunningJob {
     const r = await this.ctx.codeCache().materialize(snapshot, dir, { snapshot: (id) => client.codeSnapshot(id), blob: (id, sha) => client.codeBlob(id, sha) });
     this.record.code = { dir, method: r.method, fetchedBytes: r.fetchedBytes };
     this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: code snapshot ${snapshot.slice(0, 12)} placed (${r.files} files, ${r.fetchedBytes} bytes fetched, ${r.method}) in ${Date.now() - started} ms`);
+  }
+
+  /** The job's reservation as the lease carries it (a dispatcher before reservations sends none). */
+  private jobLimits(): JobLimits {
+    const { cpus, memoryMiB } = this.lease.job;
+    return { ...(cpus !== undefined ? { cpus } : {}), ...(memoryMiB !== undefined ? { memoryMiB } : {}) };
   }
 
   /** Where a process job starts: in its snapshot (and workdir inside it), else its workdir, else its output folder. */
@@ -328,6 +342,8 @@ export class RunningJob {
       workdir: job.image ? (this.record.code ? posix.join(CONTAINER_CODE_DIR, job.workdir ?? "") : (job.workdir ?? CONTAINER_OUTPUT_DIR)) : this.processCwd(),
       code: job.code ? { ...job.code, placed: this.record.code ? { method: this.record.code.method, fetchedBytes: this.record.code.fetchedBytes } : null } : null,
       timeoutS: job.timeoutS,
+      // Unset only where the job never got to start (its code could not be placed) or an agent before limits started it.
+      limits: this.record.limits ?? appliedLimits(this.jobLimits(), "none: not recorded when the job started"),
       env: redactEnv(env),
       startedAt: this.record.startedAt,
       endedAt: result?.endedAt ?? null,

@@ -81,12 +81,16 @@ describe("container jobs (on the test Docker engine)", () => {
     expect(await waitForState(admin, job.id, "failed", 60_000)).toMatchObject({ exitCode: 7 });
   }, 90_000);
 
-  it("labels the running container with its job and attempt, and stops and removes it on cancel", async () => {
+  it("labels the running container with its job and attempt, holds it to the job's cores and memory, and stops and removes it on cancel", async () => {
     const admin = d.admin();
-    const job = await admin.submit({ image, command: "echo waiting; sleep 300", gpus: 0 });
+    const job = await admin.submit({ image, command: "echo waiting; sleep 300", gpus: 0, cpus: 0.5, memoryGiB: 0.25 });
     await waitForState(admin, job.id, "running", 60_000);
     const running = await waitFor("the job's container", () => containersOf(job.id), (c) => c.length === 1 && c[0]!.includes(" Up "));
     expect(running[0]!.split(" ")[1]).toBe("1");
+    const id = running[0]!.split(" ")[0]!;
+    expect(JSON.parse(await docker(["inspect", "--format", "{{json .HostConfig}}", id]))).toMatchObject({ NanoCpus: 500_000_000, Memory: 256 * 1024 * 1024, MemorySwap: 256 * 1024 * 1024 });
+    const run = await waitFor("run.json synced", () => admin.syncGet(job.id, "run.json").then((b) => JSON.parse(b.toString()), () => null), (r) => r !== null);
+    expect(run.limits).toEqual({ cpus: 0.5, memoryMiB: 256, applied: "container" });
     await admin.cancel(job.id);
     await waitForState(admin, job.id, "cancelled", 30_000);
     expect(await containersOf(job.id)).toEqual([]);

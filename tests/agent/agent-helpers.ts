@@ -5,13 +5,19 @@ import type { DispatcherClient } from "../../core/client.js";
 import { rmSync } from "node:fs";
 import { liveGroupMembers, signalGroup } from "../../agent/process-group.js";
 import type { AgentProcess } from "../helpers/agent-process.js";
-import type { DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { SMALL_JOB_DEFAULTS, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
 
+/**
+ * Jobs' default cores and memory small enough for the machine the tests run on: agents report its
+ * real cores and memory (a CI machine may have 2 cores), and the lab's defaults (4 cores, 16 GiB a
+ * GPU) would leave every job waiting for a host that could never run it.
+ */
+export const smallJobsEnv = SMALL_JOB_DEFAULTS;
 /** Short thresholds for tests that wait for a silent agent to be declared lost (disconnected and lost at once). */
-export const fastDispatcherEnv = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
+export const fastDispatcherEnv = { ...smallJobsEnv, LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "3", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
 /** For the rest: heartbeats as fast, but a busy CI machine delaying one must not lose a host. */
-export const steadyDispatcherEnv = { LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_HEARTBEAT_S: "1" };
+export const steadyDispatcherEnv = { ...smallJobsEnv, LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_HEARTBEAT_S: "1" };
 
 export function waitForJob(admin: DispatcherClient, id: string, ok: (j: Job) => boolean, what: string, timeoutMs = 20_000): Promise<Job> {
   return waitFor(`job ${id} ${what}`, () => admin.job(id), ok, timeoutMs, 100);

@@ -5,6 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { readScopeFacts, scopeManagersToTry } from "../../agent/job-limits.js";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
@@ -141,6 +142,10 @@ describe("agents against a real dispatcher", () => {
     expect(run.env).toMatchObject({ HF_TOKEN: "<redacted>", LR: "0.001", CUDA_VISIBLE_DEVICES: "0,1" });
     expect(JSON.stringify(run)).not.toContain("hf_very_secret");
     expect(Date.parse(run.endedAt)).toBeGreaterThanOrEqual(Date.parse(run.startedAt));
+    // The job's reservation as the lease carried it; with no systemd here nothing holds it (run.json says why).
+    expect(run.limits).toMatchObject({ cpus: done.cpus ?? null, memoryMiB: done.memoryMiB ?? null, applied: expect.stringMatching(/^none: /) });
+    const here = scopeManagersToTry(readScopeFacts());
+    if ("none" in here) expect(run.limits.applied).toBe(`none: ${here.none}`);
   });
 
   it("reports a non-zero exit as failed with its exit code, and a missing command as exit 127", async () => {
@@ -201,6 +206,8 @@ describe("agents against a real dispatcher", () => {
     expect(metrics).toMatch(/labrig_agent_gpu_utilization_percent\{gpu="0",uuid="GPU-c8a2e6f4-[^"]+",name="NVIDIA GeForce RTX 4090",host="gpu-b"\} 99/);
     expect(metrics).toMatch(/labrig_agent_gpu_temperature_celsius\{gpu="1",[^}]*\} 34/);
     expect(metrics).toMatch(/labrig_agent_disk_free_gib\{host="gpu-b"\} \d/);
+    // Cores jobs may use: this machine's CPUs (no cgroup quota here), as the heartbeat's cpuCount.
+    expect(metrics).toMatch(/labrig_agent_cpu_count\{host="gpu-b"\} \d/);
   }, 30_000);
 
   it("answers a job id holding an encoded '..' with 400 and reads nothing outside its workdir (finding: the local server follows ..)", async () => {

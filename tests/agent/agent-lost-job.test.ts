@@ -10,11 +10,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import { signalGroup } from "../../agent/process-group.js";
 import { startAgent } from "../helpers/agent-process.js";
 import { startDispatcher } from "../helpers/dispatcher-process.js";
-import { agentStatus, groupGone, jobGroup, startedProcesses, waitForJob, waitForState } from "./agent-helpers.js";
+import { agentStatus, groupGone, jobGroup, smallJobsEnv, startedProcesses, waitForJob, waitForState } from "./agent-helpers.js";
 import { waitFor } from "../helpers/wait.js";
 
 const GRACE_S = 4;
-const env = { LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: String(GRACE_S), LABRIG_HEARTBEAT_S: "1" };
+const env = { ...smallJobsEnv, LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "15", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: String(GRACE_S), LABRIG_HEARTBEAT_S: "1" };
 
 const { started, removeAll } = startedProcesses();
 afterEach((ctx) => removeAll(ctx.task.result?.state === "fail"));

@@ -18,7 +18,7 @@ import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-p
 import { waitFor } from "../helpers/wait.js";
 import { createSshKey, createTestNetwork, docker, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
 import { agentBundle } from "../provision/helpers.js";
-import { waitForJob, waitForState } from "./agent-helpers.js";
+import { smallJobsEnv, waitForJob, waitForState } from "./agent-helpers.js";
 
 let net: TestNetwork;
 let host: TestHost;
@@ -103,7 +103,7 @@ const writeLines = (n: number, every: string) => `for i in $(seq 1 ${n}); do pri
 
 describe("a network partition", () => {
   it("survives a 90 s cut shorter than the lost threshold: never re-run, succeeded, job.log byte-exact", async () => {
-    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], readyWithinMs: 90_000, env: { LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: "10" } });
+    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], readyWithinMs: 90_000, env: { ...smallJobsEnv, LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_LOST_AFTER_S: "600", LABRIG_MISSING_GRACE_S: "10" } });
     const tl = new Timeline();
     try {
       await startHostAgent(d, "labrig-agent-short");
@@ -151,7 +151,7 @@ describe("a network partition", () => {
   }, 300_000);
 
   it("past the lost threshold runs the job elsewhere as attempt 2, and the returning host's agent stops the old attempt", async () => {
-    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], readyWithinMs: 90_000, env: { LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "6", LABRIG_LOST_AFTER_S: "15", LABRIG_MISSING_GRACE_S: "10" } });
+    const d = await startDispatcher({ args: ["--bind", "0.0.0.0"], readyWithinMs: 90_000, env: { ...smallJobsEnv, LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "3", LABRIG_DISCONNECT_AFTER_S: "6", LABRIG_LOST_AFTER_S: "15", LABRIG_MISSING_GRACE_S: "10" } });
     const tl = new Timeline();
     let other: AgentProcess | undefined;
     try {

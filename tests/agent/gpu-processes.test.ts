@@ -11,6 +11,7 @@ import { type ProcReader, describeGpuProcesses, linuxProcReader, parseComputeApp
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
 import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
+import { smallJobsEnv } from "./agent-helpers.js";
 
 const fixtures = resolve(import.meta.dirname, "../fixtures/nvidia-smi");
 const fixture = (name: string) => readFileSync(join(fixtures, name), "utf8");
@@ -90,7 +91,7 @@ describe("GPU processes through a real agent and dispatcher (nvidia-smi faked by
     dir = mkdtempSync(join(tmpdir(), "labrig-gpu-apps-"));
     apps = join(dir, "compute-apps.txt");
     writeFileSync(apps, "");
-    d = await startDispatcher({ env: { LABRIG_HEARTBEAT_S: "1" } });
+    d = await startDispatcher({ env: { ...smallJobsEnv, LABRIG_HEARTBEAT_S: "1" } });
     agent = await startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-shared", gpus: "h100-80gb-x1.txt", computeApps: apps });
   });
   afterAll(async () => {
