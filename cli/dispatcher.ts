@@ -31,7 +31,12 @@ Environment:
   LABRIG_CVLAB_DIR           the lab's CVLab-Kit checkout on the GPU hosts: where CVLab-Kit configs run
   LABRIG_SYNC_BODY_LIMIT_MB  the largest sync upload from an agent (default 1024)
   LABRIG_CODE_LIMIT_MB       the largest code snapshot (submit --code), all its files together (default 200)
-  LABRIG_CODE_KEEP_UNUSED_S  a code snapshot no job uses is removed after this long (default 3600)`,
+  LABRIG_CODE_KEEP_UNUSED_S  a code snapshot no job uses is removed after this long (default 3600)
+  LABRIG_CPUS_PER_GPU        cores a job holds per GPU it asks for, unless it names --cpus (default 4)
+  LABRIG_MEMORY_GIB_PER_GPU  memory a job holds per GPU, unless it names --memory-gib (default 16)
+  LABRIG_GPULESS_CPUS, LABRIG_GPULESS_MEMORY_GIB   the same for a job with no GPU (defaults 1 and 2)
+  LABRIG_FAIR_SHARE_HALF_LIFE_DAYS  how fast a person's past GPU-hours stop counting in fair share (default 7)
+People's limits (GPUs at once, queued jobs, high priority) are set with 'labrig users limits'.`,
     )
     .action(async (opts: { port: number; bind: string; state: string; queueCommand?: string }) => {
       const { runDispatcher } = await import("../dispatcher/main.js");

@@ -166,6 +166,8 @@ export function formatJobDetail(job: Job & { history?: JobTransition[] }, now: n
     c.minMemoryMiB !== undefined && `memory>=${c.minMemoryMiB}MiB`,
   ].filter(Boolean);
   if (cs.length) rows.push(["constraints", cs.join(" ")]);
+  if (job.cpus !== undefined || job.memoryMiB !== undefined) rows.push(["holds", `${job.cpus ?? "?"} CPU cores, ${job.memoryMiB !== undefined ? `${Math.round((job.memoryMiB / 1024) * 10) / 10} GiB` : "?"} memory`]);
+  if (job.waiting) rows.push(["waiting", job.waiting]);
   if (job.exitCode !== null) rows.push(["exit code", String(job.exitCode)]);
   rows.push(["created", `${job.createdAt} (${formatDuration(now - Date.parse(job.createdAt))} ago)`]);
   if (job.startedAt) rows.push(["started", job.startedAt]);

@@ -3,16 +3,16 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isTerminalJobState, type Job, type JobListPage, type JobState, type SubmitJobRequest, type WhoAmI } from "../core/api.js";
+import { isTerminalJobState, type Job, type JobListPage, type JobState, type SubmitJobRequest, type UsageReport, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
-import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, jobOutcome, type JobTransition } from "./format.js";
+import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmission } from "./cvlab-submit.js";
 import { collectCodeSnapshot, gitWorkTree } from "./code-snapshot.js";
 import { uploadCodeSnapshot } from "./code-upload.js";
 import { jobFileCode } from "./job-file.js";
-import { DEFAULT_CODE_LIMIT_BYTES, describeCode, summarizeManifest } from "../core/code.js";
+import { DEFAULT_CODE_LIMIT_BYTES, describeCode, summarizeManifest, type CodeUsage } from "../core/code.js";
 import { formatBytes } from "../core/units.js";
 import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
@@ -58,6 +58,8 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
       name: opts.name,
       project: opts.project,
       gpus: opts.gpus,
+      cpus: opts.cpus,
+      memoryGiB: opts.memoryGib,
       image: opts.image,
       timeoutS: opts.timeout,
       priority: opts.priority,
@@ -331,4 +333,21 @@ export async function drainCommand(hostId: string, drain: boolean, opts: TargetF
   const device = drain ? await client.drain(hostId) : await client.undrain(hostId);
   if (opts.json) return json(device);
   out(drain ? `${hostId}: draining; it takes no new jobs, ${device.runningJobs.length} running finish` : `${hostId}: takes jobs again (${device.status})`);
+}
+
+export async function usageCommand(opts: TargetFlags & { json?: boolean }): Promise<void> {
+  const client = clientFor(opts);
+  const r = (await client.request<UsageReport & { code: CodeUsage }>("GET", "/api/usage")).body;
+  if (opts.json) return json(r);
+  const limit = (n: number | null) => (n === null ? "-" : String(n));
+  if (r.people.length === 0) out("no one has run or queued a job yet");
+  else
+    out(
+      formatTable(
+        ["OWNER", "GPU-H 7D", `RECENT (½ ${r.halfLifeDays}d)`, "SHARE", "GPUS NOW", "RUNNING", "QUEUED", "MAX GPUS", "MAX QUEUED", "HIGH"],
+        r.people.map((p) => [p.owner ?? "(no owner)", p.gpuHoursWeek.toFixed(1), p.decayedGpuHours.toFixed(1), `${Math.round(p.share * 100)}%`, String(p.runningGpus), String(p.runningJobs), String(p.queuedJobs), limit(p.limits.maxGpus), limit(p.limits.maxQueued), p.limits.high ? "yes" : "-"]),
+      ),
+    );
+  note(`fair share: at the same priority, the queued job of whoever has the fewest recent GPU-hours (each hour counting half after ${r.halfLifeDays} days, a GPU held now as one more) goes first`);
+  out(`code snapshots: ${r.code.snapshots} (${r.code.unused} used by no job), ${r.code.blobs} blobs, ${formatBytes(r.code.bytes)} on the dispatcher`);
 }

@@ -12,6 +12,8 @@ export interface JobFlags {
   name?: string;
   project?: string;
   gpus?: number;
+  cpus?: number;
+  memoryGiB?: number;
   image?: string;
   timeoutS?: number;
   priority?: string;
@@ -48,6 +50,9 @@ const fileKeyToApi: Record<string, keyof SubmitJobRequest> = {
   project: "project",
   command: "command",
   gpus: "gpus",
+  cpus: "cpus",
+  /** GiB. */
+  memory: "memoryGiB",
   image: "image",
   env: "env",
   workdir: "workdir",
@@ -72,6 +77,8 @@ const expectations: Record<string, string> = {
   command: "expected a command: a string, or a list of strings with at least one item",
   "command.*": "expected a string",
   gpus: "expected a whole number from 0 to 64",
+  cpus: "expected a number of CPU cores from 0.1 to 1024",
+  memoryGiB: "expected GiB of memory from 0.1 to 16384",
   image: "expected an image name such as pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime",
   env: "expected a mapping of NAME: value",
   "env.*": "expected a string value",
@@ -119,6 +126,8 @@ export function buildSubmitRequest(input: { file?: JobFileSource; flags?: JobFla
   setFlag("name", flags.name, "--name");
   setFlag("project", flags.project, "--project");
   setFlag("gpus", flags.gpus, "--gpus");
+  setFlag("cpus", flags.cpus, "--cpus");
+  setFlag("memoryGiB", flags.memoryGiB, "--memory-gib");
   setFlag("image", flags.image, "--image");
   setFlag("timeoutS", flags.timeoutS, "--timeout");
   setFlag("priority", flags.priority, "--priority");

@@ -13,6 +13,8 @@ export interface SubmitFlags extends TargetFlags {
   name?: string;
   project?: string;
   gpus?: number;
+  cpus?: number;
+  memoryGib?: number;
   image?: string;
   timeout?: number;
   priority?: string;
@@ -29,6 +31,13 @@ export interface SubmitFlags extends TargetFlags {
   codeLimitMb?: number;
   json?: boolean;
   wait?: boolean;
+}
+
+/** A number above 0 (cores and GiB may be fractions). */
+export function parsePositive(v: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("expected a number above 0");
+  return n;
 }
 
 export function parseWholeNumber(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -79,6 +88,8 @@ export function registerJobCommands(program: Command): void {
       .option("--name <name>", "job name (default: from the command)")
       .option("--project <project>", "project the job belongs to (default: default)")
       .option("--gpus <n>", "GPUs the job needs (default 1; 0 on a lab with no GPUs at all)", parseWholeNumber(0, 64))
+      .option("--cpus <n>", "CPU cores the job needs (default: the lab's per-GPU figure, 4 a GPU; 1 without a GPU)", parsePositive)
+      .option("--memory-gib <n>", "memory the job needs in GiB (default: the lab's per-GPU figure, 16 a GPU; 2 without a GPU)", parsePositive)
       .option("--image <image>", "run in this container image instead of as a process")
       .option("--timeout <seconds>", "stop the job after this many seconds", parseWholeNumber(1))
       .addOption(new Option("--priority <priority>", "queue priority").choices([...priorities]))
@@ -161,6 +172,10 @@ ${targetHelp}`,
   withTarget(program.command("retry").description("queue an ended job again as a new attempt (a succeeded one too: it runs again)").argument("<id>", "job id").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (id: string, opts) => (await load()).retryCommand(id, opts));
+
+  withTarget(program.command("usage").description("each person's GPU-hours this week and lately (what fair share ranks by), what they hold and queue, their limits; and the code snapshots kept").option("--json", "print JSON"))
+    .addHelpText("after", targetHelp)
+    .action(async (opts) => (await load()).usageCommand(opts));
 
   withTarget(program.command("devices").description("list the lab's hosts: status, GPUs, free GPUs, running jobs").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)

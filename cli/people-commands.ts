@@ -1,7 +1,7 @@
 // What the trust commands do: log in, manage people and join tokens, reset a host. Loaded lazily
 // by people.ts. Tokens are printed once, when made, and read for login from stdin or a prompt.
 import { createInterface } from "node:readline";
-import type { JoinToken, Person, WhoAmI } from "../core/api.js";
+import type { JoinToken, Person, PersonLimits, WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher, writeCredentials } from "../core/config.js";
 import { InputError } from "../core/errors.js";
@@ -55,6 +55,22 @@ export async function usersListCommand(opts: TargetFlags & { json?: boolean }): 
   if (opts.json) return json(users);
   if (users.length === 0) return out("no people added yet; the state dir's admin token acts as 'admin'");
   out(formatTable(["NAME", "ROLE", "ADDED", "BY", "REVOKED"], users.map((u) => [u.name, u.role, u.createdAt, u.createdBy ?? "-", u.revokedAt ?? "-"])));
+}
+
+export async function usersLimitsCommand(name: string | undefined, opts: TargetFlags & { gpus?: number | null; queued?: number | null; high?: boolean; json?: boolean }): Promise<void> {
+  const client = clientFor(opts);
+  const change = { ...(opts.gpus !== undefined ? { maxGpus: opts.gpus } : {}), ...(opts.queued !== undefined ? { maxQueued: opts.queued } : {}), ...(opts.high !== undefined ? { high: opts.high } : {}) };
+  const show = (n: number | null) => (n === null ? "no limit" : String(n));
+  if (name === undefined || Object.keys(change).length === 0) {
+    const { limits } = (await client.request<{ limits: PersonLimits[] }>("GET", "/api/users/limits")).body;
+    const shown = name === undefined ? limits : limits.filter((l) => l.name === name);
+    if (opts.json) return json(shown);
+    if (shown.length === 0) return out(name === undefined ? "no limits set: everyone may hold any GPUs and queue any jobs; only admins may ask for high priority" : `${visible(name)} has no limits of their own (everyone's default, '*', applies)`);
+    return out(formatTable(["NAME", "GPUS AT ONCE", "QUEUED", "HIGH"], shown.map((l) => [l.name, show(l.maxGpus), show(l.maxQueued), l.high ? "yes" : "no"])));
+  }
+  const r = (await client.request<PersonLimits>("PUT", `/api/users/${encodeURIComponent(name)}/limits`, { body: change })).body;
+  if (opts.json) return json(r);
+  out(`${r.name === "*" ? "everyone (unless set per person)" : visible(r.name)}: ${show(r.maxGpus)} GPUs at once, ${show(r.maxQueued)} queued jobs, high priority ${r.high ? "allowed" : "not allowed"}`);
 }
 
 export async function usersRevokeCommand(name: string, opts: TargetFlags & { json?: boolean }): Promise<void> {

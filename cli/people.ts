@@ -17,6 +17,12 @@ export function parseTtl(v: string): number {
   return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? "s") as "s" | "m" | "h" | "d"];
 }
 
+/** A whole number, or none/off for no limit (null). */
+function parseLimit(v: string): number | null {
+  if (["none", "off", "unlimited"].includes(v.trim())) return null;
+  return parseWholeNumber(0)(v);
+}
+
 function parseName(v: string): string {
   if (!SAFE_NAME_PATTERN.test(v)) throw new InvalidArgumentError("1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
   return v;
@@ -59,6 +65,20 @@ An admin makes your token with: labrig users add NAME`,
   withTarget(users.command("revoke").description("make a person's token stop working at once").argument("<name>", "their name").option("--json", "print JSON"))
     .addHelpText("after", targetHelp)
     .action(async (name: string, opts) => (await load()).usersRevokeCommand(name, opts));
+
+  withTarget(
+    users
+      .command("limits")
+      .description("set what a person may hold at once, queue, and whether they may ask for high priority; '*' is everyone's default; no flags: show them")
+      .argument("[name]", "their name, or '*' for everyone's default")
+      .option("--gpus <n|none>", "GPUs their jobs may hold at once (none: no limit)", parseLimit)
+      .option("--queued <n|none>", "queued jobs they may have (none: no limit)", parseLimit)
+      .option("--high", "may ask for high priority")
+      .option("--no-high", "may not ask for high priority")
+      .option("--json", "print JSON"),
+  )
+    .addHelpText("after", `\nExamples:\n  labrig users limits '*' --gpus 4 --queued 200     everyone: 4 GPUs at once, 200 queued jobs\n  labrig users limits ana --gpus 8 --high           ana: 8 GPUs and high priority\n  labrig users limits                               what is set\n${targetHelp}`)
+    .action(async (name: string | undefined, opts) => (await load()).usersLimitsCommand(name, opts));
 
   const joins = program.command("join-tokens").description("tokens that let a new GPU host's agent register (admins only)");
   withTarget(

@@ -95,6 +95,8 @@ export const heartbeatRequestSchema = z.object({
   memoryUsedMiB: z.number().optional(),
   memoryTotalMiB: z.number().optional(),
   diskFreeGiB: z.number().optional(),
+  /** CPU cores jobs may use on this host (the agent's view: cgroup limit, else online CPUs). */
+  cpuCount: z.number().positive().optional(),
   runningJobs: z.array(z.string()).optional(),
   gpuProblem: z.string().optional(),
 });
@@ -131,6 +133,10 @@ export const submitJobRequestSchema = z.object({
   /** A CVLab-Kit experiment YAML, stored with the job and written next to it; `{config_path}` in the command is its path. */
   config: z.string().min(1).max(1024 * 1024).optional(),
   gpus: z.number().int().min(0).max(64).default(1),
+  /** CPU cores the job needs (default: the lab's per-GPU figure times gpus, or its GPU-less figure). */
+  cpus: z.number().min(0.1).max(1024).optional(),
+  /** Memory the job needs, in GiB (default as for cpus). */
+  memoryGiB: z.number().min(0.1).max(16_384).optional(),
   image: z.string().min(1).optional(),
   env: envSchema.optional(),
   workdir: z.string().optional(),
@@ -158,6 +164,9 @@ export const jobSchema = z.object({
   project: z.string(),
   command: z.union([z.array(z.string()), z.string()]),
   gpus: z.number(),
+  /** CPU cores and memory the job holds on its host (defaults applied); absent from dispatchers before they were tracked. */
+  cpus: z.number().optional(),
+  memoryMiB: z.number().optional(),
   image: z.string().nullable(),
   env: z.record(z.string(), z.string()),
   workdir: z.string().nullable(),
@@ -185,6 +194,8 @@ export const jobSchema = z.object({
   cancelledBy: z.string().nullable().optional(),
   /** The code snapshot it runs in: id, size and the git facts it was taken with; null without one. */
   code: codeSummarySchema.nullable().optional(),
+  /** Why a queued job waits, as the last scheduling decision saw it (the first 200 waiting jobs). */
+  waiting: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 
@@ -394,6 +405,44 @@ export const joinTokenSchema = z.object({
   usable: z.boolean(),
 });
 export type JoinToken = z.infer<typeof joinTokenSchema>;
+
+// ---- shares of the lab: usage and limits ----
+
+/** `PUT /api/users/{name}/limits` (admin; name `*` is everyone's default): null lifts a limit. */
+export const personLimitsRequestSchema = z.object({
+  maxGpus: z.number().int().min(0).max(10_000).nullable().optional(),
+  maxQueued: z.number().int().min(0).max(1_000_000).nullable().optional(),
+  /** May ask for high priority (admins always may). */
+  high: z.boolean().optional(),
+});
+export const personLimitsSchema = z.object({
+  name: z.string(),
+  maxGpus: z.number().nullable(),
+  maxQueued: z.number().nullable(),
+  high: z.boolean(),
+});
+export type PersonLimits = z.infer<typeof personLimitsSchema>;
+
+/** `GET /api/usage`: each person's share of the lab lately, and what the dispatcher keeps of code. */
+export const usageResponseSchema = z.object({
+  halfLifeDays: z.number(),
+  people: z.array(
+    z.object({
+      /** null: jobs without an owner (from before people existed). */
+      owner: z.string().nullable(),
+      gpuHoursWeek: z.number(),
+      /** GPU-hours with the half-life applied: what fair share ranks by. */
+      decayedGpuHours: z.number(),
+      /** This owner's part of everyone's decayed GPU-hours, 0..1. */
+      share: z.number(),
+      runningGpus: z.number(),
+      runningJobs: z.number(),
+      queuedJobs: z.number(),
+      limits: personLimitsSchema.omit({ name: true }),
+    }),
+  ),
+});
+export type UsageReport = z.infer<typeof usageResponseSchema>;
 
 /** `GET /api/whoami`: who the token is. */
 export type WhoAmI = { kind: "person"; name: string; role: Role } | { kind: "agent"; hostId: string };

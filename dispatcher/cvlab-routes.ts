@@ -4,6 +4,7 @@
 import type { FastifyInstance } from "fastify";
 import { importRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
 import { assertPriorityAllowed, cvlabPriority, RequestProblem, toCvlabJob } from "./cvlab.js";
+import { isAdmin } from "./http/auth.js";
 import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "./http/common.js";
 import { settleJobCode } from "./routes/code.js";
 import { actorOf, ownerOf, roleOf } from "./routes/jobs.js";
@@ -35,7 +36,7 @@ export function registerCvlabRoutes(app: FastifyInstance, ctx: RouteContext): vo
     }
     const body = h.parse(queueAddRequestSchema, req.body);
     assertPriorityAllowed(cvlabPriority(body.priority), roleOf(req.caller));
-    const job = withConfig(viewJob(service.queueAdd(body, ownerOf(req.caller)), req.caller));
+    const job = withConfig(viewJob(service.queueAdd(body, ownerOf(req.caller), isAdmin(req.caller)), req.caller));
     const cvlab = toCvlabJob(job, "device" in body ? body.device : undefined);
     // CVLab-Kit answers 200 with {job}; its UI also reads experiment_uid at the top (ExecuteView).
     return { ...job, job_id: job.id, experiment_uid: job.id, status: cvlab.status, job: cvlab };
@@ -77,6 +78,7 @@ export function registerCvlabRoutes(app: FastifyInstance, ctx: RouteContext): vo
     const body = h.parse(submitGroupRequestSchema, req.body);
     for (const j of body.jobs) assertPriorityAllowed(j.priority, roleOf(req.caller));
     const jobs = body.jobs.map((j, i) => settleJobCode(ctx.code, j, `jobs.${i}.code`));
+    service.admit(jobs, ownerOf(req.caller), isAdmin(req.caller));
     const r = service.submitGroup(body.name ?? "sweep", jobs, ownerOf(req.caller));
     return reply.code(201).send(r);
   });

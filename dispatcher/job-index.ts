@@ -18,6 +18,11 @@ export interface ActiveJob {
   /** When the agent reported it running (dispatcher's clock); null before. */
   startedAtMs: number | null;
   timeoutS: number | null;
+  gpus: number;
+  /** Cores and memory (MiB) it holds on its host (0 for jobs from before they were tracked). */
+  cpus: number;
+  memoryMiB: number;
+  owner: string | null;
   /** Whether the host's last heartbeat listed this job among those it holds. */
   listedByHost: boolean;
   /** The receipt time of the first heartbeat since it was handed over that left it out; null while listed. */
@@ -38,7 +43,16 @@ export class JobIndex {
     this.dropQueued(job.id);
     this.dropActive(job.id);
     if (job.state === "queued") {
-      const entry: SchedJob = { id: job.id, priority: job.priority, createdAtMs: Date.parse(job.createdAt), gpus: job.gpus, constraints: job.constraints };
+      const entry: SchedJob = {
+        id: job.id,
+        priority: job.priority,
+        createdAtMs: Date.parse(job.createdAt),
+        gpus: job.gpus,
+        constraints: job.constraints,
+        cpus: job.cpus,
+        memoryMiB: job.memoryMiB,
+        owner: job.owner ?? null,
+      };
       if (this.queueTail && byAge(this.queueTail, entry) > 0) this.queueInAgeOrder = false;
       this.queue.set(job.id, entry);
       this.queueTail = entry;
@@ -54,6 +68,10 @@ export class JobIndex {
         deliveredAtMs: job.deliveredAt ? Date.parse(job.deliveredAt) : null,
         startedAtMs: job.state === "running" && job.startedAt ? Date.parse(job.startedAt) : null,
         timeoutS: job.timeoutS,
+        gpus: job.gpuIndices.length,
+        cpus: job.cpus ?? 0,
+        memoryMiB: job.memoryMiB ?? 0,
+        owner: job.owner ?? null,
         listedByHost: false,
         missingSinceMs: null,
       };
@@ -93,6 +111,36 @@ export class JobIndex {
     const busy = new Set<number>();
     for (const j of this.activeByHost.get(hostId)?.values() ?? []) for (const i of j.gpuIndices) busy.add(i);
     return busy;
+  }
+
+  /** The cores and memory (MiB) a host's assigned and running jobs hold. */
+  usedOnHost(hostId: string): { cpus: number; memoryMiB: number } {
+    let cpus = 0;
+    let memoryMiB = 0;
+    for (const j of this.activeByHost.get(hostId)?.values() ?? []) {
+      cpus += j.cpus;
+      memoryMiB += j.memoryMiB;
+    }
+    return { cpus, memoryMiB };
+  }
+
+  /** GPUs and jobs each owner's assigned and running jobs hold ("" for jobs without one). */
+  heldByOwner(): { gpus: Record<string, number>; jobs: Record<string, number> } {
+    const gpus: Record<string, number> = {};
+    const jobs: Record<string, number> = {};
+    for (const j of this.active.values()) {
+      const o = j.owner ?? "";
+      gpus[o] = (gpus[o] ?? 0) + j.gpus;
+      jobs[o] = (jobs[o] ?? 0) + 1;
+    }
+    return { gpus, jobs };
+  }
+
+  /** How many queued jobs an owner has. */
+  queuedOf(owner: string | null): number {
+    let n = 0;
+    for (const j of this.queue.values()) if ((j.owner ?? null) === owner) n++;
+    return n;
   }
 
   private dropQueued(id: string): void {

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
 import { DEFAULT_CODE_LIMIT_BYTES } from "../core/code.js";
 import { CodeStore } from "./code-store.js";
+import { DEFAULT_RESOURCES, type ResourceSettings } from "./resources.js";
 import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
 import { openDatabase } from "./db.js";
 import { createMetrics } from "./metrics.js";
@@ -56,6 +57,26 @@ export function configFromEnv(env: NodeJS.ProcessEnv, queueCommand?: string): Se
     queueCommand: queueCommand ?? env.LABRIG_QUEUE_COMMAND ?? CVLAB_QUEUE_COMMAND,
     cvlabDir: env.LABRIG_CVLAB_DIR || undefined,
     persistSeenEveryMs: 2000,
+    resources: resourcesFromEnv(env),
+  };
+}
+
+/** Jobs' default cores and memory, and fair share's half-life: LABRIG_CPUS_PER_GPU … LABRIG_FAIR_SHARE_HALF_LIFE_DAYS. */
+export function resourcesFromEnv(env: NodeJS.ProcessEnv): ResourceSettings {
+  const num = (name: string, def: number) => {
+    const v = env[name];
+    if (v === undefined || v === "") return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InputError(name, `expected a positive number, got '${v}'`);
+    return n;
+  };
+  const d = DEFAULT_RESOURCES;
+  return {
+    cpusPerGpu: num("LABRIG_CPUS_PER_GPU", d.cpusPerGpu),
+    memoryGiBPerGpu: num("LABRIG_MEMORY_GIB_PER_GPU", d.memoryGiBPerGpu),
+    gpulessCpus: num("LABRIG_GPULESS_CPUS", d.gpulessCpus),
+    gpulessMemoryGiB: num("LABRIG_GPULESS_MEMORY_GIB", d.gpulessMemoryGiB),
+    fairShareHalfLifeMs: num("LABRIG_FAIR_SHARE_HALF_LIFE_DAYS", d.fairShareHalfLifeMs / 86_400_000) * 86_400_000,
   };
 }
 
@@ -129,7 +150,9 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   collectCode();
   const collector = setInterval(collectCode, Math.min(CODE_COLLECT_EVERY_MS, Math.max(1000, codeKeepUnusedMs)));
   collector.unref();
-  const app = buildServer({ service, people: new PeopleStore(db), metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token) });
+  const people = new PeopleStore(db);
+  service.people = people;
+  const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token) });
 
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();

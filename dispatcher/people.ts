@@ -1,5 +1,6 @@
 // People (admins and members) and join tokens, kept hashed in SQLite. A token is shown once, when
 // it is made; only its sha256 is stored, so a copy of labrig.db lets no one in.
+import type { PersonLimits } from "../core/api.js";
 import { randomBytes } from "node:crypto";
 import type { Role } from "../core/api.js";
 import type { Db } from "./db.js";
@@ -77,8 +78,12 @@ function joinUsable(r: Pick<JoinRow, "revoked_at" | "expires_at" | "uses_left">,
   return r.revoked_at === null && (r.expires_at === null || Date.parse(r.expires_at) > nowMs) && (r.uses_left === null || r.uses_left > 0);
 }
 
+/** The name of the limits row every person without their own falls back to. */
+export const EVERYONE = "*";
+
 export class PeopleStore {
   private readonly stmts;
+  private limitsCache: Map<string, PersonLimits> | undefined;
 
   constructor(private readonly db: Db) {
     this.stmts = {
@@ -93,7 +98,35 @@ export class PeopleStore {
       joinInsert: db.prepare("INSERT INTO join_tokens (id, token_hash, note, created_at, created_by, expires_at, uses_left) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       joinUse: db.prepare("UPDATE join_tokens SET uses = uses + 1, uses_left = CASE WHEN uses_left IS NULL THEN NULL ELSE uses_left - 1 END WHERE id = ?"),
       joinRevoke: db.prepare("UPDATE join_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+      limitsAll: db.prepare<[], { name: string; max_gpus: number | null; max_queued: number | null; high: number }>("SELECT name, max_gpus, max_queued, high FROM person_limits"),
+      limitsUpsert: db.prepare(`INSERT INTO person_limits (name, max_gpus, max_queued, high, updated_at, updated_by) VALUES (@name, @max_gpus, @max_queued, @high, @at, @by)
+        ON CONFLICT (name) DO UPDATE SET max_gpus = excluded.max_gpus, max_queued = excluded.max_queued, high = excluded.high, updated_at = excluded.updated_at, updated_by = excluded.updated_by`),
     };
+  }
+
+  // ---- limits ----
+
+  /** Every limits row set, by name (EVERYONE: the default); read from memory, kept in step with writes. */
+  limits(): Map<string, PersonLimits> {
+    this.limitsCache ??= new Map(this.stmts.limitsAll.all().map((r) => [r.name, { name: r.name, maxGpus: r.max_gpus, maxQueued: r.max_queued, high: r.high === 1 }]));
+    return this.limitsCache;
+  }
+
+  /** A person's limits: their own row, else everyone's, else none. */
+  limitsOf(name: string | null): PersonLimits {
+    const all = this.limits();
+    const row = (name !== null ? all.get(name) : undefined) ?? all.get(EVERYONE);
+    return { name: name ?? "", maxGpus: row?.maxGpus ?? null, maxQueued: row?.maxQueued ?? null, high: row?.high ?? false };
+  }
+
+  /** Sets a person's (or, for EVERYONE, the default) limits; fields left out keep their value. */
+  setLimits(name: string, change: { maxGpus?: number | null; maxQueued?: number | null; high?: boolean }, by: string | null, now = new Date()): PersonLimits {
+    if (name !== EVERYONE && !this.stmts.byName.get(name)) throw new PeopleError("not_found", `no person named ${name} (labrig users list); '*' sets everyone's default`);
+    const current = this.limits().get(name) ?? { name, maxGpus: null, maxQueued: null, high: false };
+    const next: PersonLimits = { name, maxGpus: change.maxGpus !== undefined ? change.maxGpus : current.maxGpus, maxQueued: change.maxQueued !== undefined ? change.maxQueued : current.maxQueued, high: change.high ?? current.high };
+    this.stmts.limitsUpsert.run({ name, max_gpus: next.maxGpus, max_queued: next.maxQueued, high: next.high ? 1 : 0, at: now.toISOString(), by });
+    this.limitsCache = undefined;
+    return next;
   }
 
   // ---- people ----

@@ -5,14 +5,16 @@
 // Every job change goes through the store (one transaction each) and the job it returns is fed to
 // the in-memory JobIndex, which the hot paths (heartbeats, scheduling, the reaper) read instead of
 // the database.
-import { type Device, type HeartbeatRequest, type ImportedJob, type JobEventRequest, type Priority, type QueueAddRequest, type RegisterRequest, type SubmitJob, hasForeignProcesses } from "../core/api.js";
+import { type Device, type HeartbeatRequest, type ImportedJob, type JobEventRequest, type PersonLimits, type Priority, type QueueAddRequest, type RegisterRequest, type SubmitJob, type UsageReport, hasForeignProcesses, isTerminalJobState } from "../core/api.js";
 import type { CodeSummary } from "../core/code.js";
 import { gpusForDevice, parseCvlabConfig } from "../core/cvlab-config.js";
-import { jobFromQueueAdd, settleJob } from "./cvlab.js";
+import { jobFromQueueAdd, RequestProblem, settleJob } from "./cvlab.js";
 import { DeviceRegistry, toDevice, type Thresholds } from "./devices.js";
 import { EventBus } from "./events.js";
 import { type ActiveJob, JobIndex } from "./job-index.js";
-import { scheduleJobs, type SchedDevice } from "./scheduler.js";
+import { neverFits, scheduleQueue, type OwnerLimits, type SchedDevice, type SchedJob } from "./scheduler.js";
+import { decayedGpuHours, DEFAULT_RESOURCES, describeWait, gpuHoursSince, jobResources, type ResourceSettings } from "./resources.js";
+import { EVERYONE } from "./people.js";
 import { Store, type StoredJob } from "./store.js";
 import { SyncStore } from "./sync-store.js";
 import { generateToken, hashToken } from "./tokens.js";
@@ -30,7 +32,31 @@ export interface ServiceConfig extends Thresholds {
   /** The lab's CVLab-Kit checkout on the GPU hosts, where its trainer runs. */
   cvlabDir?: string;
   persistSeenEveryMs: number;
+  /** Default cores and memory for jobs that name none, and fair share's half-life (DEFAULT_RESOURCES when absent). */
+  resources?: ResourceSettings;
 }
+
+/** Who may have what: each person's limits (their own, else everyone's default). */
+export interface LimitsSource {
+  limitsOf(owner: string | null): PersonLimits;
+  limits(): Map<string, PersonLimits>;
+}
+
+/**
+ * The queue with no job asking more cores or memory than the largest host has: the lab's defaults
+ * (4 cores a GPU) must not make a job unrunnable on a smaller workstation, and a job that asked
+ * for more itself was refused at submit when such hosts were there.
+ */
+export function withinLargestHost(queue: SchedJob[], devices: SchedDevice[]): SchedJob[] {
+  const largest = (f: (d: SchedDevice) => number | undefined) => Math.max(0, ...devices.map((d) => (Number.isFinite(f(d)) ? f(d)! : Infinity)));
+  const cpus = largest((d) => d.cpus);
+  const memoryMiB = largest((d) => d.memoryMiB);
+  if (devices.length === 0 || (cpus === Infinity && memoryMiB === Infinity)) return queue;
+  return queue.map((j) => ((j.cpus ?? 0) > cpus || (j.memoryMiB ?? 0) > memoryMiB ? { ...j, cpus: Math.min(j.cpus ?? 0, cpus), memoryMiB: Math.min(j.memoryMiB ?? 0, memoryMiB) } : j));
+}
+
+/** How long a fair-share reading of the jobs table is used before it is taken again. */
+const USAGE_REFRESH_MS = 60_000;
 
 export interface LeaseGrant {
   job: StoredJob;
@@ -66,6 +92,11 @@ export class DispatcherService {
   private closing = false;
   private timers: NodeJS.Timeout[] = [];
   observer: DispatchObserver = {};
+  /** People's limits (set by main.ts; none: no limits). */
+  people: LimitsSource | undefined;
+  /** Why each of the first waiting jobs waits, from the last scheduling decision. */
+  private waiting = new Map<string, string>();
+  private usageCache: { atMs: number; decayed: Record<string, number> } | undefined;
 
   constructor(
     readonly store: Store,
@@ -108,6 +139,8 @@ export class DispatcherService {
   private changed(job: StoredJob): StoredJob {
     this.jobs.track(job);
     if (job.state !== "queued" && job.state !== "assigned") this.queuedAtMs.delete(job.id);
+    // A start or an end changes who has used what: fair share reads the jobs table again.
+    if (job.state === "running" || isTerminalJobState(job.state)) this.usageCache = undefined;
     this.events.emit({ type: "job", job });
     return job;
   }
@@ -266,7 +299,7 @@ export class DispatcherService {
   // ---- jobs ----
 
   submit(req: SubmitJob & { codeSummary?: CodeSummary }, owner: string | null = null, groupId: string | null = null): StoredJob {
-    const job = this.store.insertJob({ ...settleJob(req, this.config, defaultJobName), owner }, new Date(), groupId);
+    const job = this.store.insertJob({ ...settleJob(req, this.config, defaultJobName), resources: jobResources(req, this.resources), owner }, new Date(), groupId);
     this.queued(job);
     this.requestSchedule();
     return job;
@@ -278,18 +311,90 @@ export class DispatcherService {
   }
 
   /** CVLab-Kit's `POST /api/queue/add`: its inline YAML (or older config path) as a job running the lab's trainer. */
-  queueAdd(body: QueueAddRequest, owner: string | null = null): StoredJob {
+  queueAdd(body: QueueAddRequest, owner: string | null = null, isAdmin = true): StoredJob {
     const req = jobFromQueueAdd(body, this.config);
+    this.admit([req], owner, isAdmin);
     return this.submit({ ...req, ...(req.name !== undefined ? { name: safeJobName(req.name) } : {}) }, owner);
   }
 
   /** A sweep: all its jobs queued at once under one group. */
   submitGroup(name: string, reqs: (SubmitJob & { codeSummary?: CodeSummary })[], owner: string | null = null): { group: JobGroupView; jobs: StoredJob[] } {
-    const settled = reqs.map((r) => ({ ...settleJob(r, this.config, defaultJobName), owner }));
+    const settled = reqs.map((r) => ({ ...settleJob(r, this.config, defaultJobName), resources: jobResources(r, this.resources), owner }));
     const { group, jobs } = this.store.insertGroup(name, settled);
     for (const j of jobs) this.queued(j);
     this.requestSchedule();
     return { group: this.groupView(group.id)!, jobs };
+  }
+
+  get resources(): ResourceSettings {
+    return this.config.resources ?? DEFAULT_RESOURCES;
+  }
+
+  /**
+   * Refuses, before anything is stored, jobs a person may not queue: `high` without the right
+   * (admins always have it), more queued jobs than their limit, and a job no registered host
+   * could ever run (a host id is left out: that host may join later).
+   */
+  admit(reqs: SubmitJob[], owner: string | null, isAdmin: boolean): void {
+    const limits = this.people?.limitsOf(owner);
+    if (!isAdmin && reqs.some((r) => r.priority === "high") && limits && !limits.high) {
+      throw new RequestProblem("priority", `high is for admins and people granted it (labrig users limits ${owner ?? "NAME"} --high); ask for normal, or ask an admin`, 403, "forbidden");
+    }
+    if (limits?.maxQueued != null && this.jobs.queuedOf(owner) + reqs.length > limits.maxQueued) {
+      const queued = this.jobs.queuedOf(owner);
+      throw new RequestProblem("(body)", `${owner ?? "you"} may have at most ${limits.maxQueued} queued jobs and has ${queued}${reqs.length > 1 ? `; this adds ${reqs.length}` : ""}: wait for some to start, or ask an admin to raise the limit`, 429, "limit_reached");
+    }
+    const devices = this.schedDevices(Date.now());
+    if (devices.length === 0) return;
+    for (const r of reqs) {
+      const { hostId: _pinned, ...constraints } = r.constraints ?? {};
+      // Only what the job asked for itself: the lab's defaults shrink to the hosts there are (scheduleNow).
+      const asked = { ...(r.cpus !== undefined ? { cpus: r.cpus } : {}), ...(r.memoryGiB !== undefined ? { memoryMiB: Math.round(r.memoryGiB * 1024) } : {}) };
+      const why = neverFits({ id: "new", priority: r.priority, createdAtMs: 0, gpus: r.gpus, constraints, ...asked }, devices.map((d) => ({ ...d, schedulable: true })));
+      if (why) throw new RequestProblem(r.gpus > 0 ? "gpus" : "constraints", `no host in this lab could ever run it: ${why}`);
+    }
+  }
+
+  /** Each owner's recent GPU-hours with the half-life applied, read again at most once a minute. */
+  decayedUsage(nowMs = Date.now()): Record<string, number> {
+    if (this.usageCache && nowMs - this.usageCache.atMs < USAGE_REFRESH_MS) return this.usageCache.decayed;
+    const halfLife = this.resources.fairShareHalfLifeMs;
+    const rows = this.store.usageSince(new Date(nowMs - 8 * halfLife));
+    this.usageCache = { atMs: nowMs, decayed: decayedGpuHours(rows, nowMs, halfLife) };
+    return this.usageCache.decayed;
+  }
+
+  /** Why a queued job waits, as the last scheduling decision said (the first 200 waiting jobs). */
+  waitingReason(jobId: string): string | null {
+    return this.waiting.get(jobId) ?? null;
+  }
+
+  /** `GET /api/usage`: each person's GPU-hours this week and lately (decayed), what they hold and queue, their limits. */
+  usageReport(nowMs = Date.now()): UsageReport {
+    const halfLife = this.resources.fairShareHalfLifeMs;
+    const rows = this.store.usageSince(new Date(nowMs - 8 * halfLife));
+    const decayed = decayedGpuHours(rows, nowMs, halfLife);
+    const week = gpuHoursSince(rows, nowMs - 7 * 24 * 3600_000, nowMs);
+    const held = this.jobs.heldByOwner();
+    const queued: Record<string, number> = {};
+    for (const j of this.jobs.queued()) queued[j.owner ?? ""] = (queued[j.owner ?? ""] ?? 0) + 1;
+    const owners = new Set([...Object.keys(decayed), ...Object.keys(week), ...Object.keys(held.jobs), ...Object.keys(queued)]);
+    const total = Object.values(decayed).reduce((a, b) => a + b, 0);
+    const round = (n: number) => Math.round(n * 100) / 100;
+    const people = [...owners].sort().map((o) => {
+      const { name: _name, ...limits } = this.people?.limitsOf(o === "" ? null : o) ?? { name: o, maxGpus: null, maxQueued: null, high: false };
+      return {
+        owner: o === "" ? null : o,
+        gpuHoursWeek: round(week[o] ?? 0),
+        decayedGpuHours: round(decayed[o] ?? 0),
+        share: total > 0 ? round((decayed[o] ?? 0) / total) : 0,
+        runningGpus: held.gpus[o] ?? 0,
+        runningJobs: held.jobs[o] ?? 0,
+        queuedJobs: queued[o] ?? 0,
+        limits,
+      };
+    });
+    return { halfLifeDays: round(halfLife / (24 * 3600_000)), people };
   }
 
   groupView(id: string): JobGroupView | undefined {
@@ -416,11 +521,12 @@ export class DispatcherService {
   }
 
   /** One scheduling decision, committed: returns how many jobs it assigned. */
-  scheduleNow(nowMs = Date.now()): number {
-    if (this.jobs.queuedCount === 0) return 0;
-    const devices: SchedDevice[] = this.devices.all().map((a) => {
+  /** The devices as the scheduler sees them: free GPUs, and the cores and memory jobs may still take. */
+  private schedDevices(nowMs: number): SchedDevice[] {
+    return this.devices.all().map((a) => {
       const busy = this.jobs.busyGpus(a.hostId);
       const stats = new Map((a.lastStats?.gpus ?? []).map((g) => [g.index, g]));
+      const used = this.jobs.usedOnHost(a.hostId);
       return {
         hostId: a.hostId,
         schedulable: this.devices.status(a.hostId, nowMs) === "healthy" && !this.notPolling.has(a.hostId),
@@ -432,9 +538,37 @@ export class DispatcherService {
           free: !busy.has(g.index),
           foreign: hasForeignProcesses(stats.get(g.index) ?? {}),
         })),
+        cpus: a.lastStats?.cpuCount,
+        memoryMiB: a.lastStats?.memoryTotalMiB,
+        usedCpus: used.cpus,
+        usedMemoryMiB: used.memoryMiB,
       };
     });
-    const assignments = scheduleJobs(this.jobs.queued(), devices, nowMs);
+  }
+
+  /** The lab's limits as the scheduler takes them: GPUs at once, per person and by default. */
+  private ownerLimits(): OwnerLimits {
+    const all = this.people?.limits();
+    if (!all || all.size === 0) return {};
+    const owners: Record<string, number> = {};
+    for (const [name, l] of all) if (name !== EVERYONE && l.maxGpus !== null) owners[name] = l.maxGpus;
+    const fallback = all.get(EVERYONE)?.maxGpus ?? undefined;
+    return { maxGpusPerOwner: { ...(fallback !== null && fallback !== undefined ? { default: fallback } : {}), owners } };
+  }
+
+  /** One scheduling decision, committed: returns how many jobs it assigned. */
+  scheduleNow(nowMs = Date.now()): number {
+    if (this.jobs.queuedCount === 0) {
+      this.waiting.clear();
+      return 0;
+    }
+    const devices = this.schedDevices(nowMs);
+    const queue = withinLargestHost(this.jobs.queued(), devices);
+    const held = this.jobs.heldByOwner();
+    const decision = scheduleQueue({ queue, devices, nowMs, usage: this.decayedUsage(nowMs), runningGpusByOwner: held.gpus, runningJobsByOwner: held.jobs, limits: this.ownerLimits() });
+    const assignments = decision.assignments;
+    const byId = new Map(queue.map((j) => [j.id, j]));
+    this.waiting = new Map(Object.entries(decision.waiting).map(([id, r]) => [id, describeWait(r, byId.get(id) ?? { gpus: 0 })]));
     const touched = new Set<string>();
     for (const a of assignments) {
       const job = this.store.assign(a.jobId, a.hostId, a.gpuIndices);

@@ -37,6 +37,8 @@ export interface JobRow {
   group_id: string | null;
   owner: string | null;
   code: string | null;
+  cpus: number | null;
+  memory_mib: number | null;
 }
 
 export interface AgentRow {
@@ -97,6 +99,8 @@ export function rowToJob(r: JobRow): StoredJob {
     lostCount: r.lost_count,
     owner: r.owner,
     code: r.code === null ? null : (JSON.parse(r.code) as CodeSummary),
+    ...(r.cpus !== null ? { cpus: r.cpus } : {}),
+    ...(r.memory_mib !== null ? { memoryMiB: r.memory_mib } : {}),
   };
 }
 
@@ -157,7 +161,7 @@ export type ImportedJobInput = NewJob & {
 };
 
 /** A job to insert: the request with its name, project and command settled. */
-export type NewJob = Omit<SubmitJob, "command"> & { name: string; project: string; command: string | string[]; codeSummary?: CodeSummary };
+export type NewJob = Omit<SubmitJob, "command"> & { name: string; project: string; command: string | string[]; codeSummary?: CodeSummary; resources?: { cpus: number; memoryMiB: number } };
 
 /** The priority column's value and the urgent flag (see migration 002_i14). */
 function priorityColumns(p: Priority): { priority: Exclude<Priority, "urgent">; urgent: 0 | 1 } {
@@ -180,9 +184,12 @@ export class Store {
       getJob: db.prepare<[string], JobRow>("SELECT * FROM jobs WHERE id = ?"),
       maxSeq: db.prepare("SELECT COALESCE(MAX(seq), 0) FROM jobs").pluck(),
       insertJob: db.prepare(`INSERT INTO jobs (id, seq, name, project, command, gpus, image, env, workdir, timeout_s, priority,
-        max_retries, constraints, state, attempt, created_at, urgent, group_id, owner, code_snapshot, code)
+        max_retries, constraints, state, attempt, created_at, urgent, group_id, owner, code_snapshot, code, cpus, memory_mib)
         VALUES (@id, @seq, @name, @project, @command, @gpus, @image, @env, @workdir, @timeout_s, @priority, @max_retries,
-        @constraints, 'queued', 1, @created_at, @urgent, @group_id, @owner, @code_snapshot, @code)`),
+        @constraints, 'queued', 1, @created_at, @urgent, @group_id, @owner, @code_snapshot, @code, @cpus, @memory_mib)`),
+      usageRows: db.prepare<[string], { owner: string | null; gpus: number; started_at: string; ended_at: string | null }>(
+        "SELECT owner, gpus, started_at, ended_at FROM jobs WHERE started_at IS NOT NULL AND (ended_at IS NULL OR ended_at >= ?)",
+      ),
       insertConfig: db.prepare("INSERT INTO job_configs (job_id, yaml) VALUES (?, ?)"),
       getConfig: db.prepare<[string], unknown>("SELECT yaml FROM job_configs WHERE job_id = ?").pluck(),
       transition: db.prepare(`INSERT INTO job_transitions (job_id, attempt, from_state, to_state, host_id, message, at)
@@ -209,6 +216,11 @@ export class Store {
   }
 
   // ---- jobs: reads ----
+
+  /** Jobs that ran (or run) since `since`: who, how many GPUs, from when to when; for fair share. */
+  usageSince(since: Date): { owner: string | null; gpus: number; startedMs: number; endedMs: number | null }[] {
+    return this.stmts.usageRows.all(since.toISOString()).map((r) => ({ owner: r.owner, gpus: r.gpus, startedMs: Date.parse(r.started_at), endedMs: r.ended_at ? Date.parse(r.ended_at) : null }));
+  }
 
   getJob(id: string): StoredJob | undefined {
     const r = this.stmts.getJob.get(id);
@@ -306,6 +318,8 @@ export class Store {
         owner: req.owner ?? null,
         code_snapshot: req.codeSummary?.snapshot ?? null,
         code: req.codeSummary ? JSON.stringify(req.codeSummary) : null,
+        cpus: req.resources?.cpus ?? null,
+        memory_mib: req.resources?.memoryMiB ?? null,
       });
       if (req.config !== undefined) this.stmts.insertConfig.run(id, req.config);
       this.stmts.transition.run(id, 1, null, "queued", null, null, at);

@@ -4,7 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { jobActionRequestSchema, jobStates, noticeRequestSchema, priorities, submitJobRequestSchema, type JobState, type Priority } from "../../core/api.js";
 import { assertPriorityAllowed, type Role } from "../cvlab.js";
 import { registerCvlabRoutes } from "../cvlab-routes.js";
-import type { Caller } from "../http/auth.js";
+import { isAdmin, type Caller } from "../http/auth.js";
 import { FIRST_ADMIN } from "../people.js";
 import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
@@ -19,10 +19,16 @@ export const roleOf = (c: Caller): Role => (c.kind === "person" && c.role === "a
 
 export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const { service } = ctx;
+  /** A queued job with why it waits, as the last scheduling decision said. */
+  const withWaiting = <J extends { id: string; state: string }>(j: J): J & { waiting?: string } => {
+    const why = j.state === "queued" ? service.waitingReason(j.id) : null;
+    return why ? { ...j, waiting: why } : j;
+  };
 
   app.post("/api/jobs", { config: { access: "person" } }, async (req, reply) => {
     const body = parseBody(submitJobRequestSchema, req.body);
     assertPriorityAllowed(body.priority, roleOf(req.caller));
+    service.admit([body], ownerOf(req.caller), isAdmin(req.caller));
     return reply.code(201).send(service.submit(settleJobCode(ctx.code, body), ownerOf(req.caller)));
   });
 
@@ -45,14 +51,16 @@ export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
       }
       const filter = { states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, owner: req.query.owner, group: req.query.group };
       const page = service.store.listJobsPage({ ...filter, limit, beforeSeq });
-      return { jobs: page.jobs.map((j) => viewJob(j, req.caller)), total: page.total, nextCursor: page.nextCursor };
+      return { jobs: page.jobs.map((j) => withWaiting(viewJob(j, req.caller))), total: page.total, nextCursor: page.nextCursor };
     },
   );
 
   app.get<{ Params: { id: string } }>("/api/jobs/:id", { config: { access: "person" } }, async (req) => {
     const job = jobOr404(service, req.params.id);
-    return { ...viewJob(job, req.caller), hasConfig: service.store.jobConfig(job.id) !== undefined, history: service.store.transitions(job.id) };
+    return { ...withWaiting(viewJob(job, req.caller)), hasConfig: service.store.jobConfig(job.id) !== undefined, history: service.store.transitions(job.id) };
   });
+
+  app.get("/api/usage", { config: { access: "person" } }, async () => ({ ...service.usageReport(), code: ctx.code.usage() }));
 
   app.post<{ Params: { id: string } }>("/api/jobs/:id/cancel", { config: { access: "person" } }, async (req) => {
     requireOwnerOrAdmin(req.caller, jobOr404(service, req.params.id), "cancel");

@@ -1,6 +1,6 @@
 // People and join tokens (admins only), and `whoami` for anyone with a token.
 import type { FastifyInstance } from "fastify";
-import { addPersonRequestSchema, createJoinTokenRequestSchema } from "../../core/api.js";
+import { addPersonRequestSchema, createJoinTokenRequestSchema, personLimitsRequestSchema } from "../../core/api.js";
 import { parseBody, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
 import { PeopleError } from "../people.js";
@@ -23,6 +23,15 @@ export function peopleRoutes(app: FastifyInstance, ctx: RouteContext): void {
   });
 
   app.post<{ Params: { name: string } }>("/api/users/:name/revoke", { config: { access: "admin" } }, async (req) => people.revoke(req.params.name));
+
+  app.get("/api/users/limits", { config: { access: "admin" } }, async () => ({ limits: [...people.limits().values()] }));
+
+  app.put<{ Params: { name: string } }>("/api/users/:name/limits", { config: { access: "admin" } }, async (req) => {
+    const body = parseBody(personLimitsRequestSchema, req.body);
+    const limits = people.setLimits(req.params.name, body, byName(req));
+    ctx.service.requestSchedule();
+    return limits;
+  });
 
   app.get("/api/join-tokens", { config: { access: "admin" } }, async () => ({ joinTokens: people.listJoinTokens() }));
 

@@ -104,7 +104,7 @@ describe("job file → SubmitJobRequest", () => {
   it("reports unknown keys and bad values in one round, in the file's order", () => {
     const text = ["command: python train.py", "retrys: 1", "gpus: two", "timeout: soon", "constraints:", "  host: a", "  minMemoryMiB: -5", "priority: asap"].join("\n");
     expect(problemsOf(() => buildSubmitRequest({ file: file(text) }))).toEqual([
-      "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab, code",
+      "jobs/train.yaml:2:1: retrys: unknown key (did you mean 'retries'?); known keys: name, project, command, gpus, cpus, memory, image, env, workdir, timeout, priority, retries, constraints, cvlab, code",
       'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "two"',
       'jobs/train.yaml:4:10: timeout: expected a whole number of seconds from 1 to 2592000 (30 days), got "soon"',
       "jobs/train.yaml:6:3: constraints.host: unknown key; known keys: hostId, labels, gpuName, minMemoryMiB",
@@ -113,7 +113,7 @@ describe("job file → SubmitJobRequest", () => {
     ]);
     expect(problemsOf(() => buildSubmitRequest({ file: file("name: x\nseed: 1\n") }))).toEqual([
       "jobs/train.yaml:1:1: command: missing: give `command:` in the file or the command after --",
-      "jobs/train.yaml:2:1: seed: unknown key; known keys: name, project, command, gpus, image, env, workdir, timeout, priority, retries, constraints, cvlab, code",
+      "jobs/train.yaml:2:1: seed: unknown key; known keys: name, project, command, gpus, cpus, memory, image, env, workdir, timeout, priority, retries, constraints, cvlab, code",
     ]);
   });
 
@@ -161,5 +161,11 @@ describe("job file → SubmitJobRequest", () => {
       "jobs/train.yaml:2:7: code: expected true, false or a folder to send with the job (relative to the job file), got 5",
       'jobs/train.yaml:3:7: gpus: expected a whole number from 0 to 64, got "x"',
     ]);
+  });
+
+  it("reads cpus and memory (GiB) from the file and from --cpus and --memory-gib, flags winning, and names a bad value", () => {
+    expect(buildSubmitRequest({ file: file("command: python prep.py\ngpus: 0\ncpus: 8\nmemory: 12.5\n") })).toEqual({ command: "python prep.py", gpus: 0, cpus: 8, memoryGiB: 12.5 });
+    expect(buildSubmitRequest({ file: file("command: x\ncpus: 8\n"), flags: { cpus: 2, memoryGiB: 4 } })).toMatchObject({ cpus: 2, memoryGiB: 4 });
+    expect(problemsOf(() => buildSubmitRequest({ file: file("command: x\ncpus: lots\n") }))).toEqual(['jobs/train.yaml:2:7: cpus: expected a number of CPU cores from 0.1 to 1024, got "lots"']);
   });
 });

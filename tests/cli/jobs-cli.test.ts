@@ -230,8 +230,10 @@ describe("with an agent taking the jobs", () => {
       const sub = await runCli(["submit", "--json", "--", "echo", "hi"], env2);
       expect(sub.stderr).toContain("no device in this lab has a GPU, so the job asks for 0 GPUs");
       expect(parseJob(sub.stdout).gpus).toBe(0);
+      // Asking for a GPU in a lab that has none is refused at once, with the reason.
       const chosen = await runCli(["submit", "--json", "--gpus", "1", "--", "echo", "hi"], env2);
-      expect(parseJob(chosen.stdout).gpus).toBe(1);
+      expect(chosen.exitCode).not.toBe(0);
+      expect(chosen.stderr).toMatch(/no host in this lab could ever run it/);
 
       const devices = await runCli(["devices"], env2);
       expect(devices.stdout.split("\n")[1].split(/\s{2,}/).slice(0, 3)).toEqual(["cpu-box", "healthy", "0"]);

@@ -11,6 +11,13 @@ export const repoRoot = resolve(import.meta.dirname, "../..");
 /** Runs the TypeScript CLI in this very node process (no tsx wrapper process), so a signal reaches it. */
 export const nodeWithTsx = [process.execPath, "--import", "tsx"] as const;
 
+/**
+ * The jobs tests run are tiny and the machines they run on have two cores: jobs that name no cores
+ * or memory reserve little, as a lab of small hosts would set it, so several run at once on one
+ * real agent. A test of the lab's own defaults passes them in `env`.
+ */
+export const SMALL_JOB_DEFAULTS = { LABRIG_CPUS_PER_GPU: "0.25", LABRIG_MEMORY_GIB_PER_GPU: "0.25", LABRIG_GPULESS_CPUS: "0.1", LABRIG_GPULESS_MEMORY_GIB: "0.1" };
+
 export interface DispatcherProcess {
   url: string;
   port: number;
@@ -47,7 +54,7 @@ export async function startDispatcher(opts: StartOptions = {}): Promise<Dispatch
   const child = spawn(
     nodeWithTsx[0],
     [...nodeWithTsx.slice(1), "cli/main.ts", "dispatcher", "--port", String(opts.port ?? 0), "--bind", "127.0.0.1", "--state", stateDir, ...(opts.args ?? [])],
-    { cwd: repoRoot, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: repoRoot, env: { ...process.env, ...SMALL_JOB_DEFAULTS, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
   child.stdout!.on("data", (d) => (out += d));

@@ -17,6 +17,8 @@ export class SimAgent {
     readonly hostId: string,
     readonly gpus: RegisteredGpu[] = fakeGpus(1),
     readonly labels: Record<string, string> = {},
+    /** Cores and memory it reports (absent: unknown, so the scheduler does not limit them). */
+    readonly host: { cpuCount?: number; memoryTotalMiB?: number } = {},
   ) {
     this.client = new DispatcherClient({ url });
   }
@@ -31,6 +33,8 @@ export class SimAgent {
     return {
       gpus: this.gpus.map((g) => ({ index: g.index, utilizationPct: 50, memoryUsedMiB: 1000, memoryTotalMiB: g.memoryTotalMiB, temperatureC: 60, powerW: 200 })),
       runningJobs: [...this.running],
+      ...(this.host.cpuCount !== undefined ? { cpuCount: this.host.cpuCount } : {}),
+      ...(this.host.memoryTotalMiB !== undefined ? { memoryTotalMiB: this.host.memoryTotalMiB, memoryUsedMiB: 0 } : {}),
     };
   }
 

@@ -240,6 +240,13 @@ describe("Job view", () => {
     expect(plain(frame(labState([], [job("01jobc0002")], { view: "job", detailJobId: "01jobc0002" })))).not.toContain("snapshot");
   });
 
+  it("says why a queued job waits, here and in the Queue on its row", () => {
+    const j = job("01jobw0000", { state: "queued", waiting: "behind 3 jobs of bob: fair share (they have used less lately)" });
+    expect(plain(frame(labState([], [j], { view: "job", detailJobId: j.id }), 120))).toContain("waits: behind 3 jobs of bob: fair share");
+    const queue = plain(frame(labState([], [j], { view: "queue" }), 120)).split("\n");
+    expect(queue[2]).toContain("01jobw0000 waits: behind 3 jobs of bob: fair share");
+  });
+
   it("says which job it is loading and what to do when none is open", () => {
     expect(plain(frame(labState([], [], { view: "job" })))).toContain("no job open: pick one in the Queue (2)");
     expect(plain(frame(labState([], [], { view: "job", detailJobId: "01zzzz0000" })))).toContain("loading job 01zzzz0000");

@@ -27,6 +27,7 @@ export function JobView({ state, width, height, now }: ViewProps) {
       {j.reason && j.reason !== `exit code ${j.exitCode}` ? ` · ${j.reason}` : ""}
     </Line>,
   );
+  if (j.state === "queued" && j.waiting) head.push(<Line key="waiting" color="yellow">waits: {j.waiting}</Line>);
   const times = [`created ${clock(j.createdAt)} (${age(j.createdAt, now)} ago)`];
   if (j.startedAt) times.push(`started ${clock(j.startedAt)}`);
   if (j.endedAt) times.push(`ended ${clock(j.endedAt)}`);

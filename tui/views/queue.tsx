@@ -1,7 +1,8 @@
 // The Queue view: running, assigned and queued jobs (queued ones in the order the scheduler ranks
 // them: priority, then age), then recently finished ones, with name, project, owner, GPUs, host, age
 // and state. A sweep's jobs are one row (its group: name, per-state counts, GPUs, owner) where its
-// first job sorts; opened, its jobs follow it, indented.
+// first job sorts; opened, its jobs follow it, indented. On a queued job, the top line says why it
+// waits (the dispatcher's last scheduling decision).
 import { Box, Text } from "ink";
 import { Fragment } from "react";
 import type { Job } from "../../core/api.js";
@@ -31,12 +32,16 @@ export function QueueView({ state, width, height, now }: ViewProps) {
   const bodyHeight = height - 2;
   const offset = scrollOffset(rows.length, bodyHeight, cursor, cursor);
   const cols = columns(width);
+  const selected = rows[cursor];
+  const waits = selected?.kind === "job" && selected.job.state === "queued" ? selected.job.waiting : undefined;
   return (
     <Box flexDirection="column">
-      <Line dim>
-        {`${counts.running} running · ${counts.assigned} assigned · ${counts.queued} queued · ${counts.finished} finished`}
-        {groups ? ` · ${groups} sweep group${groups === 1 ? "" : "s"}` : ""}
-        {rows.length > bodyHeight ? `  (${offset + 1}-${Math.min(rows.length, offset + bodyHeight)} of ${rows.length})` : ""}
+      <Line dim={!waits} color={waits ? "yellow" : undefined}>
+        {waits
+          ? `${selected!.kind === "job" ? selected!.job.id : ""} waits: ${waits}`
+          : `${counts.running} running · ${counts.assigned} assigned · ${counts.queued} queued · ${counts.finished} finished`}
+        {!waits && groups ? ` · ${groups} sweep group${groups === 1 ? "" : "s"}` : ""}
+        {!waits && rows.length > bodyHeight ? `  (${offset + 1}-${Math.min(rows.length, offset + bodyHeight)} of ${rows.length})` : ""}
       </Line>
       <Line bold>
         {"  "}
