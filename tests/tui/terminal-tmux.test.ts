@@ -110,8 +110,8 @@ describe("labrig tui in tmux", () => {
     await press(t, ref, rows, "Escape");
 
     // A sweep is one row in the Queue; Enter opens it (its jobs drawn under it), ← folds it again.
-    // 16 GPUs fit no host: its jobs stay queued.
-    const sweep = await admin.submitGroup({ name: "tmux-sweep", jobs: [1, 2, 3].map((seed) => ({ name: `tmux-sweep [seed=${seed}]`, project: "tests", command: ["sleep", "1"], gpus: 16 })) });
+    // Pinned to a host that has not joined: its jobs stay queued (a job no host could ever run is refused at submit).
+    const sweep = await admin.submitGroup({ name: "tmux-sweep", jobs: [1, 2, 3].map((seed) => ({ name: `tmux-sweep [seed=${seed}]`, project: "tests", command: ["sleep", "1"], gpus: 1, constraints: { hostId: "not-joined-yet" } })) });
     await press(t, ref, rows, "2");
     await t.waitForText(sweep.group.id, 20_000);
     await expectScreenMatches(t, ref);
