@@ -73,17 +73,17 @@ describe("dashboard against a real dispatcher", () => {
     await d.key("2");
     await d.see("the empty queue", (t) => t.includes("no jobs yet"));
     const framesBefore = d.app.frames.length;
-    // 8 GPUs fit no host, so the job stays queued.
-    const job = await dispatcher.admin().submit({ name: "late-arrival", project: "tuitest", command: ["python", "train.py"], gpus: 8 });
+    // Pinned to a host that has not joined, so the job stays queued.
+    const job = await dispatcher.admin().submit({ name: "late-arrival", project: "tuitest", command: ["python", "train.py"], gpus: 4, constraints: { hostId: "not-joined-yet" } });
     const t = await d.see("the new job", (x) => x.includes(job.id));
-    expect(t).toMatch(new RegExp(`${job.id}\\s+late-arrival\\s+tuitest\\s+admin\\s+norm\\s+8`));
+    expect(t).toMatch(new RegExp(`${job.id}\\s+late-arrival\\s+tuitest\\s+admin\\s+norm\\s+4`));
     expect(t).toMatch(/queued\s*$/m);
     expect(d.app.frames.length).toBeGreaterThan(framesBefore);
   });
 
   it("cancels a job after the operator confirms, and the dispatcher holds it cancelled", async () => {
     const d = startDashboard();
-    const job = await dispatcher.admin().submit({ name: "to-cancel", project: "tuitest", command: "sleep 100", gpus: 16 });
+    const job = await dispatcher.admin().submit({ name: "to-cancel", project: "tuitest", command: "sleep 100", gpus: 1, constraints: { hostId: "not-joined-yet" } });
     await d.key("2");
     await d.see("the job", (t) => t.includes(job.id));
     await d.key("/");
@@ -99,17 +99,17 @@ describe("dashboard against a real dispatcher", () => {
 
   it("folds a sweep into one row and cancels the whole group after the operator confirms", async () => {
     const d = startDashboard();
-    // 16 GPUs fit no host: all three stay queued.
+    // Pinned to a host that has not joined: all three stay queued.
     const sweep = await dispatcher.admin().submitGroup({
       name: "tui-sweep",
-      jobs: [1, 2, 3].map((seed) => ({ name: `tui-sweep [seed=${seed}]`, project: "tuitest", command: ["python", "train.py", "--seed", String(seed)], gpus: 16 })),
+      jobs: [1, 2, 3].map((seed) => ({ name: `tui-sweep [seed=${seed}]`, project: "tuitest", command: ["python", "train.py", "--seed", String(seed)], gpus: 1, constraints: { hostId: "not-joined-yet" } })),
     });
     const id = sweep.group.id;
     await d.key("2");
     await d.key("/");
     for (const ch of id) await d.key(ch);
     await d.key("\r");
-    const row = await d.see("the group's row", (t) => t.includes(`${id} + tui-sweep · 3 jobs: 3 queued · 48 GPUs · admin`));
+    const row = await d.see("the group's row", (t) => t.includes(`${id} + tui-sweep · 3 jobs: 3 queued · 3 GPUs · admin`));
     for (const j of sweep.jobs) expect(row).not.toContain(j.id);
     await d.key("c");
     await d.see("the question", (t) => t.includes(`cancel 3 jobs (3 queued) of group ${id} (tui-sweep)?`));
