@@ -12,7 +12,7 @@ import { buildSubmission } from "./cvlab-submit.js";
 import { collectCodeSnapshot, gitWorkTree } from "./code-snapshot.js";
 import { uploadCodeSnapshot } from "./code-upload.js";
 import { jobFileCode } from "./job-file.js";
-import { DEFAULT_CODE_LIMIT_BYTES, describeCode, summarizeManifest, type CodeUsage } from "../core/code.js";
+import { codeLimitFromEnv, describeCode, summarizeManifest, type CodeUsage } from "../core/code.js";
 import { formatBytes } from "../core/units.js";
 import { formatGroup } from "./format-group.js";
 import type { SubmitFlags, TargetFlags } from "./jobs.js";
@@ -154,15 +154,6 @@ async function sendCode(client: DispatcherClient, dir: string | undefined, here:
   const sent = await uploadCodeSnapshot(client, snap);
   note(`code: ${describeCode(summarizeManifest(sent.id, snap.manifest))}; sent ${sent.uploadedBlobs} new blob${sent.uploadedBlobs === 1 ? "" : "s"} (${formatBytes(sent.uploadedBytes)})`);
   return { id: sent.id, subdir: snap.subdir };
-}
-
-/** LABRIG_CODE_LIMIT_MB for the CLI's own check (the dispatcher has its own, which wins). */
-function codeLimitFromEnv(env: NodeJS.ProcessEnv): number {
-  const v = env.LABRIG_CODE_LIMIT_MB;
-  if (v === undefined || v === "") return DEFAULT_CODE_LIMIT_BYTES;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InputError("LABRIG_CODE_LIMIT_MB", `expected a positive number of MiB, got '${v}'`);
-  return Math.floor(n * 1024 * 1024);
 }
 
 /** Words of a command that look like relative file paths (train.py, ./run.sh, data/x.csv): not flags, numbers or the program's bare name. */

@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { z } from "zod";
+import { mibFromEnv } from "./config.js";
 import { checkRelativePath, RelativePathError } from "./relative-path.js";
 import { formatBytes } from "./units.js";
 
@@ -15,6 +16,9 @@ export const sha256Schema = z.string().regex(SHA256_PATTERN, "a SHA-256 as 64 lo
 /** The largest snapshot a dispatcher takes unless LABRIG_CODE_LIMIT_MB says otherwise (the CLI's default too). */
 export const DEFAULT_CODE_LIMIT_BYTES = 200 * 1024 * 1024;
 export const MAX_CODE_FILES = 100_000;
+
+/** LABRIG_CODE_LIMIT_MB in bytes (the dispatcher's limit, and the CLI's own check before it sends anything). */
+export const codeLimitFromEnv = (env: NodeJS.ProcessEnv): number => mibFromEnv(env, "LABRIG_CODE_LIMIT_MB", DEFAULT_CODE_LIMIT_BYTES);
 
 const fileEntrySchema = z.strictObject({
   path: z.string(),

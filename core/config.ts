@@ -103,3 +103,12 @@ export function resolveDispatcher(
 function stripSlash(url: string): string {
   return url.replace(/\/+$/, "");
 }
+
+/** A size in MiB from the environment (`name`), in bytes; `def` when unset. */
+export function mibFromEnv(env: NodeJS.ProcessEnv, name: string, def: number): number {
+  const v = env[name];
+  if (v === undefined || v === "") return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InputError(name, `expected a positive number of MiB, got '${v}'`);
+  return Math.floor(n * 1024 * 1024);
+}

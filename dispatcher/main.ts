@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
-import { DEFAULT_CODE_LIMIT_BYTES } from "../core/code.js";
+import { codeLimitFromEnv } from "../core/code.js";
+import { mibFromEnv } from "../core/config.js";
 import { CodeStore } from "./code-store.js";
 import { DEFAULT_RESOURCES, type ResourceSettings } from "./resources.js";
 import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
@@ -86,20 +87,9 @@ export function advertisedUrl(bind: string, port: number): string {
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** A size in MiB from the environment (`name`), in bytes; `def` when unset. */
-function mibFromEnv(env: NodeJS.ProcessEnv, name: string, def: number): number {
-  const v = env[name];
-  if (v === undefined || v === "") return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InputError(name, `expected a positive number of MiB, got '${v}'`);
-  return Math.floor(n * 1024 * 1024);
-}
-
 /** LABRIG_SYNC_BODY_LIMIT_MB: the largest sync upload in bytes. */
 export const syncBodyLimitFromEnv = (env: NodeJS.ProcessEnv): number => mibFromEnv(env, "LABRIG_SYNC_BODY_LIMIT_MB", DEFAULT_SYNC_BODY_LIMIT);
 
-/** LABRIG_CODE_LIMIT_MB: the largest code snapshot (all its files) in bytes. */
-export const codeLimitFromEnv = (env: NodeJS.ProcessEnv): number => mibFromEnv(env, "LABRIG_CODE_LIMIT_MB", DEFAULT_CODE_LIMIT_BYTES);
 
 /** How long a snapshot no job uses is kept (it is offered before its job is submitted): LABRIG_CODE_KEEP_UNUSED_S, default 1 h. */
 export function codeKeepUnusedMsFromEnv(env: NodeJS.ProcessEnv): number {
