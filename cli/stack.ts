@@ -8,6 +8,7 @@ interface StackFlags {
   host?: string;
   knownHosts?: string;
   yes?: boolean;
+  askSudoPass?: boolean;
 }
 
 const actions = [
@@ -24,11 +25,14 @@ export function registerStackCommands(program: Command): void {
       .option("--stack <name>", "the stack (default: the inventory's lab.name)")
       .option("--inventory <path>", "the inventory file", "inventory.yaml")
       .option("--host <names>", "only this host's resources (several separated by commas)")
-      .option("--known-hosts <path>", "pinned SSH host keys (default ~/.labrig/known_hosts)");
+      .option("--known-hosts <path>", "pinned SSH host keys (default ~/.labrig/known_hosts)")
+      .option("--ask-sudo-pass", "ask once for the login user's sudo password (hosts without passwordless sudo); set as the stack secret labrig:sudoPassword for this run only, read from stdin when it is not a terminal");
     if (action === "destroy") cmd.option("--yes", "really destroy (run pnpm preview first)");
-    cmd.action(async (flags: StackFlags) => {
+    cmd.action(async ({ askSudoPass, ...flags }: StackFlags) => {
       const { runStackCommand } = await import("../stacks/command.js");
-      process.exitCode = await runStackCommand(action, flags);
+      const { askSecret } = await import("./ask-secret.js");
+      const askSudoPassword = askSudoPass ? () => askSecret("sudo password for the hosts' login user: ", "--ask-sudo-pass") : undefined;
+      process.exitCode = await runStackCommand(action, { ...flags, ...(askSudoPassword ? { askSudoPassword } : {}) });
     });
   }
 }

@@ -2,7 +2,9 @@
 // Pulumi's Automation API (LocalWorkspace) with the state in a local file backend under
 // LABRIG_HOME and secrets encrypted by a passphrase, so no Pulumi Cloud account is needed. The
 // stack's config is set from the flags and the inventory; the secrets too, from the inventory's
-// files, when the stack has none yet. Pulumi's own progress streams to stdout as it prints it.
+// files, when the stack has none yet. With --ask-sudo-pass the sudo password is asked once and set
+// as the secret labrig:sudoPassword for this run only (removed after it, unless the stack already
+// kept one). Pulumi's own progress streams to stdout as it prints it.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -10,7 +12,7 @@ import { labrigHome } from "../core/config.js";
 import { errorMessage, InputError, LabrigError } from "../core/errors.js";
 import { type HostConfig, type Inventory, loadInventory, readJoinToken, selectHosts } from "../provision/inventory.js";
 import { allSteps } from "../provision/steps/index.js";
-import { type PlannedResource, planLab } from "./graph.js";
+import { neededSecrets, type PlannedResource, planLab, sudoPasswordConfigKey } from "./graph.js";
 import { findPulumiCli, missingCliExitCode, PulumiCliMissingError } from "./pulumi-cli.js";
 
 export type StackAction = "preview" | "up" | "destroy";
@@ -21,6 +23,8 @@ export interface StackCommandOptions {
   host?: string;
   knownHosts?: string;
   yes?: boolean;
+  /** --ask-sudo-pass: asked once, after the inventory and flags are checked. */
+  askSudoPassword?: () => Promise<string>;
 }
 
 export const projectName = "labrig";
@@ -52,6 +56,7 @@ export async function runStackCommand(action: StackAction, opts: StackCommandOpt
   }
   const stackName = opts.stack ?? inventory.lab.name;
   const resources = planLab(inventory, allSteps);
+  const sudoPassword = await opts.askSudoPassword?.();
 
   const { LocalWorkspace, PulumiCommand } = await import("@pulumi/pulumi/automation/index.js");
   const paths = pulumiPaths(env);
@@ -70,6 +75,8 @@ export async function runStackCommand(action: StackAction, opts: StackCommandOpt
   for (const [key, read] of secretSources(inventory, resources)) {
     if (!config[key]) await stack.setConfig(key, { value: read(), secret: true });
   }
+  const sudoPasswordKept = config[sudoPasswordConfigKey] !== undefined;
+  if (sudoPassword !== undefined) await stack.setConfig(sudoPasswordConfigKey, { value: sudoPassword, secret: true });
 
   const target = targets?.flatMap((h) => hostUrns(stackName, resources, h.name));
   const common = { onOutput: (out: string) => process.stdout.write(out), color: "auto" as const, ...(target ? { target, targetDependents: true } : {}) };
@@ -80,6 +87,8 @@ export async function runStackCommand(action: StackAction, opts: StackCommandOpt
   } catch (err) {
     process.stderr.write(`labrig: pulumi ${action === "up" ? "up" : action} on stack ${stackName} failed: ${firstLines(errorMessage(err))}\n`);
     return 1;
+  } finally {
+    if (sudoPassword !== undefined && !sudoPasswordKept) await stack.removeConfig(sudoPasswordConfigKey);
   }
   if (action !== "preview") process.stdout.write(`state: ${paths.backend} (stack ${stackName}); secrets are encrypted with the passphrase in ${envVars.PULUMI_CONFIG_PASSPHRASE_FILE ?? "PULUMI_CONFIG_PASSPHRASE(_FILE)"}\n`);
   return 0;
@@ -88,7 +97,8 @@ export async function runStackCommand(action: StackAction, opts: StackCommandOpt
 /** For each secret a declared step needs, where the inventory keeps it (as `pnpm provision` reads it). */
 function secretSources(inventory: Inventory, resources: PlannedResource[]): [string, () => string][] {
   const out: [string, () => string][] = [];
-  if (resources.some((r) => r.step === "agent")) out.push(["labrig:joinToken", () => readJoinToken(inventory)]);
+  // Agents joining a declared dispatcher container take its join token from that resource instead.
+  if (neededSecrets(resources).includes("joinToken")) out.push(["labrig:joinToken", () => readJoinToken(inventory)]);
   const withBackup = inventory.hosts.filter((h) => resources.some((r) => r.host === h.name && r.step === "backup-timer"));
   if (withBackup.length) out.push(["labrig:resticPassword", () => readResticPassword(inventory, withBackup)]);
   return out;

@@ -1,9 +1,12 @@
 // The lab as Pulumi sees it, as plain data: one resource per host and provisioning step, named
-// `host/step`, each depending on the host's earlier steps; and the inputs each resource carries.
-// Pure (no Pulumi, no host), so the graph is tested and printed without an engine.
+// `host/step`, each depending on the host's earlier steps; every agent also takes the dispatcher's
+// URL and join token from the dispatcher host's `dispatcher-container` resource (its outputs), so
+// one `up` brings a bare lab up in the order `labrig provision --host all` does. And the inputs
+// each resource carries. Pure (no Pulumi, no host), so the graph is tested and printed without an engine.
 //
 //   planLab(loadInventory("inventory.yaml"))
-//   // [{name: "nas/base", host: "nas", step: "base", dependsOn: []}, {name: "nas/docker", ..., dependsOn: ["nas/base"]}, ...]
+//   // [{name: "nas/base", host: "nas", step: "base", dependsOn: []}, ...,
+//   //  {name: "gpu-a100/agent", ..., dependsOn: ["gpu-a100/base", ...], dispatcherFrom: "nas/dispatcher-container"}, ...]
 import type { HostConfig, Inventory } from "../provision/inventory.js";
 import { stepAppliesTo } from "../provision/runner.js";
 import type { Step } from "../provision/step.js";
@@ -16,6 +19,8 @@ export interface PlannedResource {
   step: string;
   /** Names of the same host's earlier steps. */
   dependsOn: string[];
+  /** An agent's: the dispatcher-container resource whose outputs (URL, join token) it takes as inputs. */
+  dispatcherFrom?: string;
 }
 
 /** What each step resource is given. Secrets are present only on the steps that use them. */
@@ -27,6 +32,11 @@ export interface StepInputs {
   inventoryFile: string;
   knownHostsFile: string;
   agentBundle?: string;
+  /**
+   * The agent's: the URL it joins, from the dispatcher-container resource's output (or
+   * lab.dispatcher.url when the inventory has no dispatcher host); its join token likewise, a secret.
+   */
+  dispatcherUrl?: string;
   joinToken?: string;
   resticPassword?: string;
   /** Filled by the provider's check: the changes the step's check plans, one line each. */
@@ -46,6 +56,13 @@ export interface FoundFacts {
 export const secretInputs = ["joinToken", "resticPassword"] as const;
 
 /**
+ * The stack config secret with the login user's sudo password (hosts whose sudo asks for one).
+ * No resource takes it as an input: the provider reads it from the stack's config when Pulumi
+ * configures it, so it is in no resource's state.
+ */
+export const sudoPasswordConfigKey = "labrig:sudoPassword";
+
+/**
  * Whether a step is declared for a host at all: its roles match, and the inventory does not rule
  * it out already (no backup settings, firewall disabled, gpu: none). Steps that can only tell on
  * the host (a missing NVIDIA driver) are declared and report `skipped`.
@@ -58,14 +75,38 @@ export function stepDeclaredFor(step: Step, host: HostConfig): boolean {
   return true;
 }
 
+/** The host whose dispatcher-container resource the agents join: lab.dispatcher.host, else the first with role dispatcher. */
+export function dispatcherHostOf(inventory: Inventory, steps: Step[]): HostConfig | undefined {
+  const step = steps.find((s) => s.id === "dispatcher-container");
+  if (!step) return undefined;
+  const named = inventory.lab.dispatcher?.host;
+  const candidates = inventory.hosts.filter((h) => (named ? h.name === named : true) && stepDeclaredFor(step, h));
+  return candidates[0];
+}
+
+/**
+ * A host's declared steps in order. On a host that is both dispatcher and GPU host, the agent
+ * comes right after the dispatcher container it joins (it takes that resource's outputs).
+ */
+function hostSteps(host: HostConfig, steps: Step[], isDispatcherHost: boolean): Step[] {
+  const declared = steps.filter((s) => stepDeclaredFor(s, host));
+  const agent = declared.find((s) => s.id === "agent");
+  const at = declared.findIndex((s) => s.id === "dispatcher-container");
+  if (!isDispatcherHost || !agent || at < 0 || declared.indexOf(agent) > at) return declared;
+  const rest = declared.filter((s) => s !== agent);
+  rest.splice(rest.findIndex((s) => s.id === "dispatcher-container") + 1, 0, agent);
+  return rest;
+}
+
 export function planLab(inventory: Inventory, steps: Step[]): PlannedResource[] {
+  const dispatcherHost = dispatcherHostOf(inventory, steps);
+  const dispatcherFrom = dispatcherHost && `${dispatcherHost.name}/dispatcher-container`;
   const out: PlannedResource[] = [];
   for (const host of inventory.hosts) {
     const earlier: string[] = [];
-    for (const step of steps) {
-      if (!stepDeclaredFor(step, host)) continue;
+    for (const step of hostSteps(host, steps, host === dispatcherHost)) {
       const name = `${host.name}/${step.id}`;
-      out.push({ name, host: host.name, step: step.id, dependsOn: [...earlier] });
+      out.push({ name, host: host.name, step: step.id, dependsOn: [...earlier], ...(step.id === "agent" && dispatcherFrom ? { dispatcherFrom } : {}) });
       earlier.push(name);
     }
   }
@@ -88,11 +129,19 @@ export function stepInputs(inventory: Inventory, host: HostConfig, step: string,
   return inputs;
 }
 
-/** Which secrets a step needs. */
-export function secretsFor(step: string): (typeof secretInputs)[number][] {
-  if (step === "agent") return ["joinToken"];
-  if (step === "backup-timer") return ["resticPassword"];
+/**
+ * Which config secrets a step resource needs: an agent the join token only when no declared
+ * dispatcher container hands it one (a dispatcher outside the inventory); a backup the restic password.
+ */
+export function secretsFor(r: Pick<PlannedResource, "step" | "dispatcherFrom">): (typeof secretInputs)[number][] {
+  if (r.step === "agent") return r.dispatcherFrom ? [] : ["joinToken"];
+  if (r.step === "backup-timer") return ["resticPassword"];
   return [];
+}
+
+/** The config secrets the declared steps need, in a stable order. */
+export function neededSecrets(resources: PlannedResource[]): (typeof secretInputs)[number][] {
+  return secretInputs.filter((s) => resources.some((r) => secretsFor(r).includes(s)));
 }
 
 /** The dispatcher's URL as agents reach it: lab.dispatcher.url, else the dispatcher host's address and port. */
@@ -102,7 +151,15 @@ export function dispatcherUrl(inventory: Inventory): string | undefined {
   return host ? `http://${host.address}:${dispatcherSettings(host).port}` : undefined;
 }
 
-/** The graph as text, one resource a line with the step just before it (it depends on every earlier step of its host). */
+/**
+ * The graph as text, one resource a line with the step just before it (it depends on every earlier
+ * step of its host) and, for an agent, the dispatcher container whose URL and join token it takes.
+ */
 export function renderGraph(resources: PlannedResource[]): string {
-  return resources.map((r) => `${r.name}${r.dependsOn.length ? `  <- ${r.dependsOn[r.dependsOn.length - 1]}` : ""}`).join("\n");
+  return resources
+    .map((r) => {
+      const from = [r.dependsOn.at(-1), r.dispatcherFrom && `${r.dispatcherFrom} (URL, join token)`].filter(Boolean);
+      return `${r.name}${from.length ? `  <- ${from.join(", ")}` : ""}`;
+    })
+    .join("\n");
 }

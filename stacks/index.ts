@@ -1,7 +1,9 @@
 // The Pulumi program (Pulumi.yaml's main): the lab declared from inventory.yaml. Config (namespace
 // labrig): inventory (default ../inventory.yaml), knownHosts, agentBundle, and the secrets
-// joinToken and resticPassword when a declared step needs them. `pnpm preview`/`pnpm run up` set
-// these from the inventory; plain `pulumi up` in this folder reads what `pulumi config` holds.
+// resticPassword and joinToken (the latter only without a dispatcher host in the inventory) when a
+// declared step needs them; sudoPassword, read by the provider itself (provider.ts), not here.
+// `pnpm preview`/`pnpm run up` set these from the inventory; plain `pulumi up` in this folder reads
+// what `pulumi config` holds.
 import { resolve } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { loadInventory } from "../provision/inventory.js";

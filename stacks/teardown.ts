@@ -2,6 +2,8 @@
 // statement of what stays. Removing Docker or the NVIDIA packages would take away what other
 // workloads on the host rely on, so those stay; labrig's own units, files, firewall rules and
 // container go. Changes are data, as in provisioning, carried out by the same applyChanges.
+// The dispatcher's data folders stay (its queue database and tokens are the lab's history), but
+// the backup password labrig wrote into their config folder goes with the backup timer.
 //
 //   const t = await teardownFor("agent", ctx);   // {changes: [stop and disable labrig-agent.service, ...], runs, leaves: "..."}
 //   await applyChanges(ctx, t.changes, { runs: t.runs });
@@ -12,7 +14,7 @@ import { shq } from "../core/shell.js";
 import type { StepContext } from "../provision/step.js";
 import { agentBundleRemote, agentEnvFile, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
 import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile } from "../provision/steps/backup-timer.js";
-import { dispatcherSettings } from "../provision/steps/dispatcher-container.js";
+import { dataFolders, dispatcherDataDir, dispatcherSettings } from "../provision/steps/dispatcher-container.js";
 import { dispatcherFilter } from "../provision/steps/dispatcher-firewall.js";
 import { removeFilterCommand, unitFileOf } from "../provision/steps/docker-user.js";
 import { labrigComment } from "../provision/steps/firewall.js";
@@ -54,9 +56,10 @@ export async function teardownFor(step: string, ctx: Pick<StepContext, "host" | 
       break;
     }
     case "dispatcher-container": {
-      const name = dispatcherSettings(host).containerName;
+      const settings = dispatcherSettings(host);
+      const name = settings.containerName;
       run(`remove container ${name}`, "the dispatcher is no longer declared", `docker rm -f ${shq(name)} ${shq(`${name}-previous`)} >/dev/null 2>&1 || true`);
-      break;
+      return { changes, runs, leaves: leavesAfterDelete(step, host, { dataDir: await dispatcherDataDir(remote, settings) }) };
     }
     case "dispatcher-firewall":
     case "gpu-firewall": {
@@ -67,18 +70,29 @@ export async function teardownFor(step: string, ctx: Pick<StepContext, "host" | 
       reload();
       break;
     }
-    case "backup-timer":
+    case "backup-timer": {
+      // On a dispatcher host the password lives in the container's config folder instead.
+      const passwordFile = host.roles.includes("dispatcher") ? dispatcherPasswordFile(await dispatcherDataDir(remote, dispatcherSettings(host))) : backupPasswordFile;
       stopUnit("labrig-backup.timer");
-      removeFiles([backupTimerFile, backupServiceFile, backupEnvFile, backupPasswordFile], "the backup units, settings and password");
+      removeFiles([backupTimerFile, backupServiceFile, backupEnvFile, passwordFile], "the backup units, settings and password");
       reload();
       break;
+    }
     // base, docker, nvidia-toolkit: nothing is removed (see leavesAfterDelete).
   }
   return { changes, runs, leaves: leavesAfterDelete(step, host) };
 }
 
-/** What deleting a step's resource leaves on the host, in words. */
-export function leavesAfterDelete(step: string, host: HostConfig): string {
+/** Where the backup-timer step puts the restic password on a dispatcher host: the container's config folder. */
+export function dispatcherPasswordFile(dataDir: string): string {
+  return `${dataFolders(dataDir).config}/restic-password`;
+}
+
+/**
+ * What deleting a step's resource leaves on the host, in words. `dataDir`: the dispatcher's data
+ * folder as found on the host; without it, the setting or the defaults are named.
+ */
+export function leavesAfterDelete(step: string, host: HostConfig, found: { dataDir?: string | undefined } = {}): string {
   switch (step) {
     case "base":
       return "the packages curl, ca-certificates, gnupg and jq (other software may use them)";
@@ -90,13 +104,23 @@ export function leavesAfterDelete(step: string, host: HostConfig): string {
       return `Node.js, the user labrig-agent and ${host.agent.workdir} (the jobs' files)`;
     case "firewall":
       return `ufw enabled with its default policies, and the rule 'allow ${host.port}/tcp' so SSH still reaches the host`;
-    case "dispatcher-container":
-      return `the data folders (the queue database, runs, config, backups), the image ${dispatcherSettings(host).image}, and the tokens saved on this machine`;
+    case "dispatcher-container": {
+      const s = dispatcherSettings(host);
+      const dir = found.dataDir ?? s.dataDir;
+      const f = dir ? dataFolders(dir) : dataFolders("<dataDir>");
+      const where = dir ? "" : " (<dataDir>: /srv/labrig, or /volume1/docker/labrig on a Synology)";
+      return (
+        `the data folders${where}: ${f.state} (the queue database, and the admin and join tokens, which a new container picks up again), ${f.runs} (the jobs' files), ` +
+        `${f.config} (${host.backup ? `${dispatcherPasswordFile(dir ?? "<dataDir>")}, the restic password in plain text, until the backup-timer resource's delete removes it` : "empty unless something else was put there"}), ` +
+        `${f.backup} (the backups); the image ${s.image}; and on this machine the saved URL, admin and join tokens (LABRIG_HOME/labs/<lab>/). ` +
+        `Remove them by hand when the lab's data is no longer wanted: rm -rf ${dir ?? "<dataDir>"} on ${host.name}`
+      );
+    }
     case "dispatcher-firewall":
     case "gpu-firewall":
       return "iptables and Docker's own chains";
     case "backup-timer":
-      return `restic, and the backup repository${host.backup ? ` ${host.backup.repository}` : ""} with every snapshot in it`;
+      return `restic, and the backup repository${host.backup ? ` ${host.backup.repository}` : ""} with every snapshot in it (its password stays in the stack's config and the inventory's passwordFile)`;
     default:
       return `whatever step ${step} set up (labrig knows no safe reverse for it)`;
   }

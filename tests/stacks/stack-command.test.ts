@@ -22,8 +22,9 @@ function pathWithoutPulumi(): string {
 }
 
 describe("the stack commands without the Pulumi CLI", { timeout: 120_000 }, () => {
-  for (const [script, args] of [["preview", []], ["up", []], ["destroy", ["--yes"]]] as const) {
-    it(`pnpm run ${script} exits 2 saying what is needed, how to install it, and that pnpm provision does the same`, async () => {
+  // --ask-sudo-pass: the missing CLI is told before any password is asked (stdin is empty here, so asking would fail otherwise).
+  for (const [script, args] of [["preview", []], ["up", []], ["up", ["--ask-sudo-pass"]], ["destroy", ["--yes"]]] as const) {
+    it(`pnpm run ${script} ${args.join(" ")} exits 2 saying what is needed, how to install it, and that pnpm provision does the same`.replace("  ", " "), async () => {
       const res = await execa("pnpm", ["--silent", "run", script, ...args], { cwd: repoRoot, reject: false, env: { PATH: pathWithoutPulumi(), LABRIG_HOME: home, HOME: home } });
       expect(res.exitCode).toBe(2);
       expect(res.stdout).toBe("");
