@@ -60,7 +60,8 @@ async function withContext<T>(inputs: StepInputs, fn: (ctx: StepContext, step: S
     };
     if (host.backup && inputs.resticPassword !== undefined) host.backup.passwordFile = secretFile("restic-password", inputs.resticPassword);
     const dispatcher = inputs.lab.dispatcher && { ...inputs.lab.dispatcher, ...(inputs.joinToken !== undefined ? { joinTokenFile: secretFile("join-token", inputs.joinToken) } : {}) };
-    const inventory: Inventory = { file: inputs.inventoryFile, lab: { name: inputs.lab.name, ...(dispatcher ? { dispatcher } : {}) }, hosts: [host] };
+    // The stacks do not provision Slurm (yet): their hosts run under labrig's own queue.
+    const inventory: Inventory = { file: inputs.inventoryFile, lab: { name: inputs.lab.name, scheduler: "labrig", ...(dispatcher ? { dispatcher } : {}) }, hosts: [host] };
     // The dispatcher-container step reaches Docker over its own SSH connection and pins keys there too.
     process.env.LABRIG_KNOWN_HOSTS ??= inputs.knownHostsFile;
     const applied: Change[] = [];
