@@ -8,6 +8,7 @@ import { parseProxyJump } from "./proxy-jump.js";
 import { shq } from "./remote.js";
 import { anyFailed, provision, selectSteps, stepAppliesTo, type ProvisionReport } from "./runner.js";
 import { readSavedDispatcher } from "./saved-dispatcher.js";
+import { slurmClusterFacts } from "./slurm-cluster.js";
 import type { Step } from "./step.js";
 import { SshRemote, type SshTarget } from "./ssh-remote.js";
 import { allSteps } from "./steps/index.js";
@@ -40,6 +41,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
   const knownHostsFile = opts.knownHostsFile ?? defaultKnownHostsFile();
   const sudoPassword = await opts.askSudoPassword?.();
   const plans = hostPlans(hosts, selected);
+  const connect = (host: HostConfig) => new SshRemote(sshTarget(host), { knownHostsFile, onNotice: (m) => process.stderr.write(`${m}\n`), sudoPassword });
   // listr2's terminal renderer draws only where both streams are a terminal; elsewhere plain lines.
   const progress = provisionProgress(plans, { dryRun: opts.dryRun, tty: !!process.stderr.isTTY && !!process.stdout.isTTY });
   const report = await provision({
@@ -52,8 +54,8 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
     skip: opts.skip,
     assets: { agentBundle: opts.agentBundle },
     joinTokens: dispatcherJoinTokens({ inventory, dryRun: opts.dryRun }),
-    connect: (host) =>
-      new SshRemote(sshTarget(host), { knownHostsFile, onNotice: (m) => process.stderr.write(`${m}\n`), sudoPassword }),
+    slurm: slurmClusterFacts({ inventory, connect }),
+    connect,
     onEvent: progress.onEvent,
   });
   await progress.done;

@@ -69,7 +69,8 @@ const hostFields = {
         ctx.addIssue({ code: "custom", message: (err as Error).message });
       }
     }),
-  roles: z.array(z.enum(["gpu", "dispatcher"])).default([]),
+  /** gpu: a GPU host (in slurm mode, a Slurm compute node too); slurm-controller: runs slurmctld (lab.scheduler: slurm). */
+  roles: z.array(z.enum(["gpu", "dispatcher", "slurm-controller"])).default([]),
   labels: z.record(z.string(), z.string()).default({}),
   /** "auto": set up the NVIDIA toolkit when a driver is there. "required": fail without one. "none": never. */
   gpu: z.enum(["auto", "required", "none"]).default("auto"),
@@ -83,8 +84,33 @@ const hostFields = {
 };
 const hostSchema = z.strictObject(hostFields);
 
+const slurmName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, "letters, digits, _ and -");
+
+const slurmPartitionSchema = z.strictObject({
+  /** The compute nodes in it: GPU hosts whose labels include all of these ({}: every compute node). */
+  labels: z.record(z.string(), z.string()).default({}),
+  /** Jobs that name no partition go here; with none marked, the first partition listed. */
+  default: z.boolean().default(false),
+  /** Slurm's MaxTime: INFINITE, minutes, or [days-]hours:minutes:seconds. */
+  maxTime: z.string().regex(/^(INFINITE|UNLIMITED|\d+|(\d+-)?\d+(:\d+){0,2})$/, "INFINITE, minutes, or [days-]hours:minutes:seconds").default("INFINITE"),
+});
+
+/** lab.slurm: the cluster labrig provisions when lab.scheduler is slurm (docs/slurm.md). */
+const slurmSchema = z.strictObject({
+  /** Slurm's ClusterName; the lab's name (lower-cased) when absent. */
+  clusterName: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "lower-case letters, digits, _ and -").max(40).optional(),
+  partitions: z.record(slurmName, slurmPartitionSchema).default({ gpu: { labels: {}, default: true, maxTime: "INFINITE" } }),
+  accounting: z
+    .boolean()
+    .default(false)
+    .refine((on) => !on, "accounting (slurmdbd with MariaDB, for fair share between groups) is not built yet; set accounting: false or leave it out"),
+});
+
 const labSchema = z.strictObject({
   name: z.string().default("lab"),
+  /** labrig: the dispatcher's own queue. slurm: labrig provisions a Slurm cluster (lab.slurm) on the hosts. */
+  scheduler: z.enum(["labrig", "slurm"]).default("labrig"),
+  slurm: slurmSchema.optional(),
   dispatcher: z
     .strictObject({
       host: z.string().optional(),
@@ -95,7 +121,7 @@ const labSchema = z.strictObject({
 });
 
 const fileSchema = z.strictObject({
-  lab: labSchema.default({ name: "lab" }),
+  lab: labSchema.default({ name: "lab", scheduler: "labrig" }),
   defaults: z.record(z.string(), z.unknown()).default({}),
   hosts: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "host names are letters, digits, . _ -"), z.unknown()),
 });
@@ -148,7 +174,41 @@ export function parseInventory(text: string, file: string, env: NodeJS.ProcessEn
   if (dispatcherHost && !hosts.some((h) => h.name === dispatcherHost)) {
     throw new InputError(where(["lab", "dispatcher", "host"]), `lab.dispatcher.host '${dispatcherHost}' is not among the hosts (${hosts.map((h) => h.name).join(", ")})`);
   }
+  checkScheduler(top.data.lab, hosts, where);
   return { file, lab: top.data.lab, hosts };
+}
+
+/** The roles and sections lab.scheduler asks for; a mismatch is an error naming the field. */
+function checkScheduler(lab: LabConfig, hosts: HostConfig[], where: (p: (string | number)[]) => string): void {
+  const controllers = hosts.filter((h) => h.roles.includes("slurm-controller"));
+  if (lab.scheduler !== "slurm") {
+    if (lab.slurm) throw new InputError(where(["lab", "slurm"]), "field 'lab.slurm': set lab.scheduler: slurm to use it (lab.scheduler is labrig)");
+    const c = controllers[0];
+    if (c) throw new InputError(where(["hosts", c.name, "roles"]), `host '${c.name}', field 'roles': role slurm-controller needs lab.scheduler: slurm (lab.scheduler is labrig)`);
+    return;
+  }
+  if (controllers.length === 0) throw new InputError(where(["lab", "scheduler"]), "field 'lab.scheduler': slurm needs exactly one host with role slurm-controller (none has it)");
+  if (controllers.length > 1) {
+    const [first, second] = controllers as [HostConfig, HostConfig];
+    throw new InputError(where(["hosts", second.name, "roles"]), `host '${second.name}', field 'roles': ${first.name} is the slurm-controller already; labrig provisions one controller (no backup controller yet)`);
+  }
+  const nodes = hosts.filter((h) => h.roles.includes("gpu"));
+  if (nodes.length === 0) throw new InputError(where(["lab", "scheduler"]), "field 'lab.scheduler': slurm needs compute nodes: give the GPU hosts role gpu");
+  for (const h of [...controllers, ...nodes]) {
+    // slurmd finds its NodeName by -N; Slurm's host lists treat '.' as a domain and '_' badly.
+    if (!/^[A-Za-z0-9-]+$/.test(h.name)) throw new InputError(where(["hosts", h.name]), `host '${h.name}': a Slurm host's name is letters, digits and - (it becomes its NodeName)`);
+  }
+  lab.slurm ??= slurmSchema.parse({});
+  for (const [name, p] of Object.entries(lab.slurm.partitions)) {
+    if (!nodes.some((n) => labelsMatch(n, p.labels))) {
+      throw new InputError(where(["lab", "slurm", "partitions", name, "labels"]), `field 'lab.slurm.partitions.${name}.labels': no compute node (role gpu) has labels ${JSON.stringify(p.labels)}`);
+    }
+  }
+}
+
+/** Whether a host's labels include all of these. */
+export function labelsMatch(host: HostConfig, labels: Record<string, string>): boolean {
+  return Object.entries(labels).every(([k, v]) => host.labels[k] === v);
 }
 
 /** `--host NAME`, `a,b`, or `all`; an unknown name is an error that lists the known ones. */

@@ -1,7 +1,8 @@
 // Runs steps on hosts: hosts in parallel (up to `concurrency`), steps in order on each host;
 // check, then apply the changes (unless a dry run), then check again to prove the host converged.
 // Hosts with role dispatcher go first, as a wave of their own: the others' agents join the
-// dispatcher those hosts bring up, with the URL and join token its step read back.
+// dispatcher those hosts bring up, with the URL and join token its step read back. The Slurm
+// controller goes next, before the compute nodes: they get the munge key its step read back.
 // A failed step stops its host's remaining steps and says what it left changed; other hosts go
 // on. The runner only produces events and a report: listr2 shows the events, --json prints the
 // report, tests read either.
@@ -56,6 +57,8 @@ export interface ProvisionOptions {
   assets?: StepContext["assets"];
   /** Handed to the steps (the agent step's join tokens); absent, the lab's shared join token. */
   joinTokens?: StepContext["joinTokens"];
+  /** Handed to the steps: the facts of every Slurm host, for slurm.conf. */
+  slurm?: StepContext["slurm"];
   connect(host: HostConfig, log: (message: string) => void): Remote;
   onEvent?(event: ProvisionEvent): void;
 }
@@ -75,11 +78,12 @@ export function stepAppliesTo(step: Step, host: HostConfig): boolean {
   return step.roles === "all" || step.roles.some((r) => host.roles.includes(r));
 }
 
-/** The order hosts are brought up in: dispatcher hosts, then every other host; empty waves left out. */
+/** The order hosts are brought up in: dispatcher hosts, the Slurm controller, then every other host; empty waves left out. */
 export function provisionWaves(hosts: HostConfig[]): HostConfig[][] {
   const first = hosts.filter((h) => h.roles.includes("dispatcher"));
-  const then = hosts.filter((h) => !h.roles.includes("dispatcher"));
-  return [first, then].filter((wave) => wave.length > 0);
+  const controller = hosts.filter((h) => !first.includes(h) && h.roles.includes("slurm-controller"));
+  const then = hosts.filter((h) => !first.includes(h) && !controller.includes(h));
+  return [first, controller, then].filter((wave) => wave.length > 0);
 }
 
 export async function provision(opts: ProvisionOptions): Promise<ProvisionReport> {
@@ -135,6 +139,7 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
         remote,
         assets: opts.assets ?? {},
         ...(opts.joinTokens ? { joinTokens: opts.joinTokens } : {}),
+        ...(opts.slurm ? { slurm: opts.slurm } : {}),
         applied: (c) => {
           applied.push(c);
           doneAt.set(c, Date.now() - started);

@@ -5,6 +5,7 @@ import type { Change } from "./change.js";
 import type { HostConfig, Inventory } from "./inventory.js";
 import type { JoinTokens } from "./join-tokens.js";
 import type { Remote } from "./remote.js";
+import type { SlurmCluster } from "./slurm-cluster.js";
 
 export type Role = HostConfig["roles"][number];
 
@@ -19,6 +20,8 @@ export interface StepContext {
    * the lab's dispatcher when it can); absent, the lab's shared join token (readJoinToken).
    */
   joinTokens?: JoinTokens;
+  /** The facts of every Slurm host (slurm.conf lists them all), read once per run; the Slurm steps fail without it. */
+  slurm?: SlurmCluster;
   /** Called by apply after each change it completed, so a failure can say what it left changed. */
   applied(change: Change): void;
   /** A line for the progress display. */

@@ -72,6 +72,8 @@ export function stepDeclaredFor(step: Step, host: HostConfig): boolean {
   if (step.id === "backup-timer") return host.backup !== undefined;
   if (["firewall", "dispatcher-firewall", "gpu-firewall"].includes(step.id)) return host.firewall.enabled;
   if (step.id === "nvidia-toolkit") return host.gpu !== "none";
+  // The stacks do not provision Slurm (yet): `labrig provision` does (docs/slurm.md).
+  if (["munge", "slurm-controller", "slurm-node"].includes(step.id)) return false;
   return true;
 }
 

@@ -98,7 +98,8 @@ async function withContext<T>(
     const url = pending ? "(the URL of the dispatcher container, once it is up)" : (inputs.dispatcherUrl ?? inputs.lab.dispatcher?.url);
     const token = pending ? undefined : inputs.joinToken;
     const dispatcher = url !== undefined ? { ...inputs.lab.dispatcher, url, ...(token !== undefined ? { joinTokenFile: secretFile("join-token", token) } : {}) } : undefined;
-    const inventory: Inventory = { file: inputs.inventoryFile, lab: { name: inputs.lab.name, ...(dispatcher ? { dispatcher } : {}) }, hosts: [host] };
+    // The stacks do not provision Slurm (yet): their hosts run under labrig's own queue.
+    const inventory: Inventory = { file: inputs.inventoryFile, lab: { name: inputs.lab.name, scheduler: "labrig", ...(dispatcher ? { dispatcher } : {}) }, hosts: [host] };
     // The dispatcher-container step reaches Docker over its own SSH connection and pins keys there too.
     process.env.LABRIG_KNOWN_HOSTS ??= inputs.knownHostsFile;
     const applied: Change[] = [];

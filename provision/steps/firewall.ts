@@ -5,26 +5,30 @@
 // own rules are left alone.
 import type { Change } from "../change.js";
 import { type UfwRule, ufwState } from "../facts/ufw.js";
-import type { HostConfig } from "../inventory.js";
+import type { HostConfig, LabConfig } from "../inventory.js";
 import { applyChanges } from "../ops.js";
 import type { Role, Step } from "../step.js";
+import { slurmctldPort, slurmdPort, srunPortRange } from "./slurm-conf.js";
 
 export const labrigComment = "labrig";
 
-/** A port open to firewall.allowFrom, spelt the way `ufw show added` prints it. */
-export function allowFromRule(source: string, port: number): string {
+/** A port (or a range, "60001:60100") open to firewall.allowFrom, spelt the way `ufw show added` prints it. */
+export function allowFromRule(source: string, port: number | string): string {
   return `allow from ${source.replace(/\/(32|128)$/, "")} to any port ${port} proto tcp`;
 }
 
 /** The ports each role opens to firewall.allowFrom; another role adds its entry here. */
-export const rulesByRole: Record<Role, (host: HostConfig) => number[]> = {
-  gpu: (host) => [host.agent.port],
+export const rulesByRole: Record<Role, (host: HostConfig, lab?: LabConfig) => (number | string)[]> = {
+  // In slurm mode a GPU host is a compute node too: slurmctld and srun reach its slurmd.
+  gpu: (host, lab) => [host.agent.port, ...(lab?.scheduler === "slurm" ? [slurmdPort] : [])],
   dispatcher: () => [],
+  // slurmd reaches slurmctld, and calls back the srun people run on the controller.
+  "slurm-controller": () => [slurmctldPort, `${srunPortRange.from}:${srunPortRange.to}`],
 };
 
 /** The rules labrig wants on a host, in the order they should be added (SSH first). */
-export function desiredUfwRules(host: HostConfig): string[] {
-  const ports = [...new Set(host.roles.flatMap((r) => rulesByRole[r](host)))];
+export function desiredUfwRules(host: HostConfig, lab?: LabConfig): string[] {
+  const ports = [...new Set(host.roles.flatMap((r) => rulesByRole[r](host, lab)))];
   return [`allow ${host.port}/tcp`, ...ports.flatMap((p) => host.firewall.allowFrom.map((src) => allowFromRule(src, p)))];
 }
 
@@ -46,7 +50,7 @@ export const firewallStep: Step = {
     const state = await ufwState(ctx.remote);
     const changes: Change[] = [];
     if (!state.installed) changes.push({ kind: "install-packages", packages: ["ufw"], reason: "not installed" });
-    const { add, remove } = reconcileUfwRules(desiredUfwRules(host), state.rules);
+    const { add, remove } = reconcileUfwRules(desiredUfwRules(host, ctx.inventory.lab), state.rules);
     for (const rule of add) changes.push({ kind: "ufw-add", rule, reason: rule.startsWith(`allow ${host.port}/`) ? "SSH, before enabling" : "from firewall.allowFrom" });
     for (const rule of remove) changes.push({ kind: "ufw-delete", rule, reason: "a labrig rule no longer wanted" });
     if (state.defaults.incoming !== "deny") changes.push({ kind: "ufw-default", direction: "incoming", policy: "deny", reason: `is ${state.defaults.incoming ?? "unset"}` });

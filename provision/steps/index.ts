@@ -9,7 +9,10 @@ import { dispatcherFirewallStep } from "./dispatcher-firewall.js";
 import { dockerStep } from "./docker.js";
 import { firewallStep } from "./firewall.js";
 import { gpuFirewallStep } from "./gpu-firewall.js";
+import { mungeStep } from "./munge.js";
 import { nvidiaToolkitStep } from "./nvidia-toolkit.js";
+import { slurmControllerStep } from "./slurm-controller.js";
+import { slurmNodeStep } from "./slurm-node.js";
 
 export const allSteps: Step[] = [
   baseStep,
@@ -18,6 +21,9 @@ export const allSteps: Step[] = [
   agentStep,
   firewallStep,
   gpuFirewallStep,
+  mungeStep,
+  slurmControllerStep,
+  slurmNodeStep,
   dispatcherContainerStep,
   dispatcherFirewallStep,
   backupTimerStep,
