@@ -35,6 +35,10 @@ Environment:
   LABRIG_CPUS_PER_GPU        cores a job holds per GPU it asks for, unless it names --cpus (default 4)
   LABRIG_MEMORY_GIB_PER_GPU  memory a job holds per GPU, unless it names --memory-gib (default 16)
   LABRIG_GPULESS_CPUS, LABRIG_GPULESS_MEMORY_GIB   the same for a job with no GPU (defaults 1 and 2)
+  LABRIG_BACKUP_SCHEDULE     run \`labrig backup\` on this schedule from the dispatcher itself (hosts without systemd timers, e.g.
+                             a Synology): '*-*-* 03:00:00', 'HH:MM', 'daily', 'hourly' or 'every 6h'; the repository from
+                             LABRIG_BACKUP_ENV_FILE (default /etc/labrig/backup.env: RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE),
+                             snapshots named LABRIG_BACKUP_HOST, with LABRIG_BACKUP_CONFIG (default /etc/labrig) backed up too
   LABRIG_FAIR_SHARE_HALF_LIFE_DAYS  how fast a person's past GPU-hours stop counting in fair share (default 7)
 People's limits (GPUs at once, queued jobs, high priority) are set with 'labrig users limits'.`,
     )

@@ -12,6 +12,7 @@ import { CVLAB_QUEUE_COMMAND } from "./cvlab.js";
 import { openDatabase } from "./db.js";
 import { createMetrics } from "./metrics.js";
 import { PeopleStore } from "./people.js";
+import { backupScheduleFromEnv, startScheduledBackup } from "./scheduled-backup.js";
 import { buildServer, DEFAULT_SYNC_BODY_LIMIT } from "./server.js";
 import { DispatcherService, type ServiceConfig } from "./service.js";
 import { Store } from "./store.js";
@@ -123,6 +124,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const codeLimit = codeLimitFromEnv(process.env);
   const codeKeepUnusedMs = codeKeepUnusedMsFromEnv(process.env);
   const config = configFromEnv(process.env, opts.queueCommand);
+  const scheduledBackup = backupScheduleFromEnv(process.env, stateDir);
   const admin = loadOrCreateToken(stateDir, "admin-token", process.env.LABRIG_ADMIN_TOKEN);
   const join_ = loadOrCreateToken(stateDir, "join-token", process.env.LABRIG_JOIN_TOKEN);
 
@@ -156,6 +158,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   console.log(`labrig dispatcher listening on ${url} (bound to ${opts.bind}; state in ${stateDir})`);
   if (admin.generated) console.log(`admin token (written to ${admin.file}, shown once): ${admin.token}`);
   if (join_.generated) console.log(`join token for agents (written to ${join_.file}, shown once): ${join_.token}`);
+  const stopScheduledBackup = scheduledBackup ? startScheduledBackup(scheduledBackup, (line) => console.log(line)) : () => undefined;
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -169,6 +172,7 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
     }, 8000);
     force.unref();
     clearInterval(collector);
+    stopScheduledBackup();
     service.close();
     await app.close();
     db.pragma("wal_checkpoint(TRUNCATE)");

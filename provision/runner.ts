@@ -3,11 +3,14 @@
 // Hosts with role dispatcher go first, as a wave of their own: the others' agents join the
 // dispatcher those hosts bring up, with the URL and join token its step read back. The Slurm
 // controller goes next, before the compute nodes: they get the munge key its step read back.
+// Each host's system is read first (facts/host-system.ts): one labrig does not provision for the
+// host's roles is refused before any step runs, and on a Synology the steps DSM owns are skipped.
 // A failed step stops its host's remaining steps and says what it left changed; other hosts go
 // on. The runner only produces events and a report: listr2 shows the events, --json prints the
 // report, tests read either.
 import { errorMessage, InputError } from "../core/errors.js";
 import { type Change, describeChange } from "./change.js";
+import { type HostSystem, hostSupport, readHostSystem } from "./facts/host-system.js";
 import type { HostConfig, Inventory } from "./inventory.js";
 import type { Remote } from "./remote.js";
 import type { Step, StepContext } from "./step.js";
@@ -31,6 +34,8 @@ export interface StepReport {
 
 export interface HostReport {
   host: string;
+  /** The system read before the steps ("Debian GNU/Linux 12 (bookworm)", "Synology DSM 7.2.1-69057"); absent when it could not be read. */
+  system?: string;
   steps: StepReport[];
 }
 
@@ -78,6 +83,13 @@ export function stepAppliesTo(step: Step, host: HostConfig): boolean {
   return step.roles === "all" || step.roles.some((r) => host.roles.includes(r));
 }
 
+/** Whether a step runs on this host, or the reason it is skipped there: other roles', or what DSM owns (pure). */
+export function stepDecision(step: Step, host: HostConfig, system: HostSystem | undefined): { run: true } | { run: false; reason: string } {
+  if (!stepAppliesTo(step, host)) return { run: false, reason: `not for roles ${host.roles.join(", ") || "(none)"}` };
+  if (system?.kind === "dsm" && step.ownedByDsm) return { run: false, reason: `on DSM: ${step.ownedByDsm}` };
+  return { run: true };
+}
+
 /** The order hosts are brought up in: dispatcher hosts, the Slurm controller, then every other host; empty waves left out. */
 export function provisionWaves(hosts: HostConfig[]): HostConfig[][] {
   const first = hosts.filter((h) => h.roles.includes("dispatcher"));
@@ -108,6 +120,17 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
   emit({ type: "host-start", host: host.name, steps: steps.map((s) => s.id) });
   const remote = opts.connect(host, (message) => emit({ type: "log", host: host.name, message }));
   let stoppedBy: string | undefined;
+  /** Why no step may run on this host (its system is refused, or could not be read); the first step meant for it carries it. */
+  let refused: string | undefined;
+  let system: HostSystem | undefined;
+  try {
+    system = await readHostSystem(remote);
+    report.system = system.name;
+    const verdict = hostSupport(system, host.roles);
+    if (!verdict.supported) refused = `refused before any change: ${verdict.reason}`;
+  } catch (err) {
+    refused = errorMessage(err).replace(/([^.])$/, "$1.");
+  }
   try {
     for (const step of steps) {
       emit({ type: "step-start", host: host.name, step: step.id });
@@ -128,8 +151,14 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
         done("skipped", [], `not run: step ${stoppedBy} failed`);
         continue;
       }
-      if (!stepAppliesTo(step, host)) {
-        done("skipped", [], `not for roles ${host.roles.join(", ") || "(none)"}`);
+      if (refused && stepAppliesTo(step, host)) {
+        stoppedBy = step.id;
+        done("failed", [], refused);
+        continue;
+      }
+      const decision = stepDecision(step, host, system);
+      if (!decision.run) {
+        done("skipped", [], decision.reason);
         continue;
       }
       const applied: Change[] = [];
@@ -137,6 +166,7 @@ async function provisionHost(opts: ProvisionOptions, host: HostConfig, steps: St
         host,
         inventory: opts.inventory,
         remote,
+        ...(system ? { system } : {}),
         assets: opts.assets ?? {},
         ...(opts.joinTokens ? { joinTokens: opts.joinTokens } : {}),
         ...(opts.slurm ? { slurm: opts.slurm } : {}),

@@ -2,6 +2,7 @@
 // changes needed, touching nothing) and `apply` (make exactly those changes). Read, diff, then
 // write, as pyinfra and Ansible do; `--dry-run` is `check` alone.
 import type { Change } from "./change.js";
+import type { HostSystem } from "./facts/host-system.js";
 import type { HostConfig, Inventory } from "./inventory.js";
 import type { JoinTokens } from "./join-tokens.js";
 import type { Remote } from "./remote.js";
@@ -13,6 +14,8 @@ export interface StepContext {
   host: HostConfig;
   inventory: Inventory;
   remote: Remote;
+  /** The host's system as the runner read it before any step (absent: a step reads it itself, see hostSystemOf). */
+  system?: HostSystem;
   /** Files on the control machine that steps upload (the agent bundle). */
   assets: { agentBundle?: string };
   /**
@@ -43,6 +46,8 @@ export interface Step {
   description: string;
   /** Roles this step is for; "all" for every host. */
   roles: Role[] | "all";
+  /** Set when a Synology's DSM owns what this step manages (apt, Docker, the firewall): skipped there, with this reason. */
+  ownedByDsm?: string;
   check(ctx: StepContext): Promise<CheckResult>;
   apply(ctx: StepContext, changes: Change[]): Promise<void>;
 }

@@ -8,6 +8,9 @@ import { type Remote, shq } from "../remote.js";
 
 export const daemonJsonPath = "/etc/docker/daemon.json";
 
+/** The docker command, found also where a Synology keeps it (/usr/local/bin, which sudo's secure_path may leave out). */
+export const dockerCli = `PATH="$PATH:/usr/local/bin" docker`;
+
 export async function daemonConfig(remote: Remote): Promise<{ raw?: string; config?: Record<string, unknown> }> {
   const buf = await remote.readFile(daemonJsonPath);
   if (!buf) return {};
@@ -28,6 +31,6 @@ export async function dockerRuntimes(remote: Remote): Promise<string[] | undefin
 
 /** The container's state as `docker container inspect` has it (running, exited, …), or "missing" (also when the engine does not answer). */
 export async function containerState(remote: Remote, name: string): Promise<string> {
-  const res = await remote.exec(`docker container inspect --format '{{.State.Status}}' ${shq(name)}`, { sudo: true, timeoutMs: 30_000 });
+  const res = await remote.exec(`${dockerCli} container inspect --format '{{.State.Status}}' ${shq(name)}`, { sudo: true, timeoutMs: 30_000 });
   return res.exitCode === 0 ? res.stdout.trim() : "missing";
 }

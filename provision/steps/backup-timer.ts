@@ -9,15 +9,21 @@
 //     so neither is on a command line;
 //   - on any other host, restic on the host over `backup.paths`, the password in
 //     /etc/labrig/restic-password (0600 root).
+// On a Synology (DSM has no systemd timers) the first kind has no units: the dispatcher container
+// keeps the schedule itself (dispatcher-container sets LABRIG_BACKUP_SCHEDULE on it), and this
+// step writes the settings it reads into its config folder (<dataDir>/config/backup.env, 0400,
+// the container's user) and makes the repository.
 // Both prune by the same policy. The repository is initialised when it is new, inside the
 // container for the first kind, so its files belong to the container's user.
 //
 //   hosts: { nas: { roles: [dispatcher], backup: { repository: /srv/labrig/backup/restic, passwordFile: ~/.config/labrig/restic-pass } } }
 import { readFileSync } from "node:fs";
 import { posix } from "node:path";
+import { backupRetention } from "../../core/backup-schedule.js";
 import { InputError, LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
-import { containerState } from "../facts/docker.js";
+import { containerState, dockerCli } from "../facts/docker.js";
+import { type HostSystem, hostSystemOf } from "../facts/host-system.js";
 import { type FileState, fileStates } from "../facts/files.js";
 import { installedPackages } from "../facts/packages.js";
 import { type UnitState, unitStates } from "../facts/systemd.js";
@@ -25,7 +31,7 @@ import type { HostConfig } from "../inventory.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import { shq } from "../remote.js";
 import type { Step, StepContext } from "../step.js";
-import { containerPaths, dataFolders, dispatcherDataDir, dispatcherSettings } from "./dispatcher-container.js";
+import { checkOwnBackupSchedule, containerBackupEnvFile, containerPaths, dataFolders, dispatcherDataDir, dispatcherSettings } from "./dispatcher-container.js";
 
 export const backupPasswordFile = "/etc/labrig/restic-password";
 export const backupEnvFile = "/etc/labrig/backup.env";
@@ -35,7 +41,7 @@ const timer = "labrig-backup.timer";
 const initRepository = "restic init";
 const withEnv = `set -a; . ${backupEnvFile}; set +a;`;
 /** The retention both kinds prune by: restic forget's --keep-* counts. */
-export const retention = { daily: 7, weekly: 4, monthly: 6 } as const;
+export const retention = backupRetention;
 const keepFlags = Object.entries(retention)
   .map(([name, n]) => `--keep-${name} ${n}`)
   .join(" ");
@@ -50,6 +56,10 @@ export type BackupKind =
       /** The inventory's name for the host, recorded on the snapshots (the container's own hostname changes with each container). */
       host: string;
       container: string;
+      /** What runs it: labrig-backup.timer on the host, or the container's own schedule (DSM). */
+      timer: "systemd" | "container";
+      /** The repository settings' file on the host (for docker exec --env-file; in the config folder the container reads when it keeps the schedule). */
+      envFile: string;
       /** The repository as the container reaches it. */
       repository: string;
       /** The password file on the host: in the config folder the container mounts. */
@@ -79,17 +89,23 @@ export function containerRepository(repository: string, dataDir: string): { repo
   };
 }
 
-/** The kind for this host: inside the dispatcher container on a dispatcher host (its data folders at dataDir), else restic on the host. */
-export function backupKind(host: HostConfig, backup: Backup, dataDir?: string): BackupKind | { fail: string } {
+/**
+ * The kind for this host: inside the dispatcher container on a dispatcher host (its data folders at
+ * dataDir; on DSM on the container's own schedule), else restic on the host.
+ */
+export function backupKind(host: HostConfig, backup: Backup, dataDir?: string, system?: HostSystem): BackupKind | { fail: string } {
   if (!host.roles.includes("dispatcher")) return { kind: "host-restic", repository: backup.repository, paths: backup.paths };
   if (!dataDir) throw new LabrigError(`internal: no data folder for the dispatcher host ${host.name}`);
   const s = dispatcherSettings(host);
   const repo = containerRepository(backup.repository, dataDir);
   if ("fail" in repo) return repo;
+  const onDsm = system?.kind === "dsm";
   return {
     kind: "dispatcher-container",
     host: host.name,
     container: s.containerName,
+    timer: onDsm ? "container" : "systemd",
+    envFile: onDsm ? `${dataFolders(dataDir).config}/backup.env` : backupEnvFile,
     repository: repo.repository,
     passwordFile: `${dataFolders(dataDir).config}/restic-password`,
     uid: s.uid,
@@ -100,7 +116,7 @@ export function backupKind(host: HostConfig, backup: Backup, dataDir?: string): 
 /** One line for --json (the step's `runs` fact): what the service runs, and where to. */
 export function describeBackupKind(kind: BackupKind): string {
   return kind.kind === "dispatcher-container"
-    ? `labrig backup inside container ${kind.container} (online copy of its database, then restic) to ${kind.repository}`
+    ? `labrig backup inside container ${kind.container} (online copy of its database, then restic) to ${kind.repository}${kind.timer === "container" ? ", on the container's own schedule" : ""}`
     : `restic on the host over ${kind.paths.join(" ")} to ${kind.repository}`;
 }
 
@@ -167,6 +183,18 @@ export function backupFiles(kind: BackupKind, backup: Backup, password: string):
       ...units,
     ];
   }
+  if (kind.timer === "container") {
+    return [
+      { path: kind.passwordFile, content: `${password}\n`, mode: 0o400, owner: String(kind.uid), group: String(kind.gid) },
+      {
+        path: kind.envFile,
+        content: `# Read by the dispatcher container ${kind.container} at each backup its own schedule (backup.schedule) runs, as ${containerBackupEnvFile}.\nRESTIC_REPOSITORY=${kind.repository}\nRESTIC_PASSWORD_FILE=${containerPaths.config}/restic-password\n`,
+        mode: 0o400,
+        owner: String(kind.uid),
+        group: String(kind.gid),
+      },
+    ];
+  }
   return [
     { path: kind.passwordFile, content: `${password}\n`, mode: 0o400, owner: String(kind.uid), group: String(kind.gid) },
     {
@@ -187,7 +215,8 @@ export interface BackupFacts {
   initialised: boolean;
   /** dispatcher-container: the container's state (running, exited, missing, …). */
   container?: string;
-  timer: UnitState;
+  /** labrig-backup.timer; absent where the container keeps the schedule. */
+  timer?: UnitState;
 }
 
 function initChange(kind: BackupKind): string {
@@ -216,8 +245,10 @@ export function planBackupTimer(kind: BackupKind, files: DesiredFile[], facts: B
           : `no repository at ${kind.repository} yet`;
     changes.push({ kind: "run", what: initChange(kind), reason });
   }
-  if (facts.timer.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: timer, reason: `is ${facts.timer.enabled}` });
-  if (facts.timer.active !== "active") changes.push({ kind: "start-unit", unit: timer, reason: `is ${facts.timer.active}` });
+  if (kind.kind === "dispatcher-container" && kind.timer === "container") return changes;
+  const t = facts.timer ?? { enabled: "not-found", active: "inactive" };
+  if (t.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: timer, reason: `is ${t.enabled}` });
+  if (t.active !== "active") changes.push({ kind: "start-unit", unit: timer, reason: `is ${t.active}` });
   else if (written(backupTimerFile)) changes.push({ kind: "restart-unit", unit: timer, reason: "the schedule changed" });
   return changes;
 }
@@ -231,33 +262,42 @@ function readPassword(ctx: StepContext, backup: Backup): string {
 }
 
 async function kindOn(ctx: StepContext, backup: Backup): Promise<BackupKind | { fail: string }> {
-  const dataDir = ctx.host.roles.includes("dispatcher") ? await dispatcherDataDir(ctx.remote, dispatcherSettings(ctx.host)) : undefined;
-  return backupKind(ctx.host, backup, dataDir);
+  const system = await hostSystemOf(ctx);
+  const dataDir = ctx.host.roles.includes("dispatcher") ? await dispatcherDataDir(ctx.remote, dispatcherSettings(ctx.host), system) : undefined;
+  return backupKind(ctx.host, backup, dataDir, system);
 }
 
 /** `docker exec` with the repository's settings from the env file, as the service runs it. */
 function inContainer(kind: Extract<BackupKind, { kind: "dispatcher-container" }>, command: string): string {
-  return `docker exec --env-file ${backupEnvFile} ${shq(kind.container)} ${command}`;
+  return `${dockerCli} exec --env-file ${shq(kind.envFile)} ${shq(kind.container)} ${command}`;
 }
 
 export const backupTimerStep: Step = {
   id: "backup-timer",
-  description: "restic backups on a systemd timer (on a dispatcher host, labrig backup inside its container)",
+  description: "restic backups on a systemd timer (on a dispatcher host, labrig backup inside its container; on DSM on the container's own schedule)",
   roles: ["gpu", "dispatcher"],
   async check(ctx) {
     const backup = ctx.host.backup;
     if (!backup) return { facts: {}, changes: [], skip: "no backup settings in the inventory" };
     const kind = await kindOn(ctx, backup);
     if ("fail" in kind) return { facts: {}, changes: [], fail: kind.fail };
+    const ownSchedule = kind.kind === "dispatcher-container" && kind.timer === "container";
+    if (ownSchedule) {
+      try {
+        checkOwnBackupSchedule(ctx.host, backup.schedule);
+      } catch (err) {
+        return { facts: {}, changes: [], fail: (err as Error).message };
+      }
+    }
     const files = backupFiles(kind, backup, readPassword(ctx, backup));
     const [installed, states, units, container] = await Promise.all([
       kind.kind === "host-restic" ? installedPackages(ctx.remote, ["restic"]) : undefined,
       fileStates(ctx.remote, files.map((f) => f.path)),
-      unitStates(ctx.remote, [timer]),
+      ownSchedule ? undefined : unitStates(ctx.remote, [timer]),
       kind.kind === "dispatcher-container" ? containerState(ctx.remote, kind.container) : undefined,
     ]);
     const restic = installed?.get("restic");
-    const unitsChange = [backupServiceFile, backupTimerFile].some((p) => planFile(states.get(p), files.find((f) => f.path === p)!) !== undefined);
+    const unitsChange = !ownSchedule && [backupServiceFile, backupTimerFile].some((p) => planFile(states.get(p), files.find((f) => f.path === p)!) !== undefined);
     if (unitsChange) {
       const valid = await ctx.remote.exec(`systemd-analyze calendar ${shq(backup.schedule)}`);
       if (valid.exitCode !== 0) return { facts: {}, changes: [], fail: `backup.schedule '${backup.schedule}' is not a systemd calendar expression (systemd-analyze calendar says: ${valid.stderr.trim()})` };
@@ -270,7 +310,7 @@ export const backupTimerStep: Step = {
     } else if (settingsCurrent && kind.kind === "dispatcher-container" && container === "running") {
       initialised = (await ctx.remote.exec(`${inContainer(kind, "restic cat config")} >/dev/null`, { sudo: true, timeoutMs: 60_000 })).exitCode === 0;
     }
-    const facts: BackupFacts = { restic, files: states, initialised, container, timer: units.get(timer)! };
+    const facts: BackupFacts = { restic, files: states, initialised, container, ...(units ? { timer: units.get(timer)! } : {}) };
     return {
       facts: {
         kind: kind.kind,
@@ -278,7 +318,7 @@ export const backupTimerStep: Step = {
         ...(kind.kind === "host-restic" ? { restic: restic ?? null } : { container: container ?? null }),
         repository: backup.repository,
         initialised,
-        timer: facts.timer,
+        timer: facts.timer ?? `the container's own schedule (${backup.schedule})`,
       },
       changes: planBackupTimer(kind, files, facts),
     };

@@ -1,9 +1,9 @@
-// Step `base`: first, the host's OS release (one labrig does not provision is refused here, before
-// any step changes anything); then the packages the other steps rely on (curl, ca-certificates,
+// Step `base`: first, the host's system (one labrig does not provision is refused here too, for a
+// step run on its own; the runner refuses it before any step); then the packages the other steps rely on (curl, ca-certificates,
 // gnupg, jq), and a look at whether the clock is synchronised (reported, not changed).
 import type { Change } from "../change.js";
 import { commandOutput } from "../facts/commands.js";
-import { osRelease, supportedOs } from "../facts/os-release.js";
+import { hostSupport, hostSystemOf } from "../facts/host-system.js";
 import { installedPackages, missingPackages } from "../facts/packages.js";
 import { applyChanges } from "../ops.js";
 import type { Step } from "../step.js";
@@ -14,8 +14,9 @@ export const baseStep: Step = {
   id: "base",
   description: "packages the other steps need; clock sync check",
   roles: "all",
+  ownedByDsm: "DSM has no apt; its packages come from Package Center",
   async check(ctx) {
-    const os = supportedOs(await osRelease(ctx.remote));
+    const os = hostSupport(await hostSystemOf(ctx), ctx.host.roles);
     if (!os.supported) return { facts: { os: os.name }, changes: [], fail: `refused before any change: ${os.reason}` };
     const [installed, ntp] = await Promise.all([
       installedPackages(ctx.remote, basePackages),

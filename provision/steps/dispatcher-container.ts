@@ -7,6 +7,9 @@
 //     streamed into `docker load` there;
 //   - the container, created or replaced only when its image or settings changed; the previous one
 //     is kept (stopped, renamed) until the new one is healthy, and brought back if it never is;
+//   - on a Synology (DSM has no systemd timers), the container keeps the nightly backup's schedule
+//     itself (LABRIG_BACKUP_SCHEDULE, dispatcher/scheduled-backup.ts); the backup-timer step writes
+//     the repository settings it reads;
 //   - the admin and join tokens read back into ~/.labrig/labs/<lab>/ (0600) with dispatcher.json,
 //     so later `provision` runs and the dashboard need no copy-paste.
 //
@@ -17,8 +20,10 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type Docker from "dockerode";
 import { z } from "zod";
+import { parseBackupSchedule } from "../../core/backup-schedule.js";
 import { LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
+import { type HostSystem, hostSystemOf } from "../facts/host-system.js";
 import type { HostConfig } from "../inventory.js";
 import { defaultKnownHostsFile } from "../known-hosts.js";
 import { applyChanges } from "../ops.js";
@@ -73,16 +78,33 @@ export function dataFolders(dataDir: string) {
 export const containerPaths = { state: "/var/lib/labrig", runs: "/var/lib/labrig/runs", config: "/etc/labrig", backup: "/var/lib/labrig-backup" } as const;
 
 /** The data folders' root on the host: the setting, else a Synology's /volume1/docker/labrig or /srv/labrig. */
-export async function dispatcherDataDir(remote: Remote, s: DispatcherSettings): Promise<string> {
+export async function dispatcherDataDir(remote: Remote, s: DispatcherSettings, system?: HostSystem): Promise<string> {
   if (s.dataDir) return s.dataDir;
-  const synology = (await remote.exec("test -d /volume1 && test -d /usr/syno")).exitCode === 0;
-  return synology ? "/volume1/docker/labrig" : "/srv/labrig";
+  return (system ?? (await hostSystemOf({ remote }))).kind === "dsm" ? "/volume1/docker/labrig" : "/srv/labrig";
+}
+
+/** Where the container reads the repository settings when it keeps the backup schedule itself. */
+export const containerBackupEnvFile = `${containerPaths.config}/backup.env`;
+
+/**
+ * The container's own backup schedule: on DSM, which has no systemd timer to run it, when the host
+ * has backup settings; else none. A schedule the container cannot keep is an error naming the field.
+ */
+export function containerBackupEnv(host: HostConfig, system: HostSystem): Record<string, string> {
+  if (system.kind !== "dsm" || !host.backup) return {};
+  checkOwnBackupSchedule(host, host.backup.schedule);
+  return { LABRIG_BACKUP_SCHEDULE: host.backup.schedule, LABRIG_BACKUP_ENV_FILE: containerBackupEnvFile, LABRIG_BACKUP_HOST: host.name };
+}
+
+/** Throws an InputError naming the host's field when the container cannot keep this schedule. */
+export function checkOwnBackupSchedule(host: HostConfig, schedule: string): void {
+  parseBackupSchedule(schedule, `host '${host.name}', field 'backup.schedule' (on DSM the dispatcher container keeps it)`);
 }
 
 /** The container as it should be, and the hash of everything in it that a change must replace it for. */
-export function desiredContainer(s: DispatcherSettings, dataDir: string, imageRef: string, imageIdWanted: string, lab: string) {
+export function desiredContainer(s: DispatcherSettings, dataDir: string, imageRef: string, imageIdWanted: string, lab: string, backupEnv: Record<string, string> = {}) {
   const f = dataFolders(dataDir);
-  const env = { LABRIG_LAB: lab, ...s.env };
+  const env = { LABRIG_LAB: lab, ...backupEnv, ...s.env };
   const spec = {
     name: s.containerName,
     Image: imageRef,
@@ -123,6 +145,8 @@ interface ContainerFact {
 
 interface Facts {
   dataDir: string;
+  /** The container's own backup schedule (containerBackupEnv); none when absent. */
+  backupEnv?: Record<string, string>;
   foldersOk: boolean;
   imageHere?: string;
   imageThere?: string;
@@ -145,7 +169,9 @@ async function connect(ctx: StepContext): Promise<DockerConnection> {
 }
 
 async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings, pull: boolean): Promise<Facts> {
-  const dataDir = await dispatcherDataDir(ctx.remote, s);
+  const system = await hostSystemOf(ctx);
+  const backupEnv = containerBackupEnv(ctx.host, system);
+  const dataDir = await dispatcherDataDir(ctx.remote, s, system);
   const dirs = Object.values(dataFolders(dataDir));
   const owners = await ctx.remote.exec(dirs.map((d) => `stat -c '%u:%g' ${shq(d)} 2>/dev/null || echo missing`).join("; "), { sudo: true });
   const foldersOk = owners.stdout.trim().split("\n").every((l) => l.trim() === `${s.uid}:${s.gid}`);
@@ -174,7 +200,7 @@ async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings
   const same = (file: string, want?: string) => want !== undefined && existsSync(join(saved, file)) && readFileSync(join(saved, file), "utf8").trim() === want;
   const tokensSaved =
     same("admin-token", tokensThere.admin) && same("join-token", tokensThere.join) && same("dispatcher.json", dispatcherJson(ctx, s, saved).trim());
-  return { dataDir, foldersOk, imageHere, imageThere, container, tokensThere, tokensSaved };
+  return { dataDir, backupEnv, foldersOk, imageHere, imageThere, container, tokensThere, tokensSaved };
 }
 
 function dispatcherJson(ctx: StepContext, s: DispatcherSettings, dir: string): string {
@@ -205,7 +231,7 @@ export function planDispatcherContainer(facts: Facts, s: DispatcherSettings, pul
   }
 
   const c = facts.container;
-  const want = wantImageId ? desiredContainer(s, facts.dataDir, s.image, wantImageId, lab).hash : undefined;
+  const want = wantImageId ? desiredContainer(s, facts.dataDir, s.image, wantImageId, lab, facts.backupEnv).hash : undefined;
   if (!c) changes.push({ kind: "run", what: `create container ${s.containerName}`, reason: "missing" });
   else if (!want || c.hash !== want) {
     const why = !want ? "a new image is pulled" : wantImageId !== c.imageId ? "its image changed" : "its settings changed";
@@ -235,6 +261,7 @@ export const dispatcherContainerStep: Step = {
         facts: {
           dataDir: facts.dataDir,
           image: s.image,
+          ownBackupSchedule: facts.backupEnv?.LABRIG_BACKUP_SCHEDULE ?? null,
           imageOnHost: facts.imageThere ?? null,
           container: facts.container ? { running: facts.container.running, health: facts.container.health ?? null, configHash: facts.container.hash ?? null } : null,
           tokensSaved: facts.tokensSaved,
@@ -287,7 +314,7 @@ export const dispatcherContainerStep: Step = {
 async function deploy(ctx: StepContext, docker: Docker, s: DispatcherSettings, facts: Facts, lab: string, previous: ContainerFact | undefined) {
   const imageIdNow = await imageId(docker, s.image);
   if (!imageIdNow) throw new LabrigError(`on ${ctx.host.name}: image ${s.image} is missing after it was fetched`);
-  const { spec } = desiredContainer(s, facts.dataDir, s.image, imageIdNow, lab);
+  const { spec } = desiredContainer(s, facts.dataDir, s.image, imageIdNow, lab, facts.backupEnv);
   const asidename = `${s.containerName}-previous`;
   let old: Docker.Container | undefined;
   if (previous) {

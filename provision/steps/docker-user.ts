@@ -4,11 +4,14 @@
 // filtering is the DOCKER-USER chain. A step made here keeps a chain of labrig's own hooked into
 // DOCKER-USER (allowFrom sources return, every other packet to the filtered ports drops) through a
 // small script run by a oneshot unit after docker.service, so the rules come back after a reboot
-// or an engine restart.
+// or an engine restart. On a Synology (no systemd units of its own there) the script is one DSM
+// runs at boot, /usr/local/etc/rc.d/<name>.sh start, which waits for Container Manager's engine to
+// hook DOCKER-USER and then applies the rules.
 //
 //   dockerUserFirewallStep({ id: "gpu-firewall", roles: ["gpu"], description, filter: () => ({ chain: "LABRIG-GPU", ..., guards: "every port" }) })
 import type { Change } from "../change.js";
 import { type FileState, fileStates } from "../facts/files.js";
+import { hostSystemOf } from "../facts/host-system.js";
 import { installedPackages } from "../facts/packages.js";
 import { type UnitState, unitStates } from "../facts/systemd.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
@@ -50,20 +53,85 @@ export function hookRule(f: Pick<DockerUserFilter, "chain" | "port">): string {
   return `DOCKER-USER ${match} -j ${f.chain}`;
 }
 
-export function renderFirewallScript(f: DockerUserFilter, allowFrom: string[]): string {
+/** The shell lines that (re)build the chain and hook it into DOCKER-USER; safe to run again. */
+function applyRulesLines(f: DockerUserFilter, allowFrom: string[]): string[] {
   const rules = desiredChainRules(f.chain, allowFrom)
     .slice(1)
-    .map((r) => `iptables ${r}`)
-    .join("\n");
+    .map((r) => `iptables ${r}`);
+  return ["iptables -N DOCKER-USER 2>/dev/null || true", `iptables -N ${f.chain} 2>/dev/null || iptables -F ${f.chain}`, ...rules, `iptables -C ${hookRule(f)} 2>/dev/null || iptables -I ${hookRule(f)}`];
+}
+
+export function renderFirewallScript(f: DockerUserFilter, allowFrom: string[]): string {
   return `#!/bin/sh
 # Written by labrig provision: who may reach ${f.guards}
 # (firewall.allowFrom in the inventory). Run by ${f.unit} after docker.service.
 set -e
-iptables -N DOCKER-USER 2>/dev/null || true
-iptables -N ${f.chain} 2>/dev/null || iptables -F ${f.chain}
-${rules}
-iptables -C ${hookRule(f)} 2>/dev/null || iptables -I ${hookRule(f)}
+${applyRulesLines(f, allowFrom).join("\n")}
 `;
+}
+
+/** On DSM: the boot script, in the folder whose *.sh DSM runs with `start` at boot. */
+export const dsmBootScriptOf = (f: Pick<DockerUserFilter, "unit">) => `/usr/local/etc/rc.d/${f.unit.replace(/\.service$/, "")}.sh`;
+
+/** How long the boot script waits for Container Manager's engine to hook DOCKER-USER into FORWARD. */
+const bootWaitS = 600;
+
+export function renderDsmBootScript(f: DockerUserFilter, allowFrom: string[]): string {
+  return `#!/bin/sh
+# Written by labrig provision: who may reach ${f.guards}
+# (firewall.allowFrom in the inventory). DSM runs /usr/local/etc/rc.d/*.sh start at boot, before
+# Container Manager's engine is up: "start" waits (in the background, up to ${bootWaitS} s) until the
+# engine has hooked DOCKER-USER into FORWARD, then applies the rules; "apply" applies them now.
+apply() {
+  set -e
+  ${applyRulesLines(f, allowFrom).join("\n  ")}
+}
+case "$1" in
+  start)
+    (
+      waited=0
+      until iptables -C FORWARD -j DOCKER-USER 2>/dev/null || [ "$waited" -ge ${bootWaitS} ]; do sleep 2; waited=$((waited + 2)); done
+      apply
+    ) </dev/null >/dev/null 2>&1 &
+    ;;
+  apply) apply ;;
+  stop) ;;
+  *) echo "usage: $0 start|apply|stop" >&2; exit 2 ;;
+esac
+`;
+}
+
+/** What the DSM flavour reads: as DockerUserFacts, with the boot script in place of the unit. */
+export interface DsmDockerUserFacts {
+  iptablesInstalled: boolean;
+  bootScript: FileState | undefined;
+  liveRules: string[];
+  hooked: boolean;
+}
+
+/** The change that applies the rules now on DSM (the boot script's `apply`). */
+export const dsmApplyNow = (f: Pick<DockerUserFilter, "unit">) => `apply the rules now: sh ${dsmBootScriptOf(f)} apply`;
+
+/** What to set by hand when the host cannot keep the rules: DSM's own firewall. */
+export function dsmFirewallAdvice(f: DockerUserFilter, allowFrom: string[]): string {
+  const port = f.port === undefined ? "the ports Docker publishes" : `TCP port ${f.port}`;
+  return `in DSM, Control Panel > Security > Firewall: edit the profile's rules to allow ${port} from ${allowFrom.join(", ") || "(firewall.allowFrom is empty)"} and deny it from everyone else, with "Deny access" for traffic no rule matches`;
+}
+
+/** The changes the DSM flavour needs (pure), or why it cannot keep the rules and what to set instead. */
+export function planDsmDockerUserFilter(f: DockerUserFilter, allowFrom: string[], facts: DsmDockerUserFacts): { changes: Change[]; fail?: string } {
+  if (!facts.iptablesInstalled) {
+    return { changes: [], fail: `the host has no iptables, so labrig cannot filter ${f.guards} through DOCKER-USER; set it ${dsmFirewallAdvice(f, allowFrom)}` };
+  }
+  const script = renderDsmBootScript(f, allowFrom);
+  const changes: Change[] = [];
+  const file = planFile(facts.bootScript, { path: dsmBootScriptOf(f), content: script, mode: 0o755 }, "boot script DSM runs");
+  if (file) changes.push(file);
+  const rulesOk = JSON.stringify(facts.liveRules) === JSON.stringify(desiredChainRules(f.chain, allowFrom)) && facts.hooked;
+  if (!rulesOk || file?.kind === "write-file") {
+    changes.push({ kind: "run", what: dsmApplyNow(f), reason: rulesOk ? "the script changed" : "the live iptables rules differ from allowFrom" });
+  }
+  return { changes };
 }
 
 export function renderFirewallUnit(f: DockerUserFilter): string {
@@ -132,6 +200,7 @@ export function dockerUserFirewallStep(spec: { id: string; description: string; 
     async check(ctx) {
       if (!ctx.host.firewall.enabled) return { facts: {}, changes: [], skip: "firewall.enabled is false in the inventory" };
       const f = spec.filter(ctx.host);
+      if ((await hostSystemOf(ctx)).kind === "dsm") return checkOnDsm(ctx, f);
       const [installed, files, units, live, hooked] = await Promise.all([
         installedPackages(ctx.remote, ["iptables"]),
         fileStates(ctx.remote, [f.script, unitFileOf(f)]),
@@ -148,6 +217,32 @@ export function dockerUserFirewallStep(spec: { id: string; description: string; 
       };
       return { facts: { rules: facts.liveRules, hooked: facts.hooked, unit: facts.unit }, changes: planDockerUserFilter(f, ctx.host.firewall.allowFrom, facts) };
     },
-    apply: (ctx, changes) => applyChanges(ctx, changes, { files: new Map(desiredFilterFiles(spec.filter(ctx.host), ctx.host.firewall.allowFrom).map((f) => [f.path, f])) }),
+    async apply(ctx, changes) {
+      const f = spec.filter(ctx.host);
+      const allowFrom = ctx.host.firewall.allowFrom;
+      if ((await hostSystemOf(ctx)).kind === "dsm") {
+        const script = { path: dsmBootScriptOf(f), content: renderDsmBootScript(f, allowFrom), mode: 0o755 };
+        const runs = { [dsmApplyNow(f)]: async () => void (await ctx.remote.run(`sh ${dsmBootScriptOf(f)} apply`, { sudo: true })) };
+        return applyChanges(ctx, changes, { files: new Map([[script.path, script]]), runs });
+      }
+      return applyChanges(ctx, changes, { files: new Map(desiredFilterFiles(f, allowFrom).map((d) => [d.path, d])) });
+    },
   };
+}
+
+async function checkOnDsm(ctx: StepContext, f: DockerUserFilter) {
+  const [iptables, files, live, hooked] = await Promise.all([
+    ctx.remote.exec("command -v iptables", { sudo: true }),
+    fileStates(ctx.remote, [dsmBootScriptOf(f)]),
+    ctx.remote.exec(`iptables -S ${f.chain}`, { sudo: true }),
+    ctx.remote.exec(`iptables -C ${hookRule(f)}`, { sudo: true }),
+  ]);
+  const facts: DsmDockerUserFacts = {
+    iptablesInstalled: iptables.exitCode === 0,
+    bootScript: files.get(dsmBootScriptOf(f)),
+    liveRules: live.exitCode === 0 ? live.stdout.trim().split("\n") : [],
+    hooked: hooked.exitCode === 0,
+  };
+  const plan = planDsmDockerUserFilter(f, ctx.host.firewall.allowFrom, facts);
+  return { facts: { rules: facts.liveRules, hooked: facts.hooked, bootScript: dsmBootScriptOf(f) }, changes: plan.changes, ...(plan.fail ? { fail: plan.fail } : {}) };
 }

@@ -25,6 +25,7 @@ export const dockerStep: Step = {
   id: "docker",
   description: "Docker engine, daemon.json with log rotation, service running, user in the docker group",
   roles: ["gpu", "dispatcher"],
+  ownedByDsm: "Docker comes from Container Manager (Package Center); labrig uses its /usr/local/bin/docker through sudo",
   async check(ctx) {
     const { remote, host } = ctx;
     const packages = packagesFor(ctx);

@@ -44,6 +44,7 @@ export const firewallStep: Step = {
   id: "firewall",
   description: "ufw: deny incoming, allow SSH and the lab's ports from allowFrom, enabled",
   roles: "all",
+  ownedByDsm: "DSM has no ufw; the host's own ports are DSM's firewall's (Control Panel > Security > Firewall), the dispatcher's published port is dispatcher-firewall's",
   async check(ctx) {
     const { host } = ctx;
     if (!host.firewall.enabled) return { facts: {}, changes: [], skip: "firewall.enabled is false in the inventory" };

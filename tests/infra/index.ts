@@ -9,4 +9,5 @@ export { requireDocker, docker, DockerUnavailableError } from "./docker.js";
 export { ensureTestHostImage, testHostImageTag, debianMirror } from "./image.js";
 export { createTestNetwork, type TestNetwork } from "./network.js";
 export { createSshKey, type TestSshKey } from "./ssh-key.js";
+export { startDsmLikeHost, dsmVersionFile, type DsmLikeHost } from "./dsm-host.js";
 export { startTestHost, type TestHost, type TestHostOptions, type ExecResult } from "./test-host.js";

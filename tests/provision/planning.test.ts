@@ -9,6 +9,7 @@ import { parseUfwState } from "../../provision/facts/ufw.js";
 import { baseStep } from "../../provision/steps/base.js";
 import { type HostConfig, loadInventory, parseInventory } from "../../provision/inventory.js";
 import { LocalRemote } from "../../provision/local-remote.js";
+import { systemRemote } from "./system-remote.js";
 import { planFile } from "../../provision/ops.js";
 import { provision, type ProvisionEvent } from "../../provision/runner.js";
 import type { Step } from "../../provision/step.js";
@@ -108,15 +109,14 @@ describe("os release", () => {
     expect(supportedOs(undefined)).toMatchObject({ supported: false, reason: expect.stringContaining("no /etc/os-release") });
   });
 
-  it("stops a host at the base step, before any change, on an unsupported release", async () => {
-    const remote = new LocalRemote();
-    const fake = { ...remote, exec: async (cmd: string) => (cmd === "cat /etc/os-release" ? { stdout: 'ID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME="Alpine Linux v3.20"\n', stderr: "", exitCode: 0 } : { stdout: "", stderr: "unexpected", exitCode: 1 }) } as unknown as LocalRemote;
+  it("stops a host at the base step, before any change, on an unsupported release (the step run on its own, as the Pulumi providers run it)", async () => {
+    const fake = systemRemote('ID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME="Alpine Linux v3.20"\n');
     const inv = parseInventory("hosts:\n  h: {address: a}\n", "i.yaml", {});
     const ctx = { host: inv.hosts[0]!, inventory: inv, remote: fake, assets: {}, applied: () => undefined, log: () => undefined };
     expect(await baseStep.check(ctx)).toEqual({
       facts: { os: "Alpine Linux v3.20" },
       changes: [],
-      fail: "refused before any change: Alpine Linux v3.20 is not Debian or Ubuntu (labrig's steps use apt, systemd and Debian's package names); labrig provisions Debian 11/12/13 and Ubuntu 22.04/24.04",
+      fail: "refused before any change: Alpine Linux v3.20 is not Debian or Ubuntu (labrig's steps use apt, systemd and Debian's package names); labrig provisions Debian 11/12/13, Ubuntu 22.04/24.04 (every role); Synology DSM 7 (role dispatcher only)",
     });
   });
 });
@@ -296,7 +296,7 @@ describe("runner", () => {
   }
   const states = new Map<string, Set<string>>();
   const hostState = (h: string) => (states.get(h) ?? states.set(h, new Set()).get(h))!;
-  const connect = () => new LocalRemote();
+  const connect = () => systemRemote('ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n');
 
   it("applies changes, then reports ok on a second run; a dry run changes nothing", async () => {
     states.clear();
