@@ -4,6 +4,8 @@
 
 // C0 controls, DEL and C1 controls.
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f]/g;
+// The same without the global flag, for a test that keeps no state between calls.
+const HAS_CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 // The same without tab and newline, for multi-line text.
 const CONTROLS_BUT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 
@@ -11,7 +13,7 @@ const escape = (c: string): string => `\\x${c.charCodeAt(0).toString(16).padStar
 
 /** One line of text with every control character made visible (including newlines). */
 export function visible(s: string): string {
-  return s.replace(CONTROLS, escape);
+  return HAS_CONTROL.test(s) ? s.replace(CONTROLS, escape) : s;
 }
 
 /**
@@ -22,14 +24,36 @@ export function visibleText(s: string): string {
   return s.replace(/\r\n/g, "\n").replace(/\r/g, "\n").replace(CONTROLS_BUT_LAYOUT, escape);
 }
 
-/** A value from the API with every string in it (keys too) made visible, for screens that print fields as they come. */
+/**
+ * A value from the API with every string in it (keys too) made visible, for screens that print fields as they come.
+ * Parts with nothing to escape are returned as they are (the dashboard runs this on 400 device updates a second).
+ */
 export function visibleDeep<T>(v: T): T {
   if (typeof v === "string") return visible(v) as T;
-  if (Array.isArray(v)) return v.map(visibleDeep) as T;
-  if (v && typeof v === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[visible(k)] = visibleDeep(x);
-    return out as T;
+  if (v === null || typeof v !== "object") return v;
+  if (Array.isArray(v)) {
+    let out: unknown[] | null = null;
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      const y = visibleDeep(x);
+      if (!out && y !== x) out = v.slice(0, i);
+      out?.push(y);
+    }
+    return (out ?? v) as T;
   }
-  return v;
+  const src = v as Record<string, unknown>;
+  const keys = Object.keys(src);
+  let out: Record<string, unknown> | null = null;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const x = src[k];
+    const vk = visible(k);
+    const y = visibleDeep(x);
+    if (!out && (vk !== k || y !== x)) {
+      out = {};
+      for (let j = 0; j < i; j++) out[keys[j]!] = src[keys[j]!];
+    }
+    if (out) out[vk] = y;
+  }
+  return (out ?? v) as T;
 }

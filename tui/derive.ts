@@ -14,13 +14,28 @@ function matches(filter: string, ...fields: (string | null | undefined)[]): bool
   return fields.some((x) => x != null && x.toLowerCase().includes(f));
 }
 
+/** Hosts the filter matches, by host id. */
 export function visibleDevices(s: TuiState): Device[] {
   const out: Device[] = [];
-  for (const id in s.devices) {
+  for (const id of sortedHostIds(s.devices)) {
     const d = s.devices[id]!;
     if (!s.filter || matches(s.filter, d.hostId, d.hostname, d.status, ...Object.entries(d.labels).map(([k, v]) => `${k}=${v}`), ...d.gpus.map((g) => g.name))) out.push(d);
   }
-  return out.sort((a, b) => a.hostId.localeCompare(b.hostId));
+  return out;
+}
+
+// The same order as String#localeCompare, from one collator instead of a lookup per comparison.
+const byHostId = new Intl.Collator().compare;
+// Heartbeats replace device objects many times a second but rarely add or remove a host: the
+// order is sorted again only when the set of host ids changed.
+let hostOrder: { ids: string[]; of: Record<string, Device> } | null = null;
+
+function sortedHostIds(devices: Record<string, Device>): string[] {
+  if (hostOrder?.of === devices) return hostOrder.ids;
+  const ids = Object.keys(devices);
+  const kept = hostOrder && hostOrder.ids.length === ids.length && hostOrder.ids.every((id) => Object.hasOwn(devices, id)) ? hostOrder.ids : ids.sort(byHostId);
+  hostOrder = { ids: kept, of: devices };
+  return kept;
 }
 
 /** Running, then assigned, then queued (by priority, then age), then finished (newest first). */

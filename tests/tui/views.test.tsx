@@ -71,6 +71,26 @@ describe("Devices view", () => {
     expect(text.match(/^\s+\d A100/gm)).toHaveLength(8);
   });
 
+  it("draws the selected host's bar across the whole width and the other host rows without trailing blanks", () => {
+    const s = labState([device("gpu-a"), device("gpu-b")], []);
+    const lines = frame(s, 160, 40).split("\n");
+    const selected = lines.find((l) => plain(l).startsWith("▸ gpu-a"))!;
+    const other = lines.find((l) => plain(l).startsWith("  gpu-b"))!;
+    // Inverse runs to the last column: its blanks are part of what is seen.
+    expect(selected).toMatch(/\x1b\[7m/);
+    expect(plain(selected)).toHaveLength(160);
+    expect(plain(other)).toBe(plain(other).trimEnd());
+    expect(plain(other).length).toBeLessThan(160);
+  });
+
+  it("colours each GPU cell of a host row by its use, and red when that GPU is hot", () => {
+    const s = labState([device("gpu-a", { gpus: [gpu(0, { utilizationPct: 95 }), gpu(1, { utilizationPct: 96 }), gpu(2, { utilizationPct: 10 }), gpu(3, { utilizationPct: 50, temperatureC: 85 })] })], [], { cursor: { devices: 5, queue: 0, containers: 0, events: 0 } });
+    const row = frame(s, 160, 40).split("\n").find((l) => plain(l).includes("gpu-a") && plain(l).includes("●"))!;
+    // Neighbours of one colour may share one escape; the cells and their colours are what count.
+    const cells = [...row.matchAll(/\x1b\[(3\dm)([▁▂▃▄▅▆▇█]+)/g)].flatMap((m) => [...m[2]!].map((c) => `${m[1]}${c}`));
+    expect(cells).toEqual(["32m█", "32m█", "34m▁", "31m▄"]);
+  });
+
   it("cuts long host names, GPU names and job lists with an ellipsis instead of wrapping", () => {
     const long = "h".repeat(60);
     const s = labState([device(long, { gpus: [gpu(0, { name: "NVIDIA Some Extremely Long Accelerator Name Edition 2000" })], runningJobs: ["01aaaaaaaa", "01bbbbbbbb", "01cccccccc"] })], []);

@@ -3,6 +3,7 @@
 // GPU with its utilisation bar, memory, temperature and power, and who is on it (a labrig job, or a
 // process outside labrig that keeps the GPU busy); under them the jobs that ended last.
 import { Box, Text } from "ink";
+import { memo } from "react";
 import { type Device, type DeviceGpu, type GpuProcess, type Job, hasForeignProcesses } from "../../core/api.js";
 import { cursorOf, recentJobEnds, visibleDevices } from "../derive.js";
 import { age, bar, deviceStatusColour, fit, gib, jobStateColour, sparkCell, temperatureColour, utilisationColour } from "../format.js";
@@ -32,8 +33,12 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
     if (d.gpuProblem) rows.push({ kind: "problem", device: d });
     return rows;
   };
+  // Counted, not built, and only until they no longer fit: with 200 hosts that is after a few.
   let expandedLines = 0;
-  for (const d of devices) expandedLines += 1 + detailRows(d).length;
+  for (const d of devices) {
+    expandedLines += 1 + detailLines(d);
+    if (expandedLines > bodyHeight) break;
+  }
   const expandAll = expandedLines <= bodyHeight;
 
   const rows: Row[] = [];
@@ -59,9 +64,9 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
         const key = `${r.device.hostId}:${r.kind}:${r.kind === "gpu" ? r.gpu.index : r.kind === "process" ? `${r.gpu.index}:${r.process.pid}` : i}`;
         switch (r.kind) {
           case "host":
-            return <HostRow key={key} d={r.device} selected={r.index === cursor} cols={cols} now={now} />;
+            return <HostRow key={key} d={r.device} selected={r.index === cursor} host={cols.host} jobs={cols.jobs} seen={age(r.device.lastSeenAt, now)} />;
           case "gpu":
-            return <GpuRow key={key} g={r.gpu} cols={gcols} />;
+            return <GpuRow key={key} g={r.gpu} name={gcols.name} bar={gcols.bar} />;
           case "process":
             return <ProcessRow key={key} p={r.process} />;
           case "problem":
@@ -82,6 +87,13 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
       {showEnds ? <RecentEnds jobs={ends} width={width} now={now} /> : null}
     </Box>
   );
+}
+
+/** How many rows `detailRows` makes for a host. */
+function detailLines(d: Device): number {
+  let n = d.gpus.length === 0 ? 1 : 0;
+  for (const g of d.gpus) n += 1 + (g.processes?.length ?? 0);
+  return n + (d.gpuProblem ? 1 : 0);
 }
 
 const RECENT_ENDS = 3;
@@ -112,7 +124,7 @@ function hostColumns(width: number) {
   const fixed = 2 + 1 + 12 + 1 + 5 + 1 + 8 + 1 + 5 + 1 + 5 + 1 + 6 + 1;
   const rest = Math.max(10, width - fixed);
   const host = clampNum(Math.floor(rest * 0.55), 8, 40);
-  return { host, spark: 8, jobs: Math.max(4, rest - host) };
+  return { host, spark: SPARK_CELLS, jobs: Math.max(4, rest - host) };
 }
 
 function gpuColumns(width: number) {
@@ -122,7 +134,23 @@ function gpuColumns(width: number) {
   return { name, bar: clampNum(rest - name, 6, 60) };
 }
 
-function HostRow({ d, selected, cols, now }: { d: Device; selected: boolean; cols: ReturnType<typeof hostColumns>; now: number }) {
+const SPARK_CELLS = 8;
+
+/** One cell per GPU, coloured by use (red when hot), with neighbours of one colour drawn together. */
+function sparkRuns(gpus: DeviceGpu[]): { colour: string | undefined; cells: string }[] {
+  const runs: { colour: string | undefined; cells: string }[] = [];
+  for (const g of gpus.slice(0, SPARK_CELLS)) {
+    const colour = temperatureColour(g.temperatureC) === "red" ? "red" : utilisationColour(g.utilizationPct);
+    const last = runs.at(-1);
+    if (last && last.colour === colour) last.cells += sparkCell(g.utilizationPct);
+    else runs.push({ colour, cells: sparkCell(g.utilizationPct) });
+  }
+  return runs;
+}
+
+// Memoised: the rows drawn are redrawn from their props only when a host's figures, the cursor,
+// its age or the column widths changed.
+const HostRow = memo(function HostRow({ d, selected, host, jobs: jobsWidth, seen }: { d: Device; selected: boolean; host: number; jobs: number; seen: string }) {
   const busy = d.gpus.filter((g) => g.busy || hasForeignProcesses(g)).length;
   let hottest: number | null = null;
   let power: number | null = null;
@@ -131,41 +159,44 @@ function HostRow({ d, selected, cols, now }: { d: Device; selected: boolean; col
     if (g.powerW != null) power = (power ?? 0) + g.powerW;
   }
   const status = d.draining && d.status !== "draining" ? `${d.status}/drain` : d.status;
-  const cells = d.gpus.slice(0, cols.spark);
+  const cells = Math.min(d.gpus.length, SPARK_CELLS);
   const jobs = d.runningJobs.length ? d.runningJobs.length === 1 ? d.runningJobs[0]! : `${d.runningJobs[0]} +${d.runningJobs.length - 1}` : "";
+  // Trailing blanks of an unselected row look like the empty screen behind it; not handing them to
+  // Ink spares it measuring and laying out half the row.
+  const end = ` ${fit(jobs, jobsWidth)}`;
   return (
     <Text wrap="truncate-end" inverse={selected}>
       {selected ? "▸ " : "  "}
-      <Text bold>{fit(d.hostId, cols.host)}</Text> <Text color={deviceStatusColour[d.status]}>{fit(`● ${status}`, 12)}</Text> {fit(age(d.lastSeenAt, now), 5, "right")}{" "}
-      {cells.length === 0 ? (
-        <Text dimColor>{fit("none", cols.spark)}</Text>
+      <Text bold>{fit(d.hostId, host)}</Text> <Text color={deviceStatusColour[d.status]}>{fit(`● ${status}`, 12)}</Text> {fit(seen, 5, "right")}{" "}
+      {cells === 0 ? (
+        <Text dimColor>{fit("none", SPARK_CELLS)}</Text>
       ) : (
-        cells.map((g) => (
-          <Text key={g.index} color={temperatureColour(g.temperatureC) === "red" ? "red" : utilisationColour(g.utilizationPct)}>
-            {sparkCell(g.utilizationPct)}
+        sparkRuns(d.gpus).map((run, i) => (
+          <Text key={i} color={run.colour}>
+            {run.cells}
           </Text>
         ))
       )}
-      {cells.length ? " ".repeat(Math.max(0, cols.spark - cells.length)) : ""} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
-      <Text color={temperatureColour(hottest)}>{fit(hottest == null ? "—" : `${Math.round(hottest)}°C`, 5, "right")}</Text> {fit(power == null ? "—" : `${Math.round(power)}W`, 6, "right")}{" "}
-      {fit(jobs, cols.jobs)}
+      {cells ? " ".repeat(SPARK_CELLS - cells) : ""} {fit(`${busy}/${d.gpus.length}`, 5, "right")}{" "}
+      <Text color={temperatureColour(hottest)}>{fit(hottest == null ? "—" : `${Math.round(hottest)}°C`, 5, "right")}</Text> {fit(power == null ? "—" : `${Math.round(power)}W`, 6, "right")}
+      {selected ? end : end.trimEnd()}
     </Text>
   );
-}
+});
 
-function GpuRow({ g, cols }: { g: DeviceGpu; cols: ReturnType<typeof gpuColumns> }) {
+const GpuRow = memo(function GpuRow({ g, name: nameWidth, bar: barWidth }: { g: DeviceGpu; name: number; bar: number }) {
   const name = g.name.replace(/^NVIDIA\s+/, "").replace(/^GeForce\s+/, "");
   const mem = `${gib(g.memoryUsedMiB)}/${gib(g.memoryTotalMiB)} GiB`;
   const pct = g.utilizationPct == null ? "—" : `${Math.round(g.utilizationPct)}%`;
   return (
     <Text wrap="truncate-end">
       {"    "}
-      {fit(String(g.index), 2, "right")} {fit(name, cols.name)} <Text color={utilisationColour(g.utilizationPct)}>{bar(g.utilizationPct, cols.bar)}</Text> {fit(pct, 4, "right")}{" "}
+      {fit(String(g.index), 2, "right")} {fit(name, nameWidth)} <Text color={utilisationColour(g.utilizationPct)}>{bar(g.utilizationPct, barWidth)}</Text> {fit(pct, 4, "right")}{" "}
       {fit(mem, 15, "right")} <Text color={temperatureColour(g.temperatureC)} bold={(g.temperatureC ?? 0) >= 80}>{fit(g.temperatureC == null ? "—" : `${Math.round(g.temperatureC)}°C`, 5, "right")}</Text>{" "}
       {fit(g.powerW == null ? "—" : `${Math.round(g.powerW)}W`, 6, "right")} {g.busy ? <Text color="cyan">busy</Text> : hasForeignProcesses(g) ? <Text color="yellow">in use</Text> : <Text dimColor>free</Text>}
     </Text>
   );
-}
+});
 
 /** Who is on a GPU: a labrig job's process, or one outside labrig (which keeps the GPU from the queue). */
 function ProcessRow({ p }: { p: GpuProcess }) {
