@@ -11,7 +11,7 @@ import { readSavedDispatcher } from "./saved-dispatcher.js";
 import { slurmClusterFacts } from "./slurm-cluster.js";
 import type { Step } from "./step.js";
 import { SshRemote, type SshTarget } from "./ssh-remote.js";
-import { allSteps } from "./steps/index.js";
+import { labSteps } from "./steps/index.js";
 
 export interface ProvisionCommandOptions {
   hostSpec: string;
@@ -37,7 +37,8 @@ export function sshTarget(host: HostConfig): SshTarget {
 export async function runProvisionCommand(opts: ProvisionCommandOptions): Promise<boolean> {
   const inventory = loadInventory(opts.inventoryFile);
   const hosts = selectHosts(inventory, opts.hostSpec);
-  const selected = selectSteps(allSteps, opts.only, opts.skip); // flag errors before connecting anywhere
+  const steps = labSteps(inventory);
+  const selected = selectSteps(steps, opts.only, opts.skip); // flag errors before connecting anywhere
   const knownHostsFile = opts.knownHostsFile ?? defaultKnownHostsFile();
   const sudoPassword = await opts.askSudoPassword?.();
   const plans = hostPlans(hosts, selected);
@@ -47,7 +48,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
   const report = await provision({
     inventory,
     hosts,
-    steps: allSteps,
+    steps,
     dryRun: opts.dryRun,
     concurrency: opts.concurrency,
     only: opts.only,

@@ -11,6 +11,7 @@ import type { HostConfig, Inventory } from "../provision/inventory.js";
 import { stepAppliesTo } from "../provision/runner.js";
 import type { Step } from "../provision/step.js";
 import { dispatcherSettings } from "../provision/steps/dispatcher-container.js";
+import { slurmStepIds } from "../provision/steps/index.js";
 
 export interface PlannedResource {
   /** `host/step`, the resource's Pulumi name. */
@@ -73,7 +74,7 @@ export function stepDeclaredFor(step: Step, host: HostConfig): boolean {
   if (["firewall", "dispatcher-firewall", "gpu-firewall"].includes(step.id)) return host.firewall.enabled;
   if (step.id === "nvidia-toolkit") return host.gpu !== "none";
   // The stacks do not provision Slurm (yet): `labrig provision` does (docs/slurm.md).
-  if (["munge", "slurm-controller", "slurm-node"].includes(step.id)) return false;
+  if (slurmStepIds.includes(step.id)) return false;
   return true;
 }
 

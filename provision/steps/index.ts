@@ -1,5 +1,6 @@
 // The provisioning steps in the order they run on a host. A new step is a module in this folder
 // added here; the runner picks those whose roles match the host's.
+import type { Inventory } from "../inventory.js";
 import type { Step } from "../step.js";
 import { agentStep } from "./agent.js";
 import { backupTimerStep } from "./backup-timer.js";
@@ -28,3 +29,11 @@ export const allSteps: Step[] = [
   dispatcherFirewallStep,
   backupTimerStep,
 ];
+
+/** The steps that exist only when `lab.scheduler: slurm` (docs/slurm.md). */
+export const slurmStepIds: readonly string[] = [mungeStep.id, slurmControllerStep.id, slurmNodeStep.id];
+
+/** The steps of this lab: under labrig's own queue the Slurm steps are left out, not listed as skipped on every host. */
+export function labSteps(inventory: Inventory): Step[] {
+  return inventory.lab.scheduler === "slurm" ? allSteps : allSteps.filter((s) => !slurmStepIds.includes(s.id));
+}

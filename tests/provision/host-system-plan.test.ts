@@ -15,7 +15,7 @@ import { backupFiles, backupKind, type BackupFacts, planBackupTimer } from "../.
 import { containerBackupEnv, desiredContainer, dispatcherSettings } from "../../provision/steps/dispatcher-container.js";
 import { dispatcherFilter } from "../../provision/steps/dispatcher-firewall.js";
 import { desiredChainRules, dsmBootScriptOf, planDsmDockerUserFilter, renderDsmBootScript } from "../../provision/steps/docker-user.js";
-import { allSteps } from "../../provision/steps/index.js";
+import { labSteps } from "../../provision/steps/index.js";
 import { backupScheduleFromEnv, parseEnvFile, runScheduledBackup, scheduledBackupArgs } from "../../dispatcher/scheduled-backup.js";
 import { systemRemote } from "./system-remote.js";
 
@@ -51,8 +51,9 @@ describe("the host's system", () => {
   });
 
   it("skips on DSM exactly the steps DSM owns (apt, Docker, ufw), each with its reason, and runs the dispatcher's", () => {
-    const nas = parseInventory("hosts:\n  nas: {address: a, roles: [dispatcher]}\n", "i.yaml", {}).hosts[0]!;
-    const decisions = Object.fromEntries(allSteps.map((s) => [s.id, stepDecision(s, nas, dsm)]));
+    const inventory = parseInventory("hosts:\n  nas: {address: a, roles: [dispatcher]}\n", "i.yaml", {});
+    const nas = inventory.hosts[0]!;
+    const decisions = Object.fromEntries(labSteps(inventory).map((s) => [s.id, stepDecision(s, nas, dsm)]));
     expect(decisions).toEqual({
       base: { run: false, reason: "on DSM: DSM has no apt; its packages come from Package Center" },
       docker: { run: false, reason: "on DSM: Docker comes from Container Manager (Package Center); labrig uses its /usr/local/bin/docker through sudo" },
@@ -64,7 +65,7 @@ describe("the host's system", () => {
       "dispatcher-firewall": { run: true },
       "backup-timer": { run: true },
     });
-    expect(allSteps.filter((s) => stepDecision(s, nas, debian).run).map((s) => s.id)).toEqual(["base", "docker", "firewall", "dispatcher-container", "dispatcher-firewall", "backup-timer"]);
+    expect(labSteps(inventory).filter((s) => stepDecision(s, nas, debian).run).map((s) => s.id)).toEqual(["base", "docker", "firewall", "dispatcher-container", "dispatcher-firewall", "backup-timer"]);
   });
 });
 

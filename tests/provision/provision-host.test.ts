@@ -73,7 +73,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
     const run = await provision(["--dry-run", ...common]);
     expect(run.exitCode).toBe(0);
     expect(run.report.dryRun).toBe(true);
-    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "gpu-firewall": "changed", munge: "skipped", "slurm-controller": "skipped", "slurm-node": "skipped", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
+    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "gpu-firewall": "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
     expect(stepOf(run, hostName, "docker").changes.map((c) => c.kind)).toContain("install-packages");
     expect(stepOf(run, hostName, "firewall").changes.map((c) => c.line)).toContain("ufw allow 22/tcp (SSH, before enabling)");
     expect(stepOf(run, hostName, "agent").changes.map((c) => c.line)).toContain("write /etc/labrig/agent.env (0600 root:root) (env file missing; join token: a single-use join token made for it: not registered yet)");
@@ -86,7 +86,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
   it("provisions it: docker, firewall, agent, backups, all checked inside the host", async () => {
     const run = await provision(common);
     expect(run.exitCode, JSON.stringify(run.report, null, 1)).toBe(0);
-    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "gpu-firewall": "changed", munge: "skipped", "slurm-controller": "skipped", "slurm-node": "skipped", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
+    expect(statuses(run, hostName)).toEqual({ base: "changed", docker: "changed", "nvidia-toolkit": "skipped", agent: "changed", firewall: "changed", "gpu-firewall": "changed", "dispatcher-container": "skipped", "dispatcher-firewall": "skipped", "backup-timer": "changed" });
     expect(stepOf(run, hostName, "nvidia-toolkit").reason).toMatch(/no working NVIDIA driver/);
 
     // Docker runs, with log rotation, and the login user may use it.
