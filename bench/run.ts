@@ -12,9 +12,10 @@ import { leaseDecision } from "./lease-decision.js";
 import { tuiCpu } from "./tui-cpu.js";
 import { provisionNoopVsAnsible } from "./provision-noop.js";
 import { provisionScale } from "./provision-scale.js";
+import { submitToLogSynced, submitToRunning } from "./submit-latency.js";
 import { BenchUnavailableError, type Benchmark, type BenchResult } from "./types.js";
 
-export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, codeResubmitUpload, codeStartOverhead, provisionNoopVsAnsible, provisionScale, tuiCpu, labBringUp];
+export const benchmarks: Benchmark[] = [leaseDecision, dispatchLatency, heartbeatsPerSecond, syncThroughput, submitToRunning, submitToLogSynced, codeResubmitUpload, codeStartOverhead, provisionNoopVsAnsible, provisionScale, tuiCpu, labBringUp];
 
 const program = new Command("bench")
   .description(

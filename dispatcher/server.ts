@@ -75,7 +75,8 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   });
 
   // Upload bodies stay as the chunks they arrived in: joining a large body into one fresh buffer
-  // before writing it costs more than the write itself. The route's limit applies while they arrive.
+  // before writing it costs more than the write itself. A route with `streamBody` (sync uploads)
+  // gets the stream itself and writes it as it arrives. The route's limit applies while they arrive.
   const collectChunks = (req: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: Chunks) => void) => {
     const limit = req.routeOptions.bodyLimit ?? JSON_BODY_LIMIT;
     const parts: Buffer[] = [];
@@ -98,7 +99,10 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
     payload.on("error", (e: Error) => !over && done(e));
   };
   app.addContentTypeParser("*", collectChunks);
-  app.addContentTypeParser("application/octet-stream", collectChunks);
+  app.addContentTypeParser("application/octet-stream", (req: FastifyRequest, payload: NodeJS.ReadableStream, done: (err: Error | null, body?: unknown) => void) => {
+    if (!req.routeOptions.config?.streamBody) return collectChunks(req, payload, done);
+    done(null, limitedBody(payload, req.routeOptions.bodyLimit ?? JSON_BODY_LIMIT));
+  });
 
   app.addHook("onResponse", (req, reply, done) => {
     const route = req.routeOptions.url ?? "unknown";
@@ -142,6 +146,16 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   });
 
   return app;
+}
+
+/** A streamed body as it arrives; past `limit` bytes it ends with 413. */
+async function* limitedBody(payload: NodeJS.ReadableStream, limit: number): AsyncGenerator<Buffer> {
+  let length = 0;
+  for await (const chunk of payload) {
+    length += chunk.length;
+    if (length > limit) throw tooLarge(limit);
+    yield chunk as Buffer;
+  }
 }
 
 function tooLarge(limit: number): HttpError {

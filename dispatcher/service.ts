@@ -119,6 +119,7 @@ export class DispatcherService {
   /** Stops taking leases: waiting long polls answer "nothing" now, and timers stop. */
   close(): void {
     this.closing = true;
+    this.sync.close();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.scheduleTimer) {

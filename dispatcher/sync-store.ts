@@ -1,12 +1,17 @@
 // Synced run artefacts: runs/<project>/<jobId>/attempt-<n>/<path> under the state dir, with each
 // file's size and sha256 in SQLite. Appends land at a byte offset (a repeat is a no-op, a gap is
-// refused with the current size); whole files are replaced after their sha256 is checked.
+// refused with the current size); whole files are replaced after their sha256 is checked. Bodies
+// are written as they arrive, never gathered in memory, and hashed on the way.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, constants, createReadStream, existsSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, constants, createReadStream, existsSync, fstatSync, fsync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { Readable } from "node:stream";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { checkRelativePath, RelativePathError } from "../core/relative-path.js";
 import type { Db } from "./db.js";
+import { OpenFiles } from "./open-files.js";
+
+/** An upload's bytes: the request body as it arrives, or chunks already in memory. */
+export type Body = AsyncIterable<Buffer> | Iterable<Buffer>;
 
 export class SyncPathError extends Error {}
 export class SyncGapError extends Error {
@@ -49,6 +54,10 @@ export function checkSyncPath(p: string): string {
 export class SyncStore {
   /** Running hashes of appended files, keyed by job/attempt/path, and how far each has read. */
   private readonly hashes = new Map<string, { hash: Hash; upTo: number }>();
+  /** Open append handles of active attempts' files, so an append neither walks the folders nor opens the file again. */
+  private readonly handles = new OpenFiles();
+  /** The last upload of each file still in progress (see serially()). */
+  private readonly busy = new Map<string, Promise<void>>();
   private readonly stmts;
 
   constructor(
@@ -126,7 +135,7 @@ export class SyncStore {
       let sha256 = r.sha256;
       if (sha256 === "") {
         const full = this.safeFile(project, jobId, attempt, r.path, false);
-        sha256 = this.digest(full, `${jobId}/${attempt}/${r.path}`, r.size);
+        sha256 = this.digest(full, fileKey(jobId, attempt, r.path), r.size);
         this.stmts.setHash.run(sha256, jobId, attempt, r.path, r.size);
       }
       out[r.path] = { size: r.size, sha256, updatedAt: r.updated_at };
@@ -137,33 +146,59 @@ export class SyncStore {
   /** Drops the in-memory hashes of a job's files (they are rebuilt from disk when needed). */
   forget(jobId: string): void {
     for (const key of this.hashes.keys()) if (key.startsWith(`${jobId}/`)) this.hashes.delete(key);
+    this.handles.closeJob(jobId);
   }
 
   /**
-   * Appends `bytes` at `offset`. Bytes before the current size are taken as already held (a
-   * repeat); an offset past the end throws SyncGapError carrying the size to resume from. The
-   * file's sha256 is brought up to date lazily, when someone asks for it (see list()).
+   * Appends `body` at `offset`, writing each chunk as it arrives. Bytes before the current size
+   * are taken as already held (a repeat); an offset past the end throws SyncGapError carrying the
+   * size to resume from. The file's running sha256 takes the new bytes as they are written, so
+   * list() reads nothing back from disk for an attempt whose every byte came through here.
    */
-  append(project: string, jobId: string, attempt: number, path: string, offset: number, chunks: Buffer[]): { size: number; written: number } {
-    const full = this.safeFile(project, jobId, attempt, path, true);
+  append(project: string, jobId: string, attempt: number, path: string, offset: number, body: Body): Promise<{ size: number; written: number }> {
+    const key = fileKey(jobId, attempt, path);
+    return this.serially(key, async () => {
+      const fd = this.handles.acquire(key, () => guardFs(() => openSync(this.safeFile(project, jobId, attempt, path, true), APPEND_FLAGS, 0o600)));
+      try {
+        return await this.appendAt(key, fd, jobId, attempt, path, offset, body);
+      } finally {
+        this.handles.release(key);
+      }
+    });
+  }
+
+  private async appendAt(key: string, fd: number, jobId: string, attempt: number, path: string, offset: number, body: Body): Promise<{ size: number; written: number }> {
     const held = this.stmts.getSize.get(jobId, attempt, path) as number | undefined;
     const size = held ?? 0;
     if (offset > size) throw new SyncGapError(size, offset);
-    const fresh = skipBytes(chunks, size - offset);
-    const freshLength = fresh.reduce((n, c) => n + c.length, 0);
-    if (freshLength === 0 && held !== undefined) return { size, written: 0 };
-
-    // Write at the exact offset the database says we hold, so a crash between the write and the
-    // commit leaves bytes that the next append simply overwrites.
-    const fd = guardFs(() => openSync(full, APPEND_FLAGS, 0o600));
+    let h = this.hashes.get(key);
+    if (!h && size === 0) this.hashes.set(key, (h = { hash: createHash("sha256"), upTo: 0 }));
+    const hashing = h !== undefined && h.upTo === size ? h : undefined;
+    // Write at the exact offset the database says we hold, so a crash (or a cut body) between
+    // the write and the commit leaves bytes that the next append simply overwrites.
+    let skip = size - offset;
+    let pos = size;
     try {
-      writeAllAt(fd, fresh, size);
-    } finally {
-      closeSync(fd);
+      for await (const chunk of body) {
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          continue;
+        }
+        const fresh = skip > 0 ? chunk.subarray(skip) : chunk;
+        skip = 0;
+        writeAllAt(fd, fresh, pos);
+        hashing?.hash.update(fresh);
+        pos += fresh.length;
+      }
+    } catch (err) {
+      if (hashing) this.hashes.delete(key); // it took bytes that are not committed
+      throw err;
     }
-    const newSize = size + freshLength;
-    this.stmts.upsert.run(jobId, attempt, path, newSize, "", new Date().toISOString());
-    return { size: newSize, written: freshLength };
+    if (hashing) hashing.upTo = pos;
+    const written = pos - size;
+    if (written === 0 && held !== undefined) return { size, written: 0 };
+    this.stmts.upsert.run(jobId, attempt, path, pos, "", new Date().toISOString());
+    return { size: pos, written };
   }
 
   /** The sha256 of the first `size` bytes of a held file, hashing only what was appended since last time. */
@@ -190,29 +225,62 @@ export class SyncStore {
     return h.hash.copy().digest("hex");
   }
 
-  /** Replaces a file whole after checking its sha256. */
-  put(project: string, jobId: string, attempt: number, path: string, chunks: Buffer[], sha256: string | undefined): { size: number } {
-    const full = this.safeFile(project, jobId, attempt, path, true);
-    const hash = createHash("sha256");
-    for (const c of chunks) hash.update(c);
-    const length = chunks.reduce((n, c) => n + c.length, 0);
-    const actual = hash.copy().digest("hex");
-    if (sha256 !== undefined && sha256.toLowerCase() !== actual) {
-      throw new SyncHashError(`sha256 mismatch: the body hashes to ${actual}, the request said ${sha256}`);
-    }
-    const tmp = `${full}.labrig-tmp`;
-    const fd = guardFs(() => openSync(tmp, REPLACE_FLAGS, 0o600));
-    try {
-      writeAllAt(fd, chunks, 0);
-      fsyncSync(fd);
-    } finally {
+  /**
+   * Replaces a file whole: `body` goes to a temporary file as it arrives, hashed on the way, and
+   * takes the file's place only when its sha256 is the one given (a large checkpoint is never
+   * held in memory).
+   */
+  put(project: string, jobId: string, attempt: number, path: string, body: Body, sha256: string | undefined): Promise<{ size: number }> {
+    const key = fileKey(jobId, attempt, path);
+    return this.serially(key, async () => {
+      const full = this.safeFile(project, jobId, attempt, path, true);
+      const tmp = `${full}.labrig-tmp`;
+      const fd = guardFs(() => openSync(tmp, REPLACE_FLAGS, 0o600));
+      const hash = createHash("sha256");
+      let length = 0;
+      try {
+        for await (const chunk of body) {
+          writeAllAt(fd, chunk, length);
+          hash.update(chunk);
+          length += chunk.length;
+        }
+        const actual = hash.copy().digest("hex");
+        if (sha256 !== undefined && sha256.toLowerCase() !== actual) {
+          throw new SyncHashError(`sha256 mismatch: the body hashes to ${actual}, the request said ${sha256}`);
+        }
+        await new Promise<void>((res, rej) => fsync(fd, (err) => (err ? rej(err) : res())));
+      } catch (err) {
+        closeSync(fd);
+        rmSync(tmp, { force: true });
+        throw err;
+      }
       closeSync(fd);
-    }
-    guardFs(() => renameSync(tmp, full));
-    const key = `${jobId}/${attempt}/${path}`;
-    this.hashes.set(key, { hash, upTo: length });
-    this.stmts.upsert.run(jobId, attempt, path, length, actual, new Date().toISOString());
-    return { size: length };
+      this.handles.close(key); // an append handle would write to the file being replaced
+      guardFs(() => renameSync(tmp, full));
+      this.hashes.set(key, { hash, upTo: length });
+      this.stmts.upsert.run(jobId, attempt, path, length, hash.copy().digest("hex"), new Date().toISOString());
+      return { size: length };
+    });
+  }
+
+  /** Runs `fn` after every earlier call for the same file has settled: two uploads of one file never interleave. */
+  private serially<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.busy.get(key) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.busy.set(key, settled);
+    void settled.then(() => {
+      if (this.busy.get(key) === settled) this.busy.delete(key);
+    });
+    return run;
+  }
+
+  /** Closes every open append handle (at shutdown). */
+  close(): void {
+    this.handles.closeAll();
   }
 
   /** A held file as a stream (checkpoints can be large), cut to the size the database vouches for. */
@@ -261,26 +329,11 @@ function guardFs<T>(fn: () => T): T {
   }
 }
 
-/** The chunks without their first `n` bytes (bytes the store already holds). */
-function skipBytes(chunks: Buffer[], n: number): Buffer[] {
-  const out: Buffer[] = [];
-  let skip = n;
-  for (const c of chunks) {
-    if (skip >= c.length) {
-      skip -= c.length;
-      continue;
-    }
-    out.push(skip > 0 ? c.subarray(skip) : c);
-    skip = 0;
-  }
-  return out;
+function writeAllAt(fd: number, chunk: Buffer, position: number): void {
+  let done = 0;
+  while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done, position + done);
 }
 
-function writeAllAt(fd: number, chunks: Buffer[], position: number): void {
-  let pos = position;
-  for (const c of chunks) {
-    let done = 0;
-    while (done < c.length) done += writeSync(fd, c, done, c.length - done, pos + done);
-    pos += c.length;
-  }
+function fileKey(jobId: string, attempt: number, path: string): string {
+  return `${jobId}/${attempt}/${path}`;
 }

@@ -28,6 +28,8 @@ declare module "fastify" {
     access?: Access;
     /** Also take the token from ?token= (browsers' EventSource cannot send headers). */
     queryToken?: boolean;
+    /** An application/octet-stream body reaches the handler as the stream it arrives as (sync uploads). */
+    streamBody?: boolean;
   }
   interface FastifyRequest {
     caller: Caller;

@@ -1,9 +1,11 @@
 // Sync routes: an agent appends and uploads its job's files (the job's current host only); people
-// read them. Uploads have their own, larger body limit (LABRIG_SYNC_BODY_LIMIT_MB).
+// read them. Uploads have their own, larger body limit (LABRIG_SYNC_BODY_LIMIT_MB); an
+// application/octet-stream body is written to disk as it arrives (see server.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { forbidden, isAdmin } from "../http/auth.js";
 import { bodyChunks, jobOr404, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
+import type { Body } from "../sync-store.js";
 
 type SyncReq = FastifyRequest<{ Params: { jobId: string; "*": string }; Querystring: { attempt?: string; offset?: string; sha256?: string } }>;
 
@@ -29,7 +31,7 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return { job, attempt };
   }
 
-  const upload = { config: { access: "agent-or-person" as const }, bodyLimit: ctx.syncBodyLimit };
+  const upload = { config: { access: "agent-or-person" as const, streamBody: true }, bodyLimit: ctx.syncBodyLimit };
 
   app.post("/api/sync/:jobId/files/*", upload, async (req: SyncReq) => {
     const { job, attempt } = syncTarget(req, true);
@@ -38,7 +40,7 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
       throw new HttpError(400, "invalid_query", "offset: a whole number of bytes >= 0", { field: "offset" });
     }
     const path = req.params["*"];
-    const r = service.sync.append(job.project, job.id, attempt, path, offset, bodyChunks(req.body));
+    const r = await service.sync.append(job.project, job.id, attempt, path, offset, uploadBody(req.body));
     if (r.written > 0) service.events.emit({ type: "log", jobId: job.id, attempt, path, offset: r.size - r.written, size: r.size });
     return { size: r.size };
   });
@@ -48,7 +50,7 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (!req.query.sha256 || !/^[0-9a-fA-F]{64}$/.test(req.query.sha256)) {
       throw new HttpError(400, "invalid_query", "sha256: the body's SHA-256 as 64 hex digits", { field: "sha256" });
     }
-    const r = service.sync.put(job.project, job.id, attempt, req.params["*"], bodyChunks(req.body), req.query.sha256);
+    const r = await service.sync.put(job.project, job.id, attempt, req.params["*"], uploadBody(req.body), req.query.sha256);
     service.events.emit({ type: "log", jobId: job.id, attempt, path: req.params["*"], offset: 0, size: r.size });
     return r;
   });
@@ -68,4 +70,10 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (!file) throw new HttpError(404, "not_found", `no file ${req.params["*"]} for attempt ${attempt} of job ${job.id}`);
     return reply.header("content-type", "application/octet-stream").header("content-length", file.size).send(file.stream);
   });
+}
+
+/** The upload's bytes: the streamed body, or the chunks of a body sent with another content type. */
+function uploadBody(body: unknown): Body {
+  if (body !== null && typeof body === "object" && Symbol.asyncIterator in body) return body as AsyncIterable<Buffer>;
+  return bodyChunks(body);
 }

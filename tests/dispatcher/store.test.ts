@@ -269,7 +269,7 @@ describe("job index", () => {
   });
 });
 
-describe("sync store", () => {
+describe("sync store", async () => {
   let sync: SyncStore;
   let job: StoredJob;
   beforeEach(() => {
@@ -278,25 +278,21 @@ describe("sync store", () => {
   });
   const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 
-  it("appends at offsets, treats repeats as no-ops and refuses gaps with the size held", () => {
-    expect(sync.append("vision", job.id, 1, "logs/train.csv", 0, [Buffer.from("a,b\n")])).toEqual({ size: 4, written: 4 });
-    expect(sync.append("vision", job.id, 1, "logs/train.csv", 0, [Buffer.from("a,b\n")])).toEqual({ size: 4, written: 0 });
-    expect(sync.append("vision", job.id, 1, "logs/train.csv", 2, [Buffer.from("b\n"), Buffer.from("1,2\n")])).toEqual({ size: 8, written: 4 });
-    expect(() => sync.append("vision", job.id, 1, "logs/train.csv", 9, [Buffer.from("x")])).toThrow(SyncGapError);
-    try {
-      sync.append("vision", job.id, 1, "logs/train.csv", 20, [Buffer.from("x")]);
-    } catch (e) {
-      expect((e as SyncGapError).size).toBe(8);
-    }
+  it("appends at offsets, treats repeats as no-ops and refuses gaps with the size held", async () => {
+    expect(await sync.append("vision", job.id, 1, "logs/train.csv", 0, [Buffer.from("a,b\n")])).toEqual({ size: 4, written: 4 });
+    expect(await sync.append("vision", job.id, 1, "logs/train.csv", 0, [Buffer.from("a,b\n")])).toEqual({ size: 4, written: 0 });
+    expect(await sync.append("vision", job.id, 1, "logs/train.csv", 2, [Buffer.from("b\n"), Buffer.from("1,2\n")])).toEqual({ size: 8, written: 4 });
+    await expect(sync.append("vision", job.id, 1, "logs/train.csv", 9, [Buffer.from("x")])).rejects.toThrow(SyncGapError);
+    await expect(sync.append("vision", job.id, 1, "logs/train.csv", 20, [Buffer.from("x")])).rejects.toMatchObject({ size: 8 });
     const onDisk = join(dir, "runs", "vision", job.id, "attempt-1", "logs", "train.csv");
     expect(readFileSync(onDisk, "utf8")).toBe("a,b\n1,2\n");
     expect(sync.list("vision", job.id, 1)["logs/train.csv"]).toMatchObject({ size: 8, sha256: sha("a,b\n1,2\n") });
-    sync.append("vision", job.id, 1, "logs/train.csv", 8, [Buffer.from("3,4\n")]);
+    await sync.append("vision", job.id, 1, "logs/train.csv", 8, [Buffer.from("3,4\n")]);
     expect(sync.list("vision", job.id, 1)["logs/train.csv"].sha256).toBe(sha("a,b\n1,2\n3,4\n"));
   });
 
   it("serves only the bytes the database vouches for after a crash left extra bytes on disk", async () => {
-    sync.append("vision", job.id, 1, "out.log", 0, [Buffer.from("held\n")]);
+    await sync.append("vision", job.id, 1, "out.log", 0, [Buffer.from("held\n")]);
     const onDisk = join(dir, "runs", "vision", job.id, "attempt-1", "out.log");
     // A write that reached the disk but whose commit did not.
     const fd = openSync(onDisk, "r+");
@@ -309,29 +305,78 @@ describe("sync store", () => {
     expect(Buffer.concat(chunks).toString()).toBe("held\n");
     expect(sync.list("vision", job.id, 1)["out.log"].sha256).toBe(sha("held\n"));
     // The next append overwrites the torn bytes.
-    sync.append("vision", job.id, 1, "out.log", 5, [Buffer.from("next\n")]);
+    await sync.append("vision", job.id, 1, "out.log", 5, [Buffer.from("next\n")]);
     expect(sync.read("vision", job.id, 1, "out.log")?.toString()).toBe("held\nnext\n");
   });
 
-  it("replaces a file whole only when its sha256 matches", () => {
-    expect(sync.put("vision", job.id, 1, "cfg.yaml", [Buffer.from("lr: 1\n")], sha("lr: 1\n"))).toEqual({ size: 6 });
-    expect(() => sync.put("vision", job.id, 1, "cfg.yaml", [Buffer.from("lr: 2\n")], sha("other"))).toThrow(SyncHashError);
+  it("replaces a file whole only when its sha256 matches", async () => {
+    expect(await sync.put("vision", job.id, 1, "cfg.yaml", [Buffer.from("lr: 1\n")], sha("lr: 1\n"))).toEqual({ size: 6 });
+    await expect(sync.put("vision", job.id, 1, "cfg.yaml", [Buffer.from("lr: 2\n")], sha("other"))).rejects.toThrow(SyncHashError);
     expect(sync.read("vision", job.id, 1, "cfg.yaml")?.toString()).toBe("lr: 1\n");
     expect(sync.list("vision", job.id, 1)).toEqual({ "cfg.yaml": { size: 6, sha256: sha("lr: 1\n"), updatedAt: expect.any(String) } });
     expect(readdirSync(join(dir, "runs", "vision", job.id, "attempt-1"))).toEqual(["cfg.yaml"]);
   });
 
-  it("keeps attempts apart", () => {
-    sync.append("vision", job.id, 1, "a.log", 0, [Buffer.from("one")]);
-    sync.append("vision", job.id, 2, "a.log", 0, [Buffer.from("two!")]);
+  it("keeps attempts apart", async () => {
+    await sync.append("vision", job.id, 1, "a.log", 0, [Buffer.from("one")]);
+    await sync.append("vision", job.id, 2, "a.log", 0, [Buffer.from("two!")]);
     expect(sync.read("vision", job.id, 1, "a.log")?.toString()).toBe("one");
     expect(sync.list("vision", job.id, 2)["a.log"].size).toBe(4);
     expect(sync.list("vision", job.id, 3)).toEqual({});
   });
 
-  it.each(["../x", "a/../../x", "/etc/passwd", "a\\..\\x", "", "a//b", "./a", "a/./b", "a\0b", "..", "a/.."])("refuses the path %j", (p) => {
+  it.each(["../x", "a/../../x", "/etc/passwd", "a\\..\\x", "", "a//b", "./a", "a/./b", "a\0b", "..", "a/.."])("refuses the path %j", async (p) => {
     expect(() => checkSyncPath(p)).toThrow(SyncPathError);
-    expect(() => sync.append("vision", job.id, 1, p, 0, [Buffer.from("x")])).toThrow(SyncPathError);
+    await expect(sync.append("vision", job.id, 1, p, 0, [Buffer.from("x")])).rejects.toThrow(SyncPathError);
+  });
+
+  it("keeps appending through the new file after a whole-file replace, not the old one's handle", async () => {
+    await sync.append("vision", job.id, 1, "m.log", 0, [Buffer.from("old\n")]);
+    await sync.put("vision", job.id, 1, "m.log", [Buffer.from("new\n")], sha("new\n"));
+    await sync.append("vision", job.id, 1, "m.log", 4, [Buffer.from("more\n")]);
+    expect(readFileSync(join(dir, "runs", "vision", job.id, "attempt-1", "m.log"), "utf8")).toBe("new\nmore\n");
+    expect(sync.list("vision", job.id, 1)["m.log"]!.sha256).toBe(sha("new\nmore\n"));
+  });
+
+  it("writes two appends of one file one after the other, even when the first body is still arriving", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    async function* slow() {
+      yield Buffer.from("aaaa");
+      await gate;
+      yield Buffer.from("bbbb");
+    }
+    const first = sync.append("vision", job.id, 1, "s.log", 0, slow());
+    const second = sync.append("vision", job.id, 1, "s.log", 8, [Buffer.from("cccc")]);
+    await new Promise((r) => setTimeout(r, 20));
+    release();
+    expect(await first).toEqual({ size: 8, written: 8 });
+    expect(await second).toEqual({ size: 12, written: 4 });
+    expect(sync.read("vision", job.id, 1, "s.log")?.toString()).toBe("aaaabbbbcccc");
+  });
+
+  it("commits nothing of a body cut off mid-way, and the next append overwrites its bytes", async () => {
+    await sync.append("vision", job.id, 1, "c.log", 0, [Buffer.from("kept\n")]);
+    async function* cut() {
+      yield Buffer.from("half a li");
+      throw new Error("the agent went away");
+    }
+    await expect(sync.append("vision", job.id, 1, "c.log", 5, cut())).rejects.toThrow(/went away/);
+    expect(sync.info(job.id, 1, "c.log")?.size).toBe(5);
+    await sync.append("vision", job.id, 1, "c.log", 5, [Buffer.from("next\n")]);
+    expect(sync.read("vision", job.id, 1, "c.log")?.toString()).toBe("kept\nnext\n");
+    expect(sync.list("vision", job.id, 1)["c.log"]!.sha256).toBe(sha("kept\nnext\n"));
+  });
+
+  it("replaces nothing when a whole-file body is cut off, and leaves no temporary file", async () => {
+    await sync.put("vision", job.id, 1, "w.yaml", [Buffer.from("a: 1\n")], sha("a: 1\n"));
+    async function* cut() {
+      yield Buffer.from("a: ");
+      throw new Error("the agent went away");
+    }
+    await expect(sync.put("vision", job.id, 1, "w.yaml", cut(), sha("a: 2\n"))).rejects.toThrow(/went away/);
+    expect(sync.read("vision", job.id, 1, "w.yaml")?.toString()).toBe("a: 1\n");
+    expect(readdirSync(join(dir, "runs", "vision", job.id, "attempt-1"))).toEqual(["w.yaml"]);
   });
 
   it("accepts ordinary nested paths, dots inside names included", () => {

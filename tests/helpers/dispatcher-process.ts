@@ -41,6 +41,8 @@ export interface StartOptions {
   port?: number;
   env?: Record<string, string>;
   args?: string[];
+  /** Run this instead of `node --import tsx cli/main.ts` (e.g. a bundle); `dispatcher --port …` follow it. */
+  command?: string[];
   /** How long it may take to answer /api/health (default 30 s). */
   readyWithinMs?: number;
 }
@@ -51,9 +53,10 @@ export async function startDispatcher(opts: StartOptions = {}): Promise<Dispatch
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "labrig-dispatcher-"));
   const infoFile = join(stateDir, "dispatcher.json");
   rmSync(infoFile, { force: true });
+  const cmd = opts.command ?? [...nodeWithTsx, "cli/main.ts"];
   const child = spawn(
-    nodeWithTsx[0],
-    [...nodeWithTsx.slice(1), "cli/main.ts", "dispatcher", "--port", String(opts.port ?? 0), "--bind", "127.0.0.1", "--state", stateDir, ...(opts.args ?? [])],
+    cmd[0]!,
+    [...cmd.slice(1), "dispatcher", "--port", String(opts.port ?? 0), "--bind", "127.0.0.1", "--state", stateDir, ...(opts.args ?? [])],
     { cwd: repoRoot, env: { ...process.env, ...SMALL_JOB_DEFAULTS, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
