@@ -13,7 +13,7 @@ import type { HostConfig } from "../provision/inventory.js";
 import { shq } from "../core/shell.js";
 import type { StepContext } from "../provision/step.js";
 import { agentBundleRemote, agentEnvFile, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
-import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile } from "../provision/steps/backup-timer.js";
+import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile, dispatcherPasswordFile } from "../provision/steps/backup-timer.js";
 import { dataFolders, dispatcherDataDir, dispatcherSettings } from "../provision/steps/dispatcher-container.js";
 import { dispatcherFilter } from "../provision/steps/dispatcher-firewall.js";
 import { removeFilterCommand, unitFileOf } from "../provision/steps/docker-user.js";
@@ -81,11 +81,6 @@ export async function teardownFor(step: string, ctx: Pick<StepContext, "host" | 
     // base, docker, nvidia-toolkit: nothing is removed (see leavesAfterDelete).
   }
   return { changes, runs, leaves: leavesAfterDelete(step, host) };
-}
-
-/** Where the backup-timer step puts the restic password on a dispatcher host: the container's config folder. */
-export function dispatcherPasswordFile(dataDir: string): string {
-  return `${dataFolders(dataDir).config}/restic-password`;
 }
 
 /**

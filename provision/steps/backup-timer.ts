@@ -34,6 +34,11 @@ import type { Step, StepContext } from "../step.js";
 import { checkOwnBackupSchedule, containerBackupEnvFile, containerPaths, dataFolders, dispatcherDataDir, dispatcherSettings } from "./dispatcher-container.js";
 
 export const backupPasswordFile = "/etc/labrig/restic-password";
+
+/** Where the restic password goes on a dispatcher host: the container's config folder. */
+export function dispatcherPasswordFile(dataDir: string): string {
+  return `${dataFolders(dataDir).config}/restic-password`;
+}
 export const backupEnvFile = "/etc/labrig/backup.env";
 export const backupServiceFile = "/etc/systemd/system/labrig-backup.service";
 export const backupTimerFile = "/etc/systemd/system/labrig-backup.timer";
@@ -107,7 +112,7 @@ export function backupKind(host: HostConfig, backup: Backup, dataDir?: string, s
     timer: onDsm ? "container" : "systemd",
     envFile: onDsm ? `${dataFolders(dataDir).config}/backup.env` : backupEnvFile,
     repository: repo.repository,
-    passwordFile: `${dataFolders(dataDir).config}/restic-password`,
+    passwordFile: dispatcherPasswordFile(dataDir),
     uid: s.uid,
     gid: s.gid,
   };
