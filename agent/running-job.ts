@@ -167,12 +167,15 @@ export class RunningJob {
   private async life(): Promise<void> {
     const r = this.record;
     if (!r.result) {
-      const exit = await this.runToExit();
-      if (this.keepRunning) return;
+      const { exit, syncStopped } = await this.runToExit();
+      // The end is written down when the job ends, not when an upload that was in flight returns:
+      // cut off from the dispatcher, that upload waits out its idle timeout (minutes).
+      if (this.keepRunning) return syncStopped;
       r.result = { ...endStateOf(exit, this.stopReason, this.lease.job.timeoutS), endedAt: new Date().toISOString() };
       this.saveRecord();
       this.writeRunJson();
       this.ctx.log(`job ${this.jobId} attempt ${this.attempt}: ${r.result.state}${r.result.exitCode !== null ? ` (exit ${r.result.exitCode})` : ""}`);
+      await syncStopped;
     }
     this.phase = "finishing";
     if (this.stopReason === "stale") return this.forget();
@@ -188,8 +191,11 @@ export class RunningJob {
     this.forget();
   }
 
-  /** Starts (or re-adopts) the job, reports it running, syncs while it runs; resolves with its exit. */
-  private async runToExit(): Promise<JobExit> {
+  /**
+   * Starts (or re-adopts) the job, reports it running, syncs while it runs; resolves with its exit
+   * as soon as it exits, and with the sync loop that is winding down (`syncStopped`).
+   */
+  private async runToExit(): Promise<{ exit: JobExit; syncStopped: Promise<void> }> {
     const r = this.record;
     mkdirSync(this.outputDir, { recursive: true });
     const exitFile = this.ctx.paths.exitFile(this.jobId, this.attempt);
@@ -197,12 +203,13 @@ export class RunningJob {
     try {
       this.handle = await this.startOrAdopt(exitFile);
     } catch (err) {
-      return { exitCode: null, message: errorMessage(err) };
+      return { exit: { exitCode: null, message: errorMessage(err) }, syncStopped: Promise.resolve() };
     }
     if (this.handle === undefined) {
       // Left running by an earlier agent and gone since: its exit file says how it ended.
       const code = existsSync(exitFile) ? Number(readFileSync(exitFile, "utf8").trim()) : NaN;
-      return Number.isInteger(code) ? { exitCode: code } : { exitCode: null, message: "the job ended while the agent was not running; exit status unknown" };
+      const exit: JobExit = Number.isInteger(code) ? { exitCode: code } : { exitCode: null, message: "the job ended while the agent was not running; exit status unknown" };
+      return { exit, syncStopped: Promise.resolve() };
     }
     r.pgid = this.handle.pgid;
     r.containerId = this.handle.containerId;
@@ -243,8 +250,7 @@ export class RunningJob {
     const exit = await this.handle.exited;
     syncing = false;
     timer?.cancel();
-    await syncLoop;
-    return exit;
+    return { exit, syncStopped: syncLoop };
   }
 
   private async startOrAdopt(exitFile: string): Promise<JobHandle | undefined> {
