@@ -1,7 +1,7 @@
 // A checkpoint is never held in memory on its way to the dispatcher: a large file synced by the
 // agent's own code (tests/agent/sync-upload-entry.ts, its own process) to a real dispatcher
 // process, first as appends, then, rewritten, as one whole-file PUT; peak RSS from /proc (VmHWM)
-// of both stays under 200 MB. Both run as esbuild bundles on plain node, as they do in a lab (the
+// of the agent's sync stays under 200 MB, and the dispatcher grows by less than 120 MB. Both run as esbuild bundles on plain node, as they do in a lab (the
 // agent's bundle, the dispatcher image's labrig.mjs): under tsx each holds about 115 MB before the
 // first byte, which would leave the bound measuring the TypeScript loader.
 // LABRIG_TEST_LARGE_SYNC_MIB sets the size: 1 GiB by default (five times the bound, so a body held
@@ -20,6 +20,8 @@ import { peakRssKiB } from "./peak-rss.js";
 
 const SIZE_MIB = Number(process.env.LABRIG_TEST_LARGE_SYNC_MIB ?? 1024);
 const PEAK_LIMIT_KIB = (200 * 1000 * 1000) / 1024;
+/** How much the dispatcher may grow while taking the file twice: a body held whole would add its 1 GiB. */
+const DISPATCHER_GROWTH_LIMIT_KIB = (120 * 1000 * 1000) / 1024;
 
 let d: DispatcherProcess;
 let dir: string;
@@ -87,7 +89,7 @@ function syncInChild(): Promise<{ bytesSent: number; peakRssKiB: number }> {
 }
 
 describe(`syncing a ${SIZE_MIB} MiB checkpoint`, () => {
-  it("moves it as appends and then whole, with the agent's and the dispatcher's peak RSS under 200 MB", async () => {
+  it("moves it as appends and then whole, the agent's sync under 200 MB peak RSS and the dispatcher growing by under 120 MB", async () => {
     const file = join(env.OUTPUT_DIR!, "ckpt", "model.pt");
     rmSync(env.OUTPUT_DIR!, { recursive: true, force: true });
     mkdirSync(join(env.OUTPUT_DIR!, "ckpt"), { recursive: true });
@@ -110,6 +112,8 @@ describe(`syncing a ${SIZE_MIB} MiB checkpoint`, () => {
     console.log(`peak RSS (KiB): dispatcher ${dispatcherPeak} (${dispatcherBefore} before the first byte), agent's sync ${appended.peakRssKiB} (appends) and ${replaced.peakRssKiB} (whole file), ${SIZE_MIB} MiB moved twice`);
     expect(appended.peakRssKiB).toBeLessThan(PEAK_LIMIT_KIB);
     expect(replaced.peakRssKiB).toBeLessThan(PEAK_LIMIT_KIB);
-    expect(dispatcherPeak).toBeLessThan(PEAK_LIMIT_KIB);
+    // The dispatcher's own size before the first byte varies by 30 MB from run to run (90–120 MB,
+    // with what start-up left for the GC), so what it is held to is its growth.
+    expect(dispatcherPeak - dispatcherBefore).toBeLessThan(DISPATCHER_GROWTH_LIMIT_KIB);
   }, 600_000);
 });
