@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isTerminalJobState, type Job, type JobListPage, type JobState, type SubmitJobRequest, type UsageReport, type WhoAmI } from "../core/api.js";
+import { isTerminalJobState, jobListResponseSchema, type Job, type JobState, type SubmitJobRequest, type UsageReport, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { resolveDispatcher } from "../core/config.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
@@ -244,7 +244,7 @@ export async function jobsCommand(opts: TargetFlags & { state?: JobState[]; proj
     q.set("owner", who.name);
   } else if (opts.owner) q.set("owner", opts.owner);
   q.set("limit", String(opts.limit));
-  const page = (await client.request<JobListPage>("GET", `/api/jobs?${q}`)).body;
+  const page = (await client.request("GET", `/api/jobs?${q}`, { schema: jobListResponseSchema })).body;
   if (opts.json) return json(page.jobs);
   out(formatJobsTable(page.jobs, Date.now()));
   const note_ = pageNote(page.jobs.length, page.total);

@@ -125,7 +125,11 @@ export const projectSchema = projectNameSchema;
  */
 export const MAX_JOB_TIMEOUT_S = 30 * 24 * 3600;
 
-export const submitJobRequestSchema = z.object({
+/**
+ * A submission is strict: a key this API does not have (`gpu` for `gpus`, `constraints.hostid`) is
+ * refused by name rather than dropped, which would run the job with the default in its place.
+ */
+export const submitJobRequestSchema = z.strictObject({
   name: jobNameSchema.optional(),
   project: projectNameSchema.optional(),
   /** Required unless `config` is given: then the lab's CVLab-Kit command runs (the dispatcher's queue command). */
@@ -148,7 +152,7 @@ export const submitJobRequestSchema = z.object({
     .optional(),
   priority: z.enum(priorities).default("normal"),
   maxRetries: z.number().int().min(0).max(100).default(0),
-  constraints: constraintsSchema.optional(),
+  constraints: constraintsSchema.strict().optional(),
   /**
    * A code snapshot (its id from `POST /api/code/snapshots`): the job runs in that tree on its
    * host, in `workdir` inside it when given.
@@ -446,6 +450,10 @@ export type UsageReport = z.infer<typeof usageResponseSchema>;
 
 /** `GET /api/whoami`: who the token is. */
 export type WhoAmI = { kind: "person"; name: string; role: Role } | { kind: "agent"; hostId: string };
+
+/** `GET /api/health`: public, so a client can tell which dispatcher (and API) it reached. */
+export const healthResponseSchema = z.object({ status: z.string(), version: z.string(), api: z.number().optional(), instance: z.string().optional(), queued: z.number().optional() });
+export type HealthResponse = z.infer<typeof healthResponseSchema>;
 
 export const errorResponseSchema = z.object({
   error: z.string(),

@@ -1,25 +1,39 @@
 // A typed HTTP client for the dispatcher's API v1, used by the agent, the CLI, the TUI and the
 // benchmarks. It uses the global fetch so it bundles into the agent without native modules.
-import type {
-  Device,
-  ImportRequest,
-  ImportResponse,
-  JobGroup,
-  Priority,
-  SubmitGroupRequest,
-  HeartbeatRequest,
-  HeartbeatResponse,
-  Job,
-  JobEventRequest,
-  JobState,
-  Lease,
-  RegisterRequest,
-  RegisterResponse,
-  SubmitJobRequest,
-  SyncStatus,
+import type { ZodType } from "zod";
+import {
+  API_VERSION,
+  deviceListResponseSchema,
+  deviceSchema,
+  groupWithJobsSchema,
+  healthResponseSchema,
+  heartbeatResponseSchema,
+  importResponseSchema,
+  jobListResponseSchema,
+  jobSchema,
+  leaseResponseSchema,
+  registerResponseSchema,
+  syncStatusResponseSchema,
+  type HealthResponse,
+  type Device,
+  type ImportRequest,
+  type ImportResponse,
+  type JobGroup,
+  type Priority,
+  type SubmitGroupRequest,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type Job,
+  type JobEventRequest,
+  type JobState,
+  type Lease,
+  type RegisterRequest,
+  type RegisterResponse,
+  type SubmitJobRequest,
+  type SyncStatus,
 } from "./api.js";
-import type { CodeManifest, CodeOffer, CodeSnapshotInfo, CodeUsage } from "./code.js";
-import { ApiError, LabrigError } from "./errors.js";
+import { codeOfferResponseSchema, codeSnapshotResponseSchema, codeUsageResponseSchema, type CodeManifest, type CodeOffer, type CodeSnapshotInfo, type CodeUsage } from "./code.js";
+import { ApiError, IncompatibleDispatcherError, LabrigError } from "./errors.js";
 
 export interface ClientOptions {
   url: string;
@@ -46,7 +60,7 @@ export class DispatcherClient {
   async request<T>(
     method: string,
     path: string,
-    opts: { body?: unknown; raw?: Uint8Array; token?: string; timeoutMs?: number; signal?: AbortSignal; contentType?: string } = {},
+    opts: { body?: unknown; raw?: Uint8Array; token?: string; timeoutMs?: number; signal?: AbortSignal; contentType?: string; schema?: ZodType<T> } = {},
   ): Promise<{ status: number; body: T }> {
     const headers: Record<string, string> = {};
     const token = opts.token ?? this.token;
@@ -80,36 +94,40 @@ export class DispatcherClient {
       const e = (parsed ?? {}) as { error?: string; message?: string };
       throw new ApiError(res.status, e.error ?? "error", e.message ?? `${method} ${path} failed`, parsed);
     }
+    if (opts.schema && res.status !== 204) checkAnswer(opts.schema, parsed, `${method} ${path}`, this.url);
     return { status: res.status, body: parsed as T };
   }
 
   // ---- public ----
-  async health(): Promise<{ status: string; version: string; instance?: string }> {
-    return (await this.request<{ status: string; version: string; instance?: string }>("GET", "/api/health")).body;
+  async health(): Promise<HealthResponse> {
+    const h = (await this.request("GET", "/api/health", { schema: healthResponseSchema })).body;
+    if (h.api !== undefined && h.api !== API_VERSION) throw new IncompatibleDispatcherError(`the dispatcher at ${this.url} (version ${h.version}) speaks API ${h.api}; this labrig speaks API ${API_VERSION}. Use the same labrig version on both sides.`);
+    return h;
   }
 
   // ---- agents ----
   async register(joinToken: string, req: RegisterRequest): Promise<RegisterResponse> {
-    return (await this.request<RegisterResponse>("POST", "/api/agents/register", { body: req, token: joinToken })).body;
+    return (await this.request("POST", "/api/agents/register", { body: req, token: joinToken, schema: registerResponseSchema })).body;
   }
   async heartbeat(hostId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
-    return (await this.request<HeartbeatResponse>("POST", `/api/agents/${enc(hostId)}/heartbeat`, { body: req })).body;
+    return (await this.request("POST", `/api/agents/${enc(hostId)}/heartbeat`, { body: req, schema: heartbeatResponseSchema })).body;
   }
   /** Long poll: resolves with a lease, or null when the wait ran out with nothing to do. */
   async lease(hostId: string, waitS: number, signal?: AbortSignal): Promise<Lease | null> {
-    const r = await this.request<Lease>("GET", `/api/agents/${enc(hostId)}/lease?wait=${waitS}`, {
+    const r = await this.request("GET", `/api/agents/${enc(hostId)}/lease?wait=${waitS}`, {
+      schema: leaseResponseSchema,
       timeoutMs: (waitS + 15) * 1000,
       signal,
     });
     return r.status === 204 ? null : r.body;
   }
   async jobEvent(jobId: string, ev: JobEventRequest): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(jobId)}/events`, { body: ev })).body;
+    return (await this.request("POST", `/api/jobs/${enc(jobId)}/events`, { body: ev, schema: jobSchema })).body;
   }
 
   // ---- jobs ----
   async submit(req: SubmitJobRequest): Promise<Job> {
-    return (await this.request<Job>("POST", "/api/jobs", { body: req })).body;
+    return (await this.request("POST", "/api/jobs", { body: req, schema: jobSchema })).body;
   }
   async jobs(filter: { state?: JobState | JobState[]; project?: string; limit?: number } = {}): Promise<Job[]> {
     const q = new URLSearchParams();
@@ -117,33 +135,33 @@ export class DispatcherClient {
     if (filter.project) q.set("project", filter.project);
     if (filter.limit) q.set("limit", String(filter.limit));
     const qs = q.toString();
-    return (await this.request<{ jobs: Job[] }>("GET", `/api/jobs${qs ? `?${qs}` : ""}`)).body.jobs;
+    return (await this.request("GET", `/api/jobs${qs ? `?${qs}` : ""}`, { schema: jobListResponseSchema })).body.jobs;
   }
   async job(id: string): Promise<Job> {
-    return (await this.request<Job>("GET", `/api/jobs/${enc(id)}`)).body;
+    return (await this.request("GET", `/api/jobs/${enc(id)}`, { schema: jobSchema })).body;
   }
   async cancel(id: string): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined })).body;
+    return (await this.request("POST", `/api/jobs/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined, schema: jobSchema })).body;
   }
   async retry(id: string): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined })).body;
+    return (await this.request("POST", `/api/jobs/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined, schema: jobSchema })).body;
   }
   async setPriority(id: string, priority: Priority): Promise<Job> {
-    return (await this.request<Job>("POST", `/api/jobs/${enc(id)}/priority`, { body: { priority } })).body;
+    return (await this.request("POST", `/api/jobs/${enc(id)}/priority`, { body: { priority }, schema: jobSchema })).body;
   }
 
   // ---- groups (sweeps) ----
   async submitGroup(req: SubmitGroupRequest): Promise<{ group: JobGroup; jobs: Job[] }> {
-    return (await this.request<{ group: JobGroup; jobs: Job[] }>("POST", "/api/groups", { body: req })).body;
+    return (await this.request("POST", "/api/groups", { body: req, schema: groupWithJobsSchema })).body;
   }
   async group(id: string): Promise<{ group: JobGroup; jobs: Job[] }> {
-    return (await this.request<{ group: JobGroup; jobs: Job[] }>("GET", `/api/groups/${enc(id)}`)).body;
+    return (await this.request("GET", `/api/groups/${enc(id)}`, { schema: groupWithJobsSchema })).body;
   }
   async cancelGroup(id: string): Promise<{ group: JobGroup; jobs: Job[] }> {
-    return (await this.request<{ group: JobGroup; jobs: Job[] }>("POST", `/api/groups/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined })).body;
+    return (await this.request("POST", `/api/groups/${enc(id)}/cancel`, { body: this.via ? { via: this.via } : undefined, schema: groupWithJobsSchema })).body;
   }
   async retryGroup(id: string): Promise<{ group: JobGroup; jobs: Job[] }> {
-    return (await this.request<{ group: JobGroup; jobs: Job[] }>("POST", `/api/groups/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined })).body;
+    return (await this.request("POST", `/api/groups/${enc(id)}/retry`, { body: this.via ? { via: this.via } : undefined, schema: groupWithJobsSchema })).body;
   }
   /** The CVLab-Kit config stored with a job, byte for byte. */
   async jobConfig(id: string): Promise<string> {
@@ -152,7 +170,7 @@ export class DispatcherClient {
 
   // ---- imports ----
   async importJobs(req: ImportRequest): Promise<ImportResponse> {
-    return (await this.request<ImportResponse>("POST", "/api/import/jobs", { body: req })).body;
+    return (await this.request("POST", "/api/import/jobs", { body: req, schema: importResponseSchema })).body;
   }
 
   /**
@@ -200,18 +218,18 @@ export class DispatcherClient {
 
   // ---- devices ----
   async devices(): Promise<Device[]> {
-    return (await this.request<{ devices: Device[] }>("GET", "/api/devices")).body.devices;
+    return (await this.request("GET", "/api/devices", { schema: deviceListResponseSchema })).body.devices;
   }
   async drain(hostId: string): Promise<Device> {
-    return (await this.request<Device>("POST", `/api/devices/${enc(hostId)}/drain`)).body;
+    return (await this.request("POST", `/api/devices/${enc(hostId)}/drain`, { schema: deviceSchema })).body;
   }
   async undrain(hostId: string): Promise<Device> {
-    return (await this.request<Device>("POST", `/api/devices/${enc(hostId)}/undrain`)).body;
+    return (await this.request("POST", `/api/devices/${enc(hostId)}/undrain`, { schema: deviceSchema })).body;
   }
 
   // ---- sync ----
   async syncStatus(jobId: string): Promise<SyncStatus> {
-    return (await this.request<SyncStatus>("GET", `/api/sync/${enc(jobId)}/status`)).body;
+    return (await this.request("GET", `/api/sync/${enc(jobId)}/status`, { schema: syncStatusResponseSchema })).body;
   }
   async syncAppend(jobId: string, path: string, offset: number, bytes: Uint8Array, attempt?: number): Promise<{ size: number }> {
     const a = attempt !== undefined ? `&attempt=${attempt}` : "";
@@ -228,7 +246,7 @@ export class DispatcherClient {
   // ---- code snapshots ----
   /** Offers a manifest; the reply lists the blobs to upload before the snapshot is stored (none: stored). */
   async codeOffer(manifest: CodeManifest): Promise<CodeOffer> {
-    return (await this.request<CodeOffer>("POST", "/api/code/snapshots", { body: manifest })).body;
+    return (await this.request("POST", "/api/code/snapshots", { body: manifest, schema: codeOfferResponseSchema })).body;
   }
   async codePutBlob(sha256: string, bytes: Uint8Array): Promise<{ sha256: string; size: number }> {
     // A big file takes a while to cross a slow link: allow a minute per 64 MiB on top of the usual.
@@ -246,13 +264,13 @@ export class DispatcherClient {
     }
   }
   async codeSnapshot(id: string): Promise<CodeSnapshotInfo> {
-    return (await this.request<CodeSnapshotInfo>("GET", `/api/code/snapshots/${enc(id)}`)).body;
+    return (await this.request("GET", `/api/code/snapshots/${enc(id)}`, { schema: codeSnapshotResponseSchema })).body;
   }
   async codeBlob(snapshotId: string, sha256: string): Promise<Buffer> {
     return this.getBytes(`/api/code/snapshots/${enc(snapshotId)}/blobs/${enc(sha256)}`, `GET blob ${sha256} of snapshot ${snapshotId} failed`);
   }
   async codeUsage(): Promise<CodeUsage> {
-    return (await this.request<CodeUsage>("GET", "/api/code/usage")).body;
+    return (await this.request("GET", "/api/code/usage", { schema: codeUsageResponseSchema })).body;
   }
 
   /** A GET whose reply is bytes, not JSON. */
@@ -304,4 +322,20 @@ function describeFetchError(err: unknown): string {
     return err.message;
   }
   return String(err);
+}
+
+/**
+ * Checks an answer against the contract's schema; extra fields are let through (a newer
+ * dispatcher may add some). One that does not fit is a dispatcher this client cannot work with:
+ * said once, here, rather than as a crash deep in whatever reads the field.
+ */
+function checkAnswer(schema: ZodType, body: unknown, call: string, url: string): void {
+  const r = schema.safeParse(body);
+  if (r.success) return;
+  const issues = r.error.issues;
+  const shown = issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join(".") : "the body"} (${i.message})`);
+  throw new IncompatibleDispatcherError(
+    `incompatible dispatcher at ${url}: its answer to ${call} does not fit API ${API_VERSION} at ${shown.join(", ")}${issues.length > 3 ? ` and ${issues.length - 3} more` : ""}. ` +
+      "Is it another labrig version? `curl " + url + "/api/health` shows its version; use the same on both sides.",
+  );
 }

@@ -30,6 +30,9 @@ export class ApiError extends LabrigError {
   }
 }
 
+/** The dispatcher answered, but not in the shape this version of the API has (another labrig version). */
+export class IncompatibleDispatcherError extends LabrigError {}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);

@@ -33,6 +33,11 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   const r = schema.safeParse(body ?? {});
   if (!r.success) {
     const issue = r.error.issues[0]!;
+    if (issue.code === "unrecognized_keys") {
+      const field = [...issue.path, issue.keys[0]!].join(".");
+      const more = issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : "";
+      throw new HttpError(400, "invalid_body", `${field}: no such field in this API${more}; check its spelling`, { field });
+    }
     const field = issue.path.join(".") || "(body)";
     const message = issue.message.startsWith(`${field}:`) ? issue.message : `${field}: ${issue.message}`;
     throw new HttpError(400, "invalid_body", message, { field });

@@ -90,12 +90,16 @@ describe("health and auth", () => {
     ["POST", "/api/agents/register", "join", { hostId: "bad host!", gpus: [] }, "hostId"],
     ["POST", "/api/agents/register", "join", { hostId: "ok", gpus: [{ index: -1, uuid: "u", name: "n", memoryTotalMiB: 1 }] }, "gpus.0.index"],
     ["POST", "/api/agents/register", "join", { hostId: "ok" }, "gpus"],
+    ["POST", "/api/jobs", "admin", { command: "true", gpu: 2 }, "gpu"],
+    ["POST", "/api/jobs", "admin", { command: "true", constraints: { hostid: "gpu-a" } }, "constraints.hostid"],
+    ["POST", "/api/groups", "admin", { name: "g", jobs: [{ command: "true" }, { command: "true", constraints: { label: { a: "b" } } }] }, "jobs.1.constraints.label"],
     ["POST", "/api/queue/add", "admin", { priority: 1 }, "config"],
     ["POST", "/api/queue/add", "admin", { config_path: "a.yaml", priority: "soon" }, "priority"],
   ])("refuses %s %s with a malformed body, naming the field", async (method, path, who, body, field) => {
     const r = await raw(method, path, { token: who === "join" ? d.joinToken : d.adminToken, body });
     expect(r.status).toBe(400);
     expect(r.json).toMatchObject({ error: "invalid_body", field });
+    expect(r.json.message).toMatch(new RegExp(`^${field.replace(/\./g, "\\.")}: `));
   });
 
   it("refuses malformed heartbeats, job events and lease waits, naming the field", async () => {
