@@ -6,7 +6,6 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Server } from "node:http";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { GpuProcess, Lease, RegisterResponse } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { ApiError, errorMessage, LabrigError } from "../core/errors.js";
@@ -21,6 +20,7 @@ import type { AgentOptions } from "./options.js";
 import { type AgentPaths, agentPaths } from "./paths.js";
 import { type JobContext, loadJobRecords, RunningJob } from "./running-job.js";
 import { agentVersion } from "./version.js";
+import { Backoff } from "../core/backoff.js";
 
 export class JoinRefusedError extends LabrigError {}
 
@@ -192,7 +192,7 @@ export class Agent {
 
   /** Registers, retrying network trouble with a capped backoff; a refused join token ends the first try. */
   private async registerUntilDone(first: boolean): Promise<void> {
-    let delay = 500;
+    const backoff = new Backoff(500, 5_000);
     for (;;) {
       try {
         return await this.register();
@@ -203,11 +203,10 @@ export class Agent {
         if (err instanceof ApiError && err.status === 409 && err.code === "host_exists" && first) {
           throw new JoinRefusedError(`the dispatcher at ${this.opts.url} already has a host ${this.opts.hostId} and this agent lacks its token: ${err.message}`);
         }
-        this.log(`register: ${errorMessage(err)} (retrying in ${delay / 1000} s)`);
+        this.log(`register: ${errorMessage(err)} (retrying in ${backoff.peek() / 1000} s)`);
       }
       if (this.stopping) throw new LabrigError("stopped before registering");
-      await sleep(delay);
-      delay = Math.min(delay * 2, 5_000);
+      await backoff.wait();
     }
   }
 
@@ -278,22 +277,21 @@ export class Agent {
   }
 
   private async leaseLoop(): Promise<void> {
-    let delay = 500;
+    const backoff = new Backoff(500, 5_000);
     while (!this.stopping) {
       let lease: Lease | null;
       try {
         if (this.registering) await this.registering;
         lease = await this.client.lease(this.opts.hostId, this.opts.leaseWaitS, this.leaseAbort.signal);
-        delay = 500;
+        backoff.reset();
       } catch (err) {
         if (this.stopping) break;
         if (err instanceof ApiError && err.status === 401) {
           await this.reregister().catch(() => undefined);
           continue;
         }
-        this.log(`lease: ${errorMessage(err)} (retrying in ${delay / 1000} s)`);
-        await this.pause(delay);
-        delay = Math.min(delay * 2, 5_000);
+        this.log(`lease: ${errorMessage(err)} (retrying in ${backoff.peek() / 1000} s)`);
+        await this.pause(backoff.next());
         continue;
       }
       if (!lease) continue;

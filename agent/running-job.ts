@@ -21,6 +21,7 @@ import { type AppliedLimits, appliedLimits, containerLimitPlan, type JobLimits, 
 import { adoptProcessJob, startProcessJob } from "./process-job.js";
 import { liveGroupMembers } from "./process-group.js";
 import { redactEnv } from "./redact.js";
+import { Backoff } from "../core/backoff.js";
 
 export interface JobContext {
   hostId: string;
@@ -373,7 +374,7 @@ export class RunningJob {
    * shuts down it gives up at the deadline (or when `cancelled` says so).
    */
   private async persist<T>(what: string, call: (c: DispatcherClient) => Promise<T>, cancelled?: () => boolean): Promise<T> {
-    let delay = 500;
+    const backoff = new Backoff(500, 10_000);
     let logged = false;
     for (;;) {
       try {
@@ -394,9 +395,8 @@ export class RunningJob {
         logged = true;
       }
       const deadline = this.ctx.shutdownDeadline();
-      if ((deadline !== undefined && Date.now() + delay > deadline) || cancelled?.()) throw new GaveUpError(`${what} did not reach the dispatcher`);
-      await sleep(delay);
-      delay = Math.min(delay * 2, 10_000);
+      if ((deadline !== undefined && Date.now() + backoff.peek() > deadline) || cancelled?.()) throw new GaveUpError(`${what} did not reach the dispatcher`);
+      await backoff.wait();
     }
   }
 }

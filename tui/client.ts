@@ -4,7 +4,6 @@
 // dispatcher (which relays it from the agent: no token of ours ever goes to an agent's URL),
 // polls the Docker engines while the Containers view is open, and performs the operator's
 // commands. Everything from the API enters the store with control characters made visible.
-import { setTimeout as sleep } from "node:timers/promises";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { isTerminalJobState, jobStates, type DispatcherEvent, type Job } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
@@ -26,6 +25,7 @@ import {
   upsertJob,
 } from "./state.js";
 import type { TuiStore } from "./store.js";
+import { Backoff } from "../core/backoff.js";
 
 export interface DataClientOptions {
   url: string;
@@ -96,17 +96,16 @@ export class DataClient {
   // ---- the event stream ----
 
   private async eventLoop(): Promise<void> {
-    let delay = this.opts.backoffMs.initial;
+    const backoff = new Backoff(this.opts.backoffMs.initial, this.opts.backoffMs.max);
     while (!this.stopped.signal.aborted) {
       try {
-        await this.streamEvents(() => (delay = this.opts.backoffMs.initial));
+        await this.streamEvents(() => backoff.reset());
         throw new LabrigError("the dispatcher closed the event stream");
       } catch (err) {
         if (this.stopped.signal.aborted) return;
-        const retryAt = Date.now() + delay;
+        const retryAt = Date.now() + backoff.peek();
         this.store.update((s) => setConnection(s, "disconnected", this.opts.now(), { error: describe(err), retryAt }));
-        await sleep(delay, undefined, { signal: this.stopped.signal }).catch(() => {});
-        delay = Math.min(this.opts.backoffMs.max, delay * 2);
+        await backoff.wait(this.stopped.signal);
       }
     }
   }
