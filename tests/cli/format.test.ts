@@ -1,60 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { Device, Job } from "../../core/api.js";
+import { NOW, device as fixtureDevice, iso, job as fixtureJob } from "../helpers/fixtures.js";
 import { formatCommand, formatDevicesTable, formatDuration, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
 
-const now = Date.parse("2025-03-01T12:00:00Z");
-const ago = (s: number) => new Date(now - s * 1000).toISOString();
+const now = NOW;
+const ago = iso;
 
-function job(over: Partial<Job>): Job {
-  return {
-    id: "abcd1234",
-    name: "train",
-    project: "default",
-    command: ["python", "train.py"],
-    gpus: 1,
-    image: null,
-    env: {},
-    workdir: null,
-    timeoutS: null,
-    priority: "normal",
-    maxRetries: 0,
-    constraints: {},
-    state: "queued",
-    attempt: 1,
-    hostId: null,
-    gpuIndices: [],
-    exitCode: null,
-    reason: null,
-    createdAt: ago(30),
-    assignedAt: null,
-    startedAt: null,
-    endedAt: null,
-    ...over,
-  };
-}
-
-function device(over: Partial<Device>): Device {
-  return {
-    hostId: "gpu-a100",
-    hostname: null,
-    status: "healthy",
-    draining: false,
-    lastSeenAt: ago(2),
-    registeredAt: ago(600),
-    agentVersion: null,
-    agentUrl: null,
-    labels: {},
-    gpus: [],
-    freeGpus: 0,
-    runningJobs: [],
-    cpuPct: null,
-    memoryUsedMiB: null,
-    memoryTotalMiB: null,
-    diskFreeGiB: null,
-    gpuProblem: null,
-    ...over,
-  };
-}
+/** A job and a host as the CLI's tables are tested with: plain names, nothing on the host. */
+const job = (over: Partial<Job>): Job => fixtureJob("abcd1234", { name: "train", project: "default", command: ["python", "train.py"], createdAt: ago(30), ...over });
+const device = (over: Partial<Device>): Device =>
+  fixtureDevice("gpu-a100", { hostname: null, agentVersion: null, gpus: [], freeGpus: 0, lastSeenAt: ago(2), registeredAt: ago(600), ...over });
 
 const gpu = (index: number, name: string) => ({ index, uuid: `GPU-${index}`, name, memoryTotalMiB: 81920, memoryUsedMiB: 0, utilizationPct: 0, temperatureC: 40, powerW: 60, busy: false });
 

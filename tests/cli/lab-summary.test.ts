@@ -1,54 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { Device, Job } from "../../core/api.js";
+import { device as fixtureDevice, job as fixtureJob } from "../helpers/fixtures.js";
 import { localHostId } from "../../lab/run-lab.js";
 import { renderSummaryScreen, summaryChanges } from "../../lab/summary.js";
 
-const device = (over: Partial<Device>): Device => ({
-  hostId: "laptop",
-  hostname: null,
-  status: "healthy",
-  draining: false,
-  lastSeenAt: new Date(0).toISOString(),
-  registeredAt: new Date(0).toISOString(),
-  agentVersion: null,
-  agentUrl: null,
-  labels: {},
-  gpus: [],
-  freeGpus: 0,
-  runningJobs: [],
-  cpuPct: null,
-  memoryUsedMiB: null,
-  memoryTotalMiB: null,
-  diskFreeGiB: null,
-  gpuProblem: "nvidia-smi not found",
-  ...over,
-});
-
-const job = (over: Partial<Job>): Job => ({
-  id: "j1",
-  name: "echo hi",
-  project: "default",
-  command: ["echo", "hi"],
-  gpus: 0,
-  image: null,
-  env: {},
-  workdir: null,
-  timeoutS: null,
-  priority: "normal",
-  maxRetries: 0,
-  constraints: {},
-  state: "queued",
-  attempt: 1,
-  hostId: null,
-  gpuIndices: [],
-  exitCode: null,
-  reason: null,
-  createdAt: new Date(0).toISOString(),
-  assignedAt: null,
-  startedAt: null,
-  endedAt: null,
-  ...over,
-});
+const epoch = new Date(0).toISOString();
+/** The local lab's one host (no GPU found) and a job on it, at the epoch. */
+const device = (over: Partial<Device>): Device =>
+  fixtureDevice("laptop", { hostname: null, agentVersion: null, gpus: [], freeGpus: 0, lastSeenAt: epoch, registeredAt: epoch, gpuProblem: "nvidia-smi not found", ...over });
+const job = (over: Partial<Job>): Job => fixtureJob("j1", { name: "echo hi", project: "default", command: ["echo", "hi"], gpus: 0, createdAt: epoch, ...over });
 
 /** What summaryChanges remembers once it has looked at least once (a first look treats ended jobs as history). */
 const afterFirstLook = new Map([["device:none", ""]]);

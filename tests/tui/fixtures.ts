@@ -1,76 +1,9 @@
-// Hand-built dashboard states for the view and key tests: devices, jobs and a clock fixed in time.
-import type { Device, DeviceGpu, Job } from "../../core/api.js";
+// Hand-built dashboard states for the view and key tests, from the shared job and device builders.
+import type { Device, Job } from "../../core/api.js";
 import { type TuiState, initialState } from "../../tui/state.js";
+import { NOW, device, gpu, iso, job } from "../helpers/fixtures.js";
 
-export const NOW = Date.parse("2025-03-01T12:00:00Z");
-export const iso = (secondsAgo: number) => new Date(NOW - secondsAgo * 1000).toISOString();
-
-export function gpu(index: number, over: Partial<DeviceGpu> = {}): DeviceGpu {
-  return {
-    index,
-    uuid: `GPU-${index}`,
-    name: "NVIDIA A100-SXM4-80GB",
-    memoryTotalMiB: 81920,
-    memoryUsedMiB: 20480,
-    utilizationPct: 50,
-    temperatureC: 60,
-    powerW: 200,
-    busy: false,
-    ...over,
-  };
-}
-
-export function device(hostId: string, over: Partial<Device> = {}): Device {
-  const gpus = over.gpus ?? [gpu(0), gpu(1)];
-  return {
-    hostId,
-    hostname: hostId,
-    status: "healthy",
-    draining: false,
-    lastSeenAt: iso(2),
-    registeredAt: iso(3600),
-    agentVersion: "test",
-    agentUrl: null,
-    labels: {},
-    gpus,
-    freeGpus: gpus.filter((g) => !g.busy).length,
-    runningJobs: [],
-    cpuPct: null,
-    memoryUsedMiB: null,
-    memoryTotalMiB: null,
-    diskFreeGiB: null,
-    gpuProblem: null,
-    ...over,
-  };
-}
-
-export function job(id: string, over: Partial<Job> = {}): Job {
-  return {
-    id,
-    name: `train-${id}`,
-    project: "vision",
-    command: ["python", "train.py", "--lr", "0.1"],
-    gpus: 1,
-    image: null,
-    env: {},
-    workdir: null,
-    timeoutS: null,
-    priority: "normal",
-    maxRetries: 0,
-    constraints: {},
-    state: "queued",
-    attempt: 1,
-    hostId: null,
-    gpuIndices: [],
-    exitCode: null,
-    reason: null,
-    createdAt: iso(120),
-    assignedAt: null,
-    startedAt: null,
-    endedAt: null,
-    ...over,
-  };
-}
+export { NOW, device, gpu, iso, job };
 
 export function labState(devices: Device[], jobs: Job[], over: Partial<TuiState> = {}): TuiState {
   const s = initialState("http://127.0.0.1:8000");
