@@ -451,6 +451,58 @@ export type UsageReport = z.infer<typeof usageResponseSchema>;
 /** `GET /api/whoami`: who the token is. */
 export type WhoAmI = { kind: "person"; name: string; role: Role } | { kind: "agent"; hostId: string };
 
+// ---- query strings ----
+// Each value is one string (a repeated parameter is an array, and refused); numbers are digits only.
+
+/** A query value that is a whole number from `min` to `max`, said as `what`. */
+const wholeNumberParam = (min: number, max: number, what: string) =>
+  z
+    .string(what)
+    .regex(/^[0-9]{1,16}$/, what)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, what);
+
+/** The most jobs one page of `GET /api/jobs` holds; the default page is 1000, as before paging existed. */
+export const MAX_JOB_PAGE = 10_000;
+
+/** `GET /api/jobs?state=a,b&project=&host=&owner=&group=&limit=&cursor=` */
+export const jobListQuerySchema = z.object({
+  state: z
+    .string("one state or several, comma-separated")
+    .transform((v) => v.split(",").filter(Boolean))
+    .superRefine((states, ctx) => {
+      for (const s of states) if (!(jobStates as readonly string[]).includes(s)) ctx.addIssue({ code: "custom", message: `'${s}' is not one of ${jobStates.join(", ")}` });
+    })
+    .transform((states) => states as JobState[])
+    .optional(),
+  project: z.string("one project").optional(),
+  host: z.string("one host id").optional(),
+  owner: z.string("one person").optional(),
+  group: z.string("one group id").optional(),
+  limit: wholeNumberParam(1, MAX_JOB_PAGE, `a whole number from 1 to ${MAX_JOB_PAGE}`).default(1000),
+  cursor: z
+    .string("pass the nextCursor of the previous page")
+    .regex(/^[1-9][0-9]{0,15}$/, "pass the nextCursor of the previous page")
+    .transform(Number)
+    .optional(),
+});
+
+/** `GET /api/agents/{hostId}/lease?wait=S` (seconds; the dispatcher caps it). */
+export const leaseQuerySchema = z.object({
+  wait: z
+    .string("a number of seconds >= 0")
+    .regex(/^[0-9]{1,6}(\.[0-9]{1,3})?$/, "a number of seconds >= 0")
+    .transform(Number)
+    .default(0),
+});
+
+/** Which attempt a sync call is for (`?attempt=N`); uploads must name the current one. */
+export const syncAttemptQuerySchema = z.object({ attempt: wholeNumberParam(1, Number.MAX_SAFE_INTEGER, "a whole number >= 1").optional() });
+/** `POST /api/sync/{jobId}/files/{path}?offset=N`: where the appended bytes go. */
+export const syncAppendQuerySchema = syncAttemptQuerySchema.extend({ offset: wholeNumberParam(0, Number.MAX_SAFE_INTEGER, "a whole number of bytes >= 0") });
+/** `PUT /api/sync/{jobId}/files/{path}?sha256=H`: the hash the whole body must have. */
+export const syncPutQuerySchema = syncAttemptQuerySchema.extend({ sha256: z.string("the body's SHA-256 as 64 hex digits").regex(/^[0-9a-fA-F]{64}$/, "the body's SHA-256 as 64 hex digits") });
+
 /** `GET /api/health`: public, so a client can tell which dispatcher (and API) it reached. */
 export const healthResponseSchema = z.object({ status: z.string(), version: z.string(), api: z.number().optional(), instance: z.string().optional(), queued: z.number().optional() });
 export type HealthResponse = z.infer<typeof healthResponseSchema>;

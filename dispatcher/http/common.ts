@@ -45,6 +45,17 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   return r.data;
 }
 
+/** Reads a query string by its schema; a bad value is 400 `invalid_query` naming the parameter. */
+export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
+  const r = schema.safeParse(query ?? {});
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const field = String(issue.path[0] ?? "(query)");
+    throw new HttpError(400, "invalid_query", `${field}: ${issue.message}`, { field });
+  }
+  return r.data;
+}
+
 export function bodyChunks(body: unknown): Buffer[] {
   if (isChunks(body)) return body.parts;
   if (Buffer.isBuffer(body)) return [body];

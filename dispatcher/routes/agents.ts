@@ -3,9 +3,9 @@
 // reset of a host that lost its token.
 import { configForLease } from "../cvlab.js";
 import type { FastifyInstance } from "fastify";
-import { heartbeatRequestSchema, hostIdSchema, jobEventRequestSchema, registerRequestSchema } from "../../core/api.js";
+import { heartbeatRequestSchema, hostIdSchema, jobEventRequestSchema, leaseQuerySchema, registerRequestSchema } from "../../core/api.js";
 import { forbidden } from "../http/auth.js";
-import { jobOr404, parseBody, type RouteContext } from "../http/common.js";
+import { jobOr404, parseBody, parseQuery, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
 
 export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -33,9 +33,8 @@ export function agentRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return service.heartbeat(req.params.hostId, body);
   });
 
-  app.get<{ Params: { hostId: string }; Querystring: { wait?: string } }>("/api/agents/:hostId/lease", { config: { access: "agent" } }, async (req, reply) => {
-    const wait = req.query.wait === undefined ? 0 : Number(req.query.wait);
-    if (!Number.isFinite(wait) || wait < 0) throw new HttpError(400, "invalid_query", "wait: a number of seconds >= 0", { field: "wait" });
+  app.get<{ Params: { hostId: string } }>("/api/agents/:hostId/lease", { config: { access: "agent" } }, async (req, reply) => {
+    const { wait } = parseQuery(leaseQuerySchema, req.query);
     const aborted = new AbortController();
     reply.raw.on("close", () => {
       if (!reply.raw.writableFinished) aborted.abort();

@@ -1,17 +1,14 @@
 // Jobs' routes for people: submit (the caller becomes the owner), list (paged), show, cancel,
 // retry, re-prioritise (members: their own jobs only), CVLab-Kit's queue/add, and notices.
 import type { FastifyInstance } from "fastify";
-import { jobActionRequestSchema, jobStates, noticeRequestSchema, priorities, submitJobRequestSchema, type JobState, type Priority } from "../../core/api.js";
+import { jobActionRequestSchema, jobListQuerySchema, noticeRequestSchema, priorities, submitJobRequestSchema, type Priority } from "../../core/api.js";
 import { assertPriorityAllowed, type Role } from "../cvlab.js";
 import { registerCvlabRoutes } from "../cvlab-routes.js";
 import { isAdmin, type Caller } from "../http/auth.js";
 import { FIRST_ADMIN } from "../people.js";
-import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
+import { jobOr404, parseBody, parseQuery, requireOwnerOrAdmin, viewJob, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
 import { settleJobCode } from "./code.js";
-
-/** The most jobs one page holds; the default page is 1000 as before paging existed. */
-const MAX_PAGE = 10_000;
 
 export const ownerOf = (c: Caller): string | null => (c.kind === "person" ? c.name : null);
 /** The caller's role for priority rules (`urgent` is an admin's). */
@@ -32,24 +29,14 @@ export function jobRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return reply.code(201).send(service.submit(settleJobCode(ctx.code, body), ownerOf(req.caller)));
   });
 
-  app.get<{ Querystring: { state?: string; project?: string; host?: string; owner?: string; group?: string; limit?: string; cursor?: string } }>(
+  app.get(
     "/api/jobs",
     { config: { access: "person" } },
     async (req) => {
-      const states = req.query.state ? req.query.state.split(",").filter(Boolean) : undefined;
-      for (const s of states ?? []) {
-        if (!(jobStates as readonly string[]).includes(s)) {
-          throw new HttpError(400, "invalid_query", `state: '${s}' is not one of ${jobStates.join(", ")}`, { field: "state" });
-        }
-      }
-      const limit = req.query.limit ? Number(req.query.limit) : 1000;
-      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new HttpError(400, "invalid_query", `limit: a whole number from 1 to ${MAX_PAGE}`, { field: "limit" });
-      let beforeSeq: number | undefined;
-      if (req.query.cursor !== undefined) {
-        if (!/^[1-9][0-9]{0,15}$/.test(req.query.cursor)) throw new HttpError(400, "invalid_query", "cursor: pass the nextCursor of the previous page", { field: "cursor" });
-        beforeSeq = Number(req.query.cursor);
-      }
-      const filter = { states: states as JobState[] | undefined, project: req.query.project, hostId: req.query.host, owner: req.query.owner, group: req.query.group };
+      const q = parseQuery(jobListQuerySchema, req.query);
+      const filter = { states: q.state, project: q.project, hostId: q.host, owner: q.owner, group: q.group };
+      const limit = q.limit;
+      const beforeSeq = q.cursor;
       const page = service.store.listJobsPage({ ...filter, limit, beforeSeq });
       return { jobs: page.jobs.map((j) => withWaiting(viewJob(j, req.caller))), total: page.total, nextCursor: page.nextCursor };
     },

@@ -3,7 +3,8 @@
 // application/octet-stream body is written to disk as it arrives (see server.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { forbidden, isAdmin } from "../http/auth.js";
-import { bodyChunks, jobOr404, type RouteContext } from "../http/common.js";
+import { syncAppendQuerySchema, syncAttemptQuerySchema, syncPutQuerySchema } from "../../core/api.js";
+import { bodyChunks, jobOr404, parseQuery, type RouteContext } from "../http/common.js";
 import { HttpError } from "../http/errors.js";
 import type { Body } from "../sync-store.js";
 
@@ -20,10 +21,9 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (c.kind === "agent" && job.hostId !== c.hostId) {
       throw new HttpError(write ? 409 : 403, write ? "stale_attempt" : "forbidden", `job ${job.id} is not on host ${c.hostId} now`);
     }
-    let attempt = job.attempt;
-    if (req.query.attempt !== undefined) {
-      attempt = Number(req.query.attempt);
-      if (!Number.isInteger(attempt) || attempt < 1) throw new HttpError(400, "invalid_query", "attempt: a whole number >= 1", { field: "attempt" });
+    const asked = parseQuery(syncAttemptQuerySchema, req.query).attempt;
+    const attempt = asked ?? job.attempt;
+    if (asked !== undefined) {
       if (write && attempt !== job.attempt) {
         throw new HttpError(409, "stale_attempt", `attempt ${attempt} of job ${job.id} is not current (current: ${job.attempt}); stop this attempt`);
       }
@@ -35,10 +35,7 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.post("/api/sync/:jobId/files/*", upload, async (req: SyncReq) => {
     const { job, attempt } = syncTarget(req, true);
-    const offset = Number(req.query.offset);
-    if (req.query.offset === undefined || !Number.isInteger(offset) || offset < 0) {
-      throw new HttpError(400, "invalid_query", "offset: a whole number of bytes >= 0", { field: "offset" });
-    }
+    const { offset } = parseQuery(syncAppendQuerySchema, req.query);
     const path = req.params["*"];
     const r = await service.sync.append(job.project, job.id, attempt, path, offset, uploadBody(req.body));
     if (r.written > 0) service.events.emit({ type: "log", jobId: job.id, attempt, path, offset: r.size - r.written, size: r.size });
@@ -47,10 +44,8 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.put("/api/sync/:jobId/files/*", upload, async (req: SyncReq) => {
     const { job, attempt } = syncTarget(req, true);
-    if (!req.query.sha256 || !/^[0-9a-fA-F]{64}$/.test(req.query.sha256)) {
-      throw new HttpError(400, "invalid_query", "sha256: the body's SHA-256 as 64 hex digits", { field: "sha256" });
-    }
-    const r = await service.sync.put(job.project, job.id, attempt, req.params["*"], uploadBody(req.body), req.query.sha256);
+    const { sha256 } = parseQuery(syncPutQuerySchema, req.query);
+    const r = await service.sync.put(job.project, job.id, attempt, req.params["*"], uploadBody(req.body), sha256);
     service.events.emit({ type: "log", jobId: job.id, attempt, path: req.params["*"], offset: 0, size: r.size });
     return r;
   });

@@ -118,6 +118,38 @@ describe("health and auth", () => {
     expect(p).toMatchObject({ status: 400, json: { field: "priority" } });
   });
 
+  it.each([
+    ["/api/jobs?state=running,exploded", "state", /^state: 'exploded' is not one of queued, /],
+    ["/api/jobs?limit=0", "limit", /^limit: a whole number from 1 to 10000$/],
+    ["/api/jobs?limit=10001", "limit", /^limit: /],
+    ["/api/jobs?limit=1e3", "limit", /^limit: /],
+    ["/api/jobs?limit=1&limit=2", "limit", /^limit: /],
+    ["/api/jobs?cursor=-1", "cursor", /^cursor: pass the nextCursor/],
+    ["/api/jobs?project=a&project=b", "project", /^project: one project/],
+  ])("refuses GET %s naming the parameter", async (path, field, message) => {
+    const r = await raw("GET", path, { token: d.adminToken });
+    expect(r).toMatchObject({ status: 400, json: { error: "invalid_query", field } });
+    expect(r.json.message).toMatch(message);
+  });
+
+  it("refuses bad lease waits and sync offsets, attempts and hashes, naming the parameter; good ones pass", async () => {
+    const a = await newAgent();
+    const token = a.client.token;
+    for (const wait of ["-1", "1e9", "0x10", ""]) {
+      expect(await raw("GET", `/api/agents/${a.hostId}/lease?wait=${wait}`, { token })).toMatchObject({ status: 400, json: { error: "invalid_query", field: "wait" } });
+    }
+    expect((await raw("GET", `/api/agents/${a.hostId}/lease?wait=0.2`, { token })).status).toBe(204);
+    const j = await submitTo(a.hostId);
+    const l = (await a.lease(3))!;
+    const file = `/api/sync/${j.id}/files/job.log`;
+    const bytes = Buffer.from("hello\n");
+    for (const [query, field] of [["?offset=-1", "offset"], ["", "offset"], ["?offset=0&attempt=0", "attempt"], ["?offset=1.5", "offset"]] as const) {
+      expect(await raw("POST", `${file}${query}`, { token, raw: bytes })).toMatchObject({ status: 400, json: { error: "invalid_query", field } });
+    }
+    expect(await raw("PUT", `${file}?sha256=zz`, { token, raw: bytes })).toMatchObject({ status: 400, json: { error: "invalid_query", field: "sha256" } });
+    expect(await raw("POST", `${file}?offset=0&attempt=${l.attempt}`, { token, raw: bytes })).toMatchObject({ status: 200, json: { size: bytes.length } });
+  });
+
   it("refuses registration without the join token", async () => {
     const r = await raw("POST", "/api/agents/register", { token: "wrong", body: { hostId: "x", gpus: [] } });
     expect(r.status).toBe(401);
