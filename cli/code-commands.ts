@@ -9,7 +9,8 @@ import type { DispatcherClient } from "../core/client.js";
 import { LabrigError } from "../core/errors.js";
 import { formatBytes } from "../core/units.js";
 import { visibleText } from "../core/visible.js";
-import { invocationDir, clientFor } from "./job-commands.js";
+import { clientFor } from "./dispatcher-client.js";
+import { invocationDir } from "./job-commands.js";
 import type { TargetFlags } from "./jobs.js";
 
 const out = (s: string): void => void process.stdout.write(visibleText(s.endsWith("\n") ? s : `${s}\n`));

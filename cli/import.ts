@@ -26,11 +26,9 @@ this machine's local time.`,
     )
     .action(async (opts: { db: string; logs?: string; dryRun?: boolean; json?: boolean; url?: string; token?: string }) => {
       const { readCvlabQueue, importCvlabQueue, formatImportReport } = await import("./import-cvlab.js");
-      const { resolveDispatcher } = await import("../core/config.js");
-      const { DispatcherClient } = await import("../core/client.js");
-      const target = resolveDispatcher(opts);
+      const { clientFor } = await import("./dispatcher-client.js");
       const rows = readCvlabQueue({ db: opts.db, logs: opts.logs, dryRun: !!opts.dryRun });
-      const report = await importCvlabQueue(new DispatcherClient({ url: target.url, token: target.token }), rows, !!opts.dryRun);
+      const report = await importCvlabQueue(clientFor(opts), rows, !!opts.dryRun);
       process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatImportReport(report)}\n`);
     });
 }

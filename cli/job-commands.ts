@@ -4,8 +4,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminalJobState, jobListResponseSchema, type Job, type JobState, type SubmitJobRequest, type UsageReport, type WhoAmI } from "../core/api.js";
-import { DispatcherClient } from "../core/client.js";
-import { resolveDispatcher } from "../core/config.js";
+import type { DispatcherClient } from "../core/client.js";
+import { clientFor, targetClient } from "./dispatcher-client.js";
 import { ApiError, InputError, LabrigError } from "../core/errors.js";
 import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmission } from "./cvlab-submit.js";
@@ -24,10 +24,6 @@ const out = (s: string): void => void process.stdout.write(visibleText(s.endsWit
 const note = (s: string): void => void process.stderr.write(`${visibleText(s)}\n`);
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
-export function clientFor(flags: TargetFlags): DispatcherClient {
-  const target = resolveDispatcher(flags);
-  return new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
-}
 
 /**
  * The folder the user ran the command from. `pnpm submit` runs the script in the checkout and
@@ -70,8 +66,7 @@ export async function submitCommand(command: string[], opts: SubmitFlags): Promi
       labels: opts.label,
     },
   });
-  const target = resolveDispatcher(opts);
-  const client = new DispatcherClient({ url: target.url, token: target.token, via: "the CLI" });
+  const { client, target } = targetClient(opts);
   const requests = submission.kind === "sweep" ? submission.sweep.jobs : [submission.request];
   const code = await codeToSend(opts, file, here, target.source === "local-lab");
   if (code !== undefined) {

@@ -4,7 +4,8 @@ import { createInterface } from "node:readline";
 import { z } from "zod";
 import { joinTokenSchema, personLimitsSchema, personSchema, type JoinToken, type Person, type PersonLimits, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
-import { resolveDispatcher, writeCredentials } from "../core/config.js";
+import { writeCredentials } from "../core/config.js";
+import { clientFor } from "./dispatcher-client.js";
 import { InputError } from "../core/errors.js";
 import { visible } from "../core/visible.js";
 import { formatTable } from "./format.js";
@@ -12,11 +13,6 @@ import type { TargetFlags } from "./jobs.js";
 
 const out = (s: string): void => void process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
-
-function clientFor(flags: TargetFlags): DispatcherClient {
-  const target = resolveDispatcher(flags);
-  return new DispatcherClient({ url: target.url, token: target.token });
-}
 
 /** The token from stdin (piped) or typed at a prompt that does not echo it. */
 async function readToken(): Promise<string> {
