@@ -1,7 +1,7 @@
 // A checkpoint is never held in memory on its way to the dispatcher: a large file synced by the
 // agent's own code (tests/agent/sync-upload-entry.ts, its own process) to a real dispatcher
 // process, first as appends, then, rewritten, as one whole-file PUT; peak RSS from /proc (VmHWM)
-// of the agent's sync stays under 200 MB, and the dispatcher grows by less than 120 MB. Both run as esbuild bundles on plain node, as they do in a lab (the
+// of the agent's sync and of the dispatcher grows by less than 150 MB (the file is 1 GiB). Both run as esbuild bundles on plain node, as they do in a lab (the
 // agent's bundle, the dispatcher image's labrig.mjs): under tsx each holds about 115 MB before the
 // first byte, which would leave the bound measuring the TypeScript loader.
 // LABRIG_TEST_LARGE_SYNC_MIB sets the size: 1 GiB by default (five times the bound, so a body held
@@ -19,9 +19,8 @@ import { SimAgent } from "../helpers/sim-agent.js";
 import { peakRssKiB } from "./peak-rss.js";
 
 const SIZE_MIB = Number(process.env.LABRIG_TEST_LARGE_SYNC_MIB ?? 1024);
-const PEAK_LIMIT_KIB = (200 * 1000 * 1000) / 1024;
-/** How much the dispatcher may grow while taking the file twice: a body held whole would add its 1 GiB. */
-const DISPATCHER_GROWTH_LIMIT_KIB = (120 * 1000 * 1000) / 1024;
+/** How much the agent's sync or the dispatcher may grow while the file moves: a body held whole would add its 1 GiB. */
+const GROWTH_LIMIT_KIB = (150 * 1000 * 1000) / 1024;
 
 let d: DispatcherProcess;
 let dir: string;
@@ -77,7 +76,7 @@ async function sha256Of(path: string): Promise<string> {
 }
 
 /** One final sync round in its own process: what it sent and its peak RSS. */
-function syncInChild(): Promise<{ bytesSent: number; peakRssKiB: number }> {
+function syncInChild(): Promise<{ bytesSent: number; startKiB: number; peakRssKiB: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [syncEntry], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -89,7 +88,7 @@ function syncInChild(): Promise<{ bytesSent: number; peakRssKiB: number }> {
 }
 
 describe(`syncing a ${SIZE_MIB} MiB checkpoint`, () => {
-  it("moves it as appends and then whole, the agent's sync under 200 MB peak RSS and the dispatcher growing by under 120 MB", async () => {
+  it("moves it as appends and then whole, the agent's sync and the dispatcher each growing by under 150 MB of peak RSS", async () => {
     const file = join(env.OUTPUT_DIR!, "ckpt", "model.pt");
     rmSync(env.OUTPUT_DIR!, { recursive: true, force: true });
     mkdirSync(join(env.OUTPUT_DIR!, "ckpt"), { recursive: true });
@@ -109,11 +108,12 @@ describe(`syncing a ${SIZE_MIB} MiB checkpoint`, () => {
     expect(await held()).toMatchObject({ size, sha256: await sha256Of(file) });
 
     const dispatcherPeak = peakRssKiB(d.child.pid!);
-    console.log(`peak RSS (KiB): dispatcher ${dispatcherPeak} (${dispatcherBefore} before the first byte), agent's sync ${appended.peakRssKiB} (appends) and ${replaced.peakRssKiB} (whole file), ${SIZE_MIB} MiB moved twice`);
-    expect(appended.peakRssKiB).toBeLessThan(PEAK_LIMIT_KIB);
-    expect(replaced.peakRssKiB).toBeLessThan(PEAK_LIMIT_KIB);
-    // The dispatcher's own size before the first byte varies by 30 MB from run to run (90–120 MB,
-    // with what start-up left for the GC), so what it is held to is its growth.
-    expect(dispatcherPeak - dispatcherBefore).toBeLessThan(DISPATCHER_GROWTH_LIMIT_KIB);
+    console.log(`peak RSS (KiB): dispatcher ${dispatcherPeak} (${dispatcherBefore} before the first byte), agent's sync ${appended.peakRssKiB} (appends, ${appended.startKiB} before) and ${replaced.peakRssKiB} (whole file, ${replaced.startKiB} before), ${SIZE_MIB} MiB moved twice`);
+    // What each process is held to is its growth: their sizes before the first byte vary by 30 MB
+    // from run to run (with the machine's load and what start-up left for the GC), while a body
+    // held whole would add the file's 1 GiB. The absolute figures are printed above (README, Performance).
+    expect(appended.peakRssKiB - appended.startKiB).toBeLessThan(GROWTH_LIMIT_KIB);
+    expect(replaced.peakRssKiB - replaced.startKiB).toBeLessThan(GROWTH_LIMIT_KIB);
+    expect(dispatcherPeak - dispatcherBefore).toBeLessThan(GROWTH_LIMIT_KIB);
   }, 600_000);
 });

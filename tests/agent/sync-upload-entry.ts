@@ -1,6 +1,6 @@
 // The agent's sync at its edge, bundled and run as its own process by sync-large-file.test.ts so its peak
 // memory can be read apart from the test runner's: one final JobSync round over an output folder,
-// then one JSON line on stdout with the bytes it sent and its peak RSS (VmHWM, KiB).
+// then one JSON line on stdout with the bytes it sent, its peak RSS (VmHWM, KiB) before the round and after it.
 //   env: URL, TOKEN, JOB_ID, ATTEMPT, OUTPUT_DIR, STATE_FILE
 import { DispatcherClient } from "../../core/client.js";
 import { JobSync } from "../../agent/job-sync.js";
@@ -19,5 +19,6 @@ const sync = new JobSync({
   stateFile: env("STATE_FILE"),
   quietMs: 0,
 });
+const startKiB = peakRssKiB(process.pid);
 await sync.sync(true);
-process.stdout.write(JSON.stringify({ bytesSent: sync.bytesSent, peakRssKiB: peakRssKiB(process.pid) }) + "\n");
+process.stdout.write(JSON.stringify({ bytesSent: sync.bytesSent, startKiB, peakRssKiB: peakRssKiB(process.pid) }) + "\n");
