@@ -3,6 +3,7 @@
 // dashboard finds it by. Pure, so the spec is tested without an engine.
 import { posix } from "node:path";
 import type { ContainerCreateOptions } from "dockerode";
+import { CONTAINER_LABELS } from "../core/labels.js";
 
 /** Where the output dir appears inside a job's container. */
 export const CONTAINER_OUTPUT_DIR = "/output";
@@ -59,7 +60,7 @@ export function buildContainerSpec(job: ContainerJob): ContainerCreateOptions {
     Cmd: cmd,
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     WorkingDir: job.codeDir ? posix.join(CONTAINER_CODE_DIR, job.workdir ?? "") : (job.workdir ?? CONTAINER_OUTPUT_DIR),
-    Labels: { "labrig.job": job.jobId, "labrig.attempt": String(job.attempt), "labrig.host": job.hostId },
+    Labels: { [CONTAINER_LABELS.job]: job.jobId, [CONTAINER_LABELS.attempt]: String(job.attempt), [CONTAINER_LABELS.host]: job.hostId },
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,

@@ -5,11 +5,7 @@
 import Docker from "dockerode";
 import { LabrigError, errorMessage } from "../core/errors.js";
 import type { ContainerHost, ContainerRow } from "./state.js";
-
-/** The label the agent puts on a job's container; its value is the job id. */
-export const JOB_LABEL = "labrig.job";
-/** The label the provisioning step puts on the dispatcher container. */
-export const ROLE_LABEL = "org.labrig.role";
+import { CONTAINER_LABELS } from "../core/labels.js";
 
 export interface ContainerSource {
   host: string;
@@ -29,8 +25,8 @@ export interface ListedContainer {
 /** Whether a listed container is labrig's, and as what. */
 export function labContainerRole(c: ListedContainer): { role: ContainerRow["role"]; jobId: string | null } | null {
   const labels = c.Labels ?? {};
-  if (labels[JOB_LABEL] !== undefined) return { role: "job", jobId: labels[JOB_LABEL] || null };
-  if (labels[ROLE_LABEL] === "dispatcher") return { role: "dispatcher", jobId: null };
+  if (labels[CONTAINER_LABELS.job] !== undefined) return { role: "job", jobId: labels[CONTAINER_LABELS.job] || null };
+  if (labels[CONTAINER_LABELS.role] === "dispatcher") return { role: "dispatcher", jobId: null };
   // The compose files name the service "dispatcher" and run a labrig image.
   if (labels["com.docker.compose.service"] === "dispatcher" && /labrig/.test(c.Image ?? "")) return { role: "dispatcher", jobId: null };
   return null;

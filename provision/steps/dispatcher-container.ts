@@ -32,6 +32,7 @@ import { type Remote, shq } from "../remote.js";
 import { savedDispatcherDir } from "../saved-dispatcher.js";
 import type { Step, StepContext } from "../step.js";
 import { connectDockerOverSsh, type DockerConnection, dialStdioCommand, dockerOverStreams, imageId, localDocker, pullImage, transferImage } from "./dispatcher-container-docker.js";
+import { CONTAINER_LABELS } from "../../core/labels.js";
 
 /** The host's `dispatcher:` settings in the inventory (all optional). */
 export const dispatcherSettingsSchema = z.strictObject({
@@ -125,7 +126,7 @@ export function desiredContainer(s: DispatcherSettings, dataDir: string, imageRe
     },
   };
   const hash = createHash("sha256").update(JSON.stringify({ spec, imageIdWanted })).digest("hex").slice(0, 16);
-  return { spec: { ...spec, Labels: { "org.labrig.role": "dispatcher", "org.labrig.config-hash": hash } }, hash };
+  return { spec: { ...spec, Labels: { [CONTAINER_LABELS.role]: "dispatcher", [CONTAINER_LABELS.configHash]: hash } }, hash };
 }
 
 function bytes(size: string): number {
@@ -186,7 +187,7 @@ async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings
       id: info.Id,
       running: info.State.Running,
       imageId: info.Image,
-      hash: info.Config.Labels?.["org.labrig.config-hash"],
+      hash: info.Config.Labels?.[CONTAINER_LABELS.configHash],
       health: info.State.Health?.Status,
     };
   } catch (err) {
