@@ -1,6 +1,7 @@
 // Starts the dispatcher: state dir, tokens, database, service, HTTP server; writes
 // dispatcher.json once listening and shuts down cleanly on SIGTERM/SIGINT.
 import { createHash } from "node:crypto";
+import type { FastifyInstance } from "fastify";
 import { chmodSync, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
@@ -117,16 +118,27 @@ export function secureStateDir(stateDir: string): void {
   }
 }
 
-export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
-  const stateDir = resolve(opts.state);
+/** A dispatcher put together over its state dir, not yet listening: what runDispatcher serves, and what in-process tests `inject` into. */
+export interface OpenDispatcher {
+  app: FastifyInstance;
+  service: DispatcherService;
+  stateDir: string;
+  admin: { token: string; file: string; generated: boolean };
+  join: { token: string; file: string; generated: boolean };
+  /** Stops the service and the code collector, closes the server and checkpoints and closes the database. */
+  close(): Promise<void>;
+}
+
+/** Opens the state dir, database, stores and service and builds the HTTP server, with settings from `env`. */
+export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueCommand?: string): OpenDispatcher {
+  const stateDir = resolve(state);
   secureStateDir(stateDir);
-  const syncBodyLimit = syncBodyLimitFromEnv(process.env);
-  const codeLimit = codeLimitFromEnv(process.env);
-  const codeKeepUnusedMs = codeKeepUnusedMsFromEnv(process.env);
-  const config = configFromEnv(process.env, opts.queueCommand);
-  const scheduledBackup = backupScheduleFromEnv(process.env, stateDir);
-  const admin = loadOrCreateToken(stateDir, "admin-token", process.env.LABRIG_ADMIN_TOKEN);
-  const join_ = loadOrCreateToken(stateDir, "join-token", process.env.LABRIG_JOIN_TOKEN);
+  const syncBodyLimit = syncBodyLimitFromEnv(env);
+  const codeLimit = codeLimitFromEnv(env);
+  const codeKeepUnusedMs = codeKeepUnusedMsFromEnv(env);
+  const config = configFromEnv(env, queueCommand);
+  const admin = loadOrCreateToken(stateDir, "admin-token", env.LABRIG_ADMIN_TOKEN);
+  const join_ = loadOrCreateToken(stateDir, "join-token", env.LABRIG_JOIN_TOKEN);
 
   const db = openDatabase(join(stateDir, "labrig.db"));
   secureStateDir(stateDir); // the WAL and shm files the open just made
@@ -145,6 +157,25 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const people = new PeopleStore(db);
   service.people = people;
   const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token) });
+  return {
+    app,
+    service,
+    stateDir,
+    admin,
+    join: join_,
+    async close() {
+      clearInterval(collector);
+      service.close();
+      await app.close();
+      db.pragma("wal_checkpoint(TRUNCATE)");
+      db.close();
+    },
+  };
+}
+
+export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
+  const scheduledBackup = backupScheduleFromEnv(process.env, resolve(opts.state));
+  const { app, service, stateDir, admin, join: join_, close } = openDispatcher(opts.state, process.env, opts.queueCommand);
 
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();
@@ -171,12 +202,8 @@ export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
       process.exit(1);
     }, 8000);
     force.unref();
-    clearInterval(collector);
     stopScheduledBackup();
-    service.close();
-    await app.close();
-    db.pragma("wal_checkpoint(TRUNCATE)");
-    db.close();
+    await close();
     console.log("labrig dispatcher: stopped");
     process.exit(0);
   };
