@@ -18,11 +18,13 @@ import { join } from "node:path";
 import { LabrigError } from "../core/errors.js";
 import { type Change, describeChange } from "../provision/change.js";
 import { sshTarget } from "../provision/command.js";
+import { hostSupport, readHostSystem } from "../provision/facts/host-system.js";
 import type { Inventory } from "../provision/inventory.js";
 import { dispatcherJoinTokens, type JoinTokens, wouldMintToken } from "../provision/join-tokens.js";
 import { applyChanges } from "../provision/ops.js";
 import { SudoPasswordRequiredError } from "../provision/remote.js";
 import { readSavedDispatcher } from "../provision/saved-dispatcher.js";
+import { stepDecision } from "../provision/runner.js";
 import { SshRemote } from "../provision/ssh-remote.js";
 import type { CheckResult, Step, StepContext } from "../provision/step.js";
 import { allSteps } from "../provision/steps/index.js";
@@ -102,12 +104,14 @@ async function withContext<T>(
     const inventory: Inventory = { file: inputs.inventoryFile, lab: { name: inputs.lab.name, scheduler: "labrig", ...(dispatcher ? { dispatcher } : {}) }, hosts: [host] };
     // The dispatcher-container step reaches Docker over its own SSH connection and pins keys there too.
     process.env.LABRIG_KNOWN_HOSTS ??= inputs.knownHostsFile;
+    const system = await readHostSystem(remote);
     const applied: Change[] = [];
     const joinTokens: JoinTokens = pending ? tokenOfPendingDispatcher : dispatcherJoinTokens({ inventory, dryRun: mode === "plan" });
     const ctx: StepContext = {
       host,
       inventory,
       remote,
+      system,
       assets: inputs.agentBundle ? { agentBundle: inputs.agentBundle } : {},
       ...(inputs.step === "agent" ? { joinTokens } : {}),
       applied: (c) => applied.push(c),
@@ -122,6 +126,18 @@ async function withContext<T>(
     await remote.close().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The step's check after the host's system, as `labrig provision` decides: a system labrig does
+ * not provision fails the check before anything is planned, and a step DSM owns is skipped there.
+ */
+async function checkOnHost(ctx: StepContext, step: Step): Promise<CheckResult> {
+  const support = hostSupport(ctx.system!, ctx.host.roles);
+  if (!support.supported) return { facts: {}, changes: [], fail: support.reason };
+  const decision = stepDecision(step, ctx.host, ctx.system);
+  if (!decision.run) return { facts: {}, changes: [], skip: decision.reason };
+  return step.check(ctx);
 }
 
 /** A preview's stand-in while the dispatcher the agent joins does not exist yet. */
@@ -156,7 +172,7 @@ function withoutProviderFields(inputs: StepInputs): StepInputs {
 export async function checkStep(news: StepInputs, session: ProviderSession = {}): Promise<CheckOutcome> {
   const inputs = withoutProviderFields(news);
   return withContext(inputs, session, "plan", async (ctx, step) => {
-    const result = await step.check(ctx);
+    const result = await checkOnHost(ctx, step);
     if (result.fail) return { inputs, failures: [{ property: "host", reason: `${inputs.host.name}/${inputs.step}: ${result.fail}` }] };
     return { inputs: { ...inputs, plan: result.changes.map(describeChange), ...(result.skip ? { skipped: result.skip } : {}) }, failures: [] };
   });
@@ -180,7 +196,7 @@ export function diffStep(olds: Partial<StepOutputs>, news: StepInputs): DiffOutc
 export async function applyStep(news: StepInputs, session: ProviderSession = {}): Promise<StepOutputs> {
   const inputs = withoutProviderFields(news);
   return withContext(inputs, session, "apply", async (ctx, step, applied) => {
-    let result: CheckResult = await step.check(ctx);
+    let result: CheckResult = await checkOnHost(ctx, step);
     if (result.fail) throw new LabrigError(`${ctx.host.name}/${step.id}: ${result.fail}`);
     if (!result.skip && result.changes.length) {
       try {
@@ -205,7 +221,7 @@ export async function applyStep(news: StepInputs, session: ProviderSession = {})
 export async function readStep(props: StepOutputs, session: ProviderSession = {}): Promise<StepOutputs> {
   const inputs = withoutProviderFields(props);
   return withContext(inputs, session, "plan", async (ctx, step, applied) => {
-    const result = await step.check(ctx);
+    const result = await checkOnHost(ctx, step);
     return { ...(await outputsOf(ctx, inputs, result, applied)), plan: result.changes.map(describeChange) };
   });
 }
@@ -213,7 +229,9 @@ export async function readStep(props: StepOutputs, session: ProviderSession = {}
 /** Provider delete: the step's safe reverse; says what it leaves. */
 export async function deleteStep(props: StepOutputs, session: ProviderSession = {}): Promise<{ removed: string[]; leaves: string }> {
   const inputs = withoutProviderFields(props);
-  return withContext(inputs, session, "plan", async (ctx, _step, applied) => {
+  return withContext(inputs, session, "plan", async (ctx, step, applied) => {
+    const decision = stepDecision(step, ctx.host, ctx.system);
+    if (!decision.run) return { removed: [], leaves: `everything: the step did not run here (${decision.reason})` };
     const t = await teardownFor(inputs.step, ctx);
     await applyChanges(ctx, t.changes, { runs: t.runs });
     ctx.log(`removed: ${applied.map(describeChange).join("; ") || "nothing"}; left in place: ${t.leaves}`);
