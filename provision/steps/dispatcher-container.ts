@@ -169,7 +169,16 @@ async function connect(ctx: StepContext): Promise<DockerConnection> {
   );
 }
 
-async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings, pull: boolean): Promise<Facts> {
+/**
+ * Whether the host has a Docker engine to ask: none on a bare host before the docker step (a dry
+ * run, a Pulumi preview), whose plan is then the one for an empty engine.
+ */
+async function hasDockerEngine(ctx: StepContext): Promise<boolean> {
+  return (await ctx.remote.exec("command -v docker >/dev/null 2>&1 || test -x /usr/local/bin/docker")).exitCode === 0;
+}
+
+/** `docker`: the host's engine, or undefined where none is installed yet (no image, no container there). */
+async function readFacts(ctx: StepContext, docker: Docker | undefined, s: DispatcherSettings, pull: boolean): Promise<Facts> {
   const system = await hostSystemOf(ctx);
   const backupEnv = containerBackupEnv(ctx.host, system);
   const dataDir = await dispatcherDataDir(ctx.remote, s, system);
@@ -177,22 +186,10 @@ async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings
   const owners = await ctx.remote.exec(dirs.map((d) => `stat -c '%u:%g' ${shq(d)} 2>/dev/null || echo missing`).join("; "), { sudo: true });
   const foldersOk = owners.stdout.trim().split("\n").every((l) => l.trim() === `${s.uid}:${s.gid}`);
 
-  const imageThere = await imageId(docker, s.image);
+  const imageThere = docker ? await imageId(docker, s.image) : undefined;
   const imageHere = pull ? undefined : await imageId(localDocker(), s.image).catch(() => undefined);
 
-  let container: ContainerFact | undefined;
-  try {
-    const info = await docker.getContainer(s.containerName).inspect();
-    container = {
-      id: info.Id,
-      running: info.State.Running,
-      imageId: info.Image,
-      hash: info.Config.Labels?.[CONTAINER_LABELS.configHash],
-      health: info.State.Health?.Status,
-    };
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode !== 404) throw err;
-  }
+  const container = docker ? await inspectContainer(docker, s.containerName) : undefined;
 
   const state = dataFolders(dataDir).state;
   const [admin, join_] = await Promise.all([ctx.remote.readFile(`${state}/admin-token`), ctx.remote.readFile(`${state}/join-token`)]);
@@ -202,6 +199,17 @@ async function readFacts(ctx: StepContext, docker: Docker, s: DispatcherSettings
   const tokensSaved =
     same("admin-token", tokensThere.admin) && same("join-token", tokensThere.join) && same("dispatcher.json", dispatcherJson(ctx, s, saved).trim());
   return { dataDir, backupEnv, foldersOk, imageHere, imageThere, container, tokensThere, tokensSaved };
+}
+
+/** The container by name as the engine has it, or undefined when there is none. */
+async function inspectContainer(docker: Docker, name: string): Promise<ContainerFact | undefined> {
+  try {
+    const info = await docker.getContainer(name).inspect();
+    return { id: info.Id, running: info.State.Running, imageId: info.Image, hash: info.Config.Labels?.[CONTAINER_LABELS.configHash], health: info.State.Health?.Status };
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+    throw err;
+  }
 }
 
 function dispatcherJson(ctx: StepContext, s: DispatcherSettings, dir: string): string {
@@ -254,12 +262,14 @@ export const dispatcherContainerStep: Step = {
   async check(ctx) {
     const s = dispatcherSettings(ctx.host);
     const pull = s.pull ?? namesRegistry(s.image);
-    const conn = await connect(ctx);
+    const engine = await hasDockerEngine(ctx);
+    const conn = engine ? await connect(ctx) : undefined;
     try {
-      const facts = await readFacts(ctx, conn.docker, s, pull);
+      const facts = await readFacts(ctx, conn?.docker, s, pull);
       const plan = planDispatcherContainer(facts, s, pull, ctx.inventory.lab.name);
       return {
         facts: {
+          engine: engine ? "installed" : "not installed yet (the docker step installs it)",
           dataDir: facts.dataDir,
           image: s.image,
           ownBackupSchedule: facts.backupEnv?.LABRIG_BACKUP_SCHEDULE ?? null,
@@ -271,7 +281,7 @@ export const dispatcherContainerStep: Step = {
         ...(plan.fail ? { fail: plan.fail } : {}),
       };
     } finally {
-      await conn.close();
+      await conn?.close();
     }
   },
   async apply(ctx, changes) {
