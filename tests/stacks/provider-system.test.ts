@@ -1,9 +1,10 @@
 // The stacks decide by the host's system as `labrig provision` does: the provider reads it first
-// (provision/facts/host-system.ts). On a Synology the steps DSM owns (base, docker, firewall) are
-// skipped with the reason and deleting them touches nothing; on a system labrig does not
-// provision the check fails before anything is planned. The host is a real systemd + sshd test
-// host made to look like DSM (/usr/syno, /volume1, /etc.defaults/VERSION), then like Rocky Linux;
-// the provider runs serialised, in its own node process, as Pulumi runs it.
+// (provision/facts/host-system.ts). A bare Debian NAS (no Docker yet) previews its dispatcher
+// container; on a Synology the steps DSM owns (base, docker, firewall) are skipped with the reason
+// and deleting them touches nothing; on a system labrig does not provision the check fails before
+// anything is planned. The host is a real systemd + sshd test host, bare, then made to look like
+// DSM (/usr/syno, /volume1, /etc.defaults/VERSION), then like Rocky Linux; the provider runs
+// serialised, in its own node process, as Pulumi runs it.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,7 +29,7 @@ function inputsFor(step: string): StepInputs {
     file,
     `lab: {name: sys}
 hosts:
-  nas: {address: ${host.ip}, identityFile: ${join(dir, "id_ed25519")}, roles: [dispatcher], firewall: {allowFrom: [${net.subnet}]}}
+  nas: {address: ${host.ip}, identityFile: ${join(dir, "id_ed25519")}, roles: [dispatcher], firewall: {allowFrom: [${net.subnet}]}, dispatcher: {image: registry.lab.invalid/labrig/dispatcher:1}}
 `,
   );
   const inventory = loadInventory(file);
@@ -50,6 +51,18 @@ afterAll(async () => {
 });
 
 describe("the stacks and the host's system", () => {
+  it("preview a bare Debian NAS: the dispatcher container is planned for the engine the docker step installs", async () => {
+    expect((await host.exec("command -v docker")).exitCode).not.toBe(0);
+    const checked = await call<Checked>("check", {}, inputsFor("dispatcher-container"));
+    expect(checked.failures).toEqual([]);
+    expect(checked.inputs.plan).toEqual([
+      expect.stringMatching(/^create folders under \/srv\/labrig/),
+      expect.stringMatching(/^pull image registry\.lab\.invalid\/labrig\/dispatcher:1/),
+      expect.stringMatching(/^create container labrig-dispatcher/),
+      expect.stringMatching(/^save the dispatcher's tokens for lab sys/),
+    ]);
+  }, 120_000);
+
   it("skip the steps DSM owns on a Synology, saying why, and deleting them touches nothing", async () => {
     await host.sh(`mkdir -p /volume1 /usr/syno/bin /etc.defaults && cat > /etc.defaults/VERSION <<'V'\n${dsmVersionFile}V`);
     const before = await host.sh("dpkg -l | wc -l; ls /etc/ufw 2>/dev/null | wc -l");
