@@ -24,7 +24,6 @@ const out = (s: string): void => void process.stdout.write(visibleText(s.endsWit
 const note = (s: string): void => void process.stderr.write(`${visibleText(s)}\n`);
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
-
 /**
  * The folder the user ran the command from. `pnpm submit` runs the script in the checkout and
  * passes the caller's folder as INIT_CWD; outside a package script INIT_CWD may be left over from

@@ -1,8 +1,7 @@
 // What the trust commands do: log in, manage people and join tokens, reset a host. Loaded lazily
 // by people.ts. Tokens are printed once, when made, and read for login from stdin or a prompt.
 import { createInterface } from "node:readline";
-import { z } from "zod";
-import { joinTokenSchema, personLimitsSchema, personSchema, type JoinToken, type Person, type PersonLimits, type WhoAmI } from "../core/api.js";
+import { joinTokenListResponseSchema, personLimitsListResponseSchema, personListResponseSchema, type JoinToken, type Person, type PersonLimits, type WhoAmI } from "../core/api.js";
 import { DispatcherClient } from "../core/client.js";
 import { writeCredentials } from "../core/config.js";
 import { clientFor } from "./dispatcher-client.js";
@@ -48,7 +47,7 @@ export async function usersAddCommand(name: string, opts: TargetFlags & { admin?
 }
 
 export async function usersListCommand(opts: TargetFlags & { json?: boolean }): Promise<void> {
-  const { users } = (await clientFor(opts).request("GET", "/api/users", { schema: z.object({ users: z.array(personSchema) }) })).body;
+  const { users } = (await clientFor(opts).request("GET", "/api/users", { schema: personListResponseSchema })).body;
   if (opts.json) return json(users);
   if (users.length === 0) return out("no people added yet; the state dir's admin token acts as 'admin'");
   out(formatTable(["NAME", "ROLE", "ADDED", "BY", "REVOKED"], users.map((u) => [u.name, u.role, u.createdAt, u.createdBy ?? "-", u.revokedAt ?? "-"])));
@@ -59,7 +58,7 @@ export async function usersLimitsCommand(name: string | undefined, opts: TargetF
   const change = { ...(opts.gpus !== undefined ? { maxGpus: opts.gpus } : {}), ...(opts.queued !== undefined ? { maxQueued: opts.queued } : {}), ...(opts.high !== undefined ? { high: opts.high } : {}) };
   const show = (n: number | null) => (n === null ? "no limit" : String(n));
   if (name === undefined || Object.keys(change).length === 0) {
-    const { limits } = (await client.request("GET", "/api/users/limits", { schema: z.object({ limits: z.array(personLimitsSchema) }) })).body;
+    const { limits } = (await client.request("GET", "/api/users/limits", { schema: personLimitsListResponseSchema })).body;
     const shown = name === undefined ? limits : limits.filter((l) => l.name === name);
     if (opts.json) return json(shown);
     if (shown.length === 0) return out(name === undefined ? "no limits set: everyone may hold any GPUs and queue any jobs; only admins may ask for high priority" : `${visible(name)} has no limits of their own (everyone's default, '*', applies)`);
@@ -84,7 +83,7 @@ export async function joinCreateCommand(opts: TargetFlags & { ttl?: number; uses
 }
 
 export async function joinListCommand(opts: TargetFlags & { json?: boolean }): Promise<void> {
-  const { joinTokens } = (await clientFor(opts).request("GET", "/api/join-tokens", { schema: z.object({ joinTokens: z.array(joinTokenSchema) }) })).body;
+  const { joinTokens } = (await clientFor(opts).request("GET", "/api/join-tokens", { schema: joinTokenListResponseSchema })).body;
   if (opts.json) return json(joinTokens);
   if (joinTokens.length === 0) return out("no join tokens made yet (the state dir's join-token file always works)");
   out(

@@ -391,6 +391,8 @@ export const personSchema = z.object({
   revokedAt: z.string().nullable(),
 });
 export type Person = z.infer<typeof personSchema>;
+/** `GET /api/users` (admin). */
+export const personListResponseSchema = z.object({ users: z.array(personSchema) });
 
 export const createJoinTokenRequestSchema = z.object({
   ttlS: z.number().int().positive().optional(),
@@ -409,6 +411,8 @@ export const joinTokenSchema = z.object({
   usable: z.boolean(),
 });
 export type JoinToken = z.infer<typeof joinTokenSchema>;
+/** `GET /api/join-tokens` (admin). */
+export const joinTokenListResponseSchema = z.object({ joinTokens: z.array(joinTokenSchema) });
 
 // ---- shares of the lab: usage and limits ----
 
@@ -426,6 +430,8 @@ export const personLimitsSchema = z.object({
   high: z.boolean(),
 });
 export type PersonLimits = z.infer<typeof personLimitsSchema>;
+/** `GET /api/users/limits` (admin). */
+export const personLimitsListResponseSchema = z.object({ limits: z.array(personLimitsSchema) });
 
 /** `GET /api/usage`: each person's share of the lab lately, and what the dispatcher keeps of code. */
 export const usageResponseSchema = z.object({

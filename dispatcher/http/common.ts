@@ -30,30 +30,27 @@ export const isChunks = (body: unknown): body is Chunks => !!body && typeof body
 
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   if (isChunks(body) || typeof body === "string") throw new HttpError(415, "invalid_body", "(body): send JSON with content-type: application/json", { field: "(body)" });
-  const r = schema.safeParse(body ?? {});
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    if (issue.code === "unrecognized_keys") {
-      const field = [...issue.path, issue.keys[0]!].join(".");
-      const more = issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : "";
-      throw new HttpError(400, "invalid_body", `${field}: no such field in this API${more}; check its spelling`, { field });
-    }
-    const field = issue.path.join(".") || "(body)";
-    const message = issue.message.startsWith(`${field}:`) ? issue.message : `${field}: ${issue.message}`;
-    throw new HttpError(400, "invalid_body", message, { field });
-  }
-  return r.data;
+  return parsedOr400(schema, body, "invalid_body", "(body)");
 }
 
 /** Reads a query string by its schema; a bad value is 400 `invalid_query` naming the parameter. */
 export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
-  const r = schema.safeParse(query ?? {});
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    const field = String(issue.path[0] ?? "(query)");
-    throw new HttpError(400, "invalid_query", `${field}: ${issue.message}`, { field });
+  return parsedOr400(schema, query, "invalid_query", "(query)");
+}
+
+/** `input` read by `schema`, or a 400 `code` naming the first field that is wrong (`whole` when it is the input itself). */
+function parsedOr400<S extends z.ZodType>(schema: S, input: unknown, code: string, whole: string): z.output<S> {
+  const r = schema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  if (issue.code === "unrecognized_keys") {
+    const field = [...issue.path, issue.keys[0]!].join(".");
+    const more = issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : "";
+    throw new HttpError(400, code, `${field}: no such field in this API${more}; check its spelling`, { field });
   }
-  return r.data;
+  const field = issue.path.join(".") || whole;
+  const message = issue.message.startsWith(`${field}:`) ? issue.message : `${field}: ${issue.message}`;
+  throw new HttpError(400, code, message, { field });
 }
 
 export function bodyChunks(body: unknown): Buffer[] {

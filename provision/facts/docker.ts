@@ -8,8 +8,15 @@ import { type Remote, shq } from "../remote.js";
 
 export const daemonJsonPath = "/etc/docker/daemon.json";
 
-/** The docker command, found also where a Synology keeps it (/usr/local/bin, which sudo's secure_path may leave out). */
-export const dockerCli = `PATH="$PATH:/usr/local/bin" docker`;
+/** The PATH the docker command is looked up in: also where a Synology keeps it (/usr/local/bin, which sudo's secure_path may leave out). */
+const dockerPath = `PATH="$PATH:/usr/local/bin"`;
+/** The docker command, found also where a Synology keeps it. */
+export const dockerCli = `${dockerPath} docker`;
+
+/** Whether the host has the docker command at all: not on a bare host before the docker step. */
+export async function dockerInstalled(remote: Remote): Promise<boolean> {
+  return (await remote.exec(`${dockerPath}; command -v docker >/dev/null 2>&1`)).exitCode === 0;
+}
 
 export async function daemonConfig(remote: Remote): Promise<{ raw?: string; config?: Record<string, unknown> }> {
   const buf = await remote.readFile(daemonJsonPath);

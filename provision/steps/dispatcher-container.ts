@@ -23,6 +23,7 @@ import { z } from "zod";
 import { parseBackupSchedule } from "../../core/backup-schedule.js";
 import { LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
+import { dockerInstalled } from "../facts/docker.js";
 import { type HostSystem, hostSystemOf } from "../facts/host-system.js";
 import type { HostConfig } from "../inventory.js";
 import { defaultKnownHostsFile } from "../known-hosts.js";
@@ -169,14 +170,6 @@ async function connect(ctx: StepContext): Promise<DockerConnection> {
   );
 }
 
-/**
- * Whether the host has a Docker engine to ask: none on a bare host before the docker step (a dry
- * run, a Pulumi preview), whose plan is then the one for an empty engine.
- */
-async function hasDockerEngine(ctx: StepContext): Promise<boolean> {
-  return (await ctx.remote.exec("command -v docker >/dev/null 2>&1 || test -x /usr/local/bin/docker")).exitCode === 0;
-}
-
 /** `docker`: the host's engine, or undefined where none is installed yet (no image, no container there). */
 async function readFacts(ctx: StepContext, docker: Docker | undefined, s: DispatcherSettings, pull: boolean): Promise<Facts> {
   const system = await hostSystemOf(ctx);
@@ -262,7 +255,8 @@ export const dispatcherContainerStep: Step = {
   async check(ctx) {
     const s = dispatcherSettings(ctx.host);
     const pull = s.pull ?? namesRegistry(s.image);
-    const engine = await hasDockerEngine(ctx);
+    // No engine on a bare host before the docker step (a dry run, a Pulumi preview): the plan is the one for an empty engine.
+    const engine = await dockerInstalled(ctx.remote);
     const conn = engine ? await connect(ctx) : undefined;
     try {
       const facts = await readFacts(ctx, conn?.docker, s, pull);
