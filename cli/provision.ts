@@ -13,6 +13,7 @@ interface ProvisionFlags {
   concurrency: number;
   knownHosts?: string;
   agentBundle?: string;
+  nodeRuntime?: string;
   askSudoPass?: boolean;
 }
 
@@ -29,6 +30,7 @@ export function registerProvisionCommands(program: Command): void {
     .option("--concurrency <n>", "hosts provisioned at once", parseConcurrency, 8)
     .option("--known-hosts <path>", "pinned SSH host keys (default ~/.labrig/known_hosts)")
     .option("--agent-bundle <path>", "the bundled agent to install (default dist/agent/labrig-agent.mjs)")
+    .option("--node-runtime <path>", "the Node.js binary the agent runs on, for the GPU hosts' architecture (default: npm's node-linux-<arch> at the version package.json pins, from node_modules or fetched once into ~/.cache/labrig)")
     .option("--ask-sudo-pass", "ask once for the login user's sudo password (hosts without passwordless sudo, e.g. a Synology); held in memory only, read from stdin when it is not a terminal")
     .action(async (flags: ProvisionFlags) => {
       const { runProvisionCommand } = await import("../provision/command.js");
@@ -43,6 +45,7 @@ export function registerProvisionCommands(program: Command): void {
         concurrency: flags.concurrency,
         knownHostsFile: flags.knownHosts,
         agentBundle: flags.agentBundle,
+        nodeRuntime: flags.nodeRuntime,
         askSudoPassword: flags.askSudoPass ? () => askSecret("sudo password for the hosts' login user: ", "--ask-sudo-pass") : undefined,
       });
       if (failed) process.exitCode = 1;

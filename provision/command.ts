@@ -23,6 +23,7 @@ export interface ProvisionCommandOptions {
   concurrency: number;
   knownHostsFile?: string;
   agentBundle?: string;
+  nodeRuntime?: string;
   /** --ask-sudo-pass: asked once, after the inventory and flags are checked; used for every host whose sudo asks, held in memory only. */
   askSudoPassword?: () => Promise<string>;
 }
@@ -53,7 +54,7 @@ export async function runProvisionCommand(opts: ProvisionCommandOptions): Promis
     concurrency: opts.concurrency,
     only: opts.only,
     skip: opts.skip,
-    assets: { agentBundle: opts.agentBundle },
+    assets: { agentBundle: opts.agentBundle, nodeRuntime: opts.nodeRuntime },
     joinTokens: dispatcherJoinTokens({ inventory, dryRun: opts.dryRun }),
     slurm: slurmClusterFacts({ inventory, connect }),
     connect,

@@ -1,7 +1,7 @@
 // The Remote for this machine (the control machine, and tests that exercise facts and steps
 // without SSH): commands run through the local shell, as root via `sudo -n` unless already root.
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, chmodSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -21,6 +21,13 @@ export class LocalRemote extends ShellRemote {
   protected async putTemp(content: Buffer): Promise<string> {
     const path = join(tmpdir(), `.labrig-upload-${randomBytes(6).toString("hex")}`);
     writeFileSync(path, content, { mode: 0o600 });
+    return path;
+  }
+
+  protected async putTempFile(localPath: string): Promise<string> {
+    const path = join(tmpdir(), `.labrig-upload-${randomBytes(6).toString("hex")}`);
+    copyFileSync(localPath, path);
+    chmodSync(path, 0o600);
     return path;
   }
 

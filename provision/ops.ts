@@ -11,23 +11,40 @@ import type { FileState } from "./facts/files.js";
 import { shq, type Remote } from "./remote.js";
 import type { StepContext } from "./step.js";
 
+/** A file on this machine to send as is, by its hash (too big to hold in memory: the agent's Node runtime). */
+export interface LocalFile {
+  localPath: string;
+  sha256: string;
+}
+
 export interface DesiredFile {
   path: string;
-  content: string | Buffer;
+  content: string | Buffer | LocalFile;
   mode: number;
   owner?: string;
   group?: string;
+  /** Checked on the host before it replaces the old file (WriteFileOptions.validate). */
+  validate?: string;
 }
 
 export function sha256(content: string | Buffer): string {
   return createHash("sha256").update(content).digest("hex");
 }
 
+function isLocalFile(content: DesiredFile["content"]): content is LocalFile {
+  return typeof content === "object" && !Buffer.isBuffer(content);
+}
+
+/** The hash the file should have on the host. */
+export function desiredSha256(want: Pick<DesiredFile, "content">): string {
+  return isLocalFile(want.content) ? want.content.sha256 : sha256(want.content);
+}
+
 /** The change a file needs (none when content, mode and owner already match). */
 export function planFile(state: FileState | undefined, want: DesiredFile, what = "file"): Change | undefined {
   const mode = octal(want.mode);
   const owner = `${want.owner ?? "root"}:${want.group ?? want.owner ?? "root"}`;
-  const hash = sha256(want.content);
+  const hash = desiredSha256(want);
   if (!state?.exists) return { kind: "write-file", path: want.path, mode, owner, sha256: hash, reason: `${what} missing` };
   if (state.sha256 !== hash) return { kind: "write-file", path: want.path, mode, owner, sha256: hash, reason: `${what} differs` };
   if (state.mode !== mode || `${state.owner}:${state.group}` !== owner) {
@@ -63,7 +80,8 @@ export async function applyChanges(ctx: StepContext, changes: Change[], inputs: 
       case "write-file": {
         const f = inputs.files?.get(c.path);
         if (!f) throw new LabrigError(`internal: no content planned for ${c.path}`);
-        await r.writeFile(f.path, f.content, { mode: f.mode, owner: f.owner, group: f.group });
+        const opts = { mode: f.mode, owner: f.owner, group: f.group, validate: f.validate };
+        await (isLocalFile(f.content) ? r.uploadFile(f.content.localPath, f.path, opts) : r.writeFile(f.path, f.content, opts));
         break;
       }
       case "set-mode": {

@@ -27,6 +27,11 @@ export interface WriteFileOptions {
   mode: number;
   owner?: string;
   group?: string;
+  /**
+   * A command run as root on the new file before it replaces the old one, `%s` standing for its
+   * path (as Ansible's `validate:`); when it fails the old file stays and the error carries its output.
+   */
+  validate?: string;
 }
 
 export interface Remote {
@@ -38,6 +43,8 @@ export interface Remote {
   run(command: string, opts?: ExecOptions): Promise<string>;
   /** Writes the file atomically as root (parents created), with mode and owner. */
   writeFile(path: string, content: string | Buffer, opts: WriteFileOptions): Promise<void>;
+  /** Like writeFile, from a file on this machine, streamed (for files too big to hold in memory: the agent's Node runtime). */
+  uploadFile(localPath: string, path: string, opts: WriteFileOptions): Promise<void>;
   /** Reads a file as root; undefined when it does not exist. */
   readFile(path: string): Promise<Buffer | undefined>;
   close(): Promise<void>;
@@ -107,6 +114,8 @@ export abstract class ShellRemote implements Remote {
   protected abstract execShell(command: string, input: string | Buffer | undefined, timeoutMs: number): Promise<ExecResult>;
   /** Places bytes in a new file readable only by the login user, and returns its path. */
   protected abstract putTemp(content: Buffer): Promise<string>;
+  /** Places a copy of a local file in a new file readable only by the login user, and returns its path. */
+  protected abstract putTempFile(localPath: string): Promise<string>;
   abstract close(): Promise<void>;
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
@@ -152,13 +161,22 @@ export abstract class ShellRemote implements Remote {
   }
 
   async writeFile(path: string, content: string | Buffer, opts: WriteFileOptions): Promise<void> {
-    const tmp = await this.putTemp(Buffer.isBuffer(content) ? content : Buffer.from(content));
+    await this.installTemp(await this.putTemp(Buffer.isBuffer(content) ? content : Buffer.from(content)), path, opts);
+  }
+
+  async uploadFile(localPath: string, path: string, opts: WriteFileOptions): Promise<void> {
+    await this.installTemp(await this.putTempFile(localPath), path, opts);
+  }
+
+  private async installTemp(tmp: string, path: string, opts: WriteFileOptions): Promise<void> {
     const staged = `${path}.labrig-${randomBytes(4).toString("hex")}`;
     const owner = opts.owner ?? "root";
     const group = opts.group ?? (opts.owner ? opts.owner : "root");
+    // A subshell, so that a check which exits still leaves the clean-up below to run.
+    const validate = opts.validate ? ` && ( ${opts.validate.replaceAll("%s", shq(staged))} )` : "";
     // install copies with mode and owner; mv makes the switch atomic for readers of the file.
     await this.run(
-      `mkdir -p "$(dirname ${shq(path)})" && install -m ${opts.mode.toString(8).padStart(4, "0")} -o ${shq(owner)} -g ${shq(group)} ${shq(tmp)} ${shq(staged)} && mv -f ${shq(staged)} ${shq(path)}; rc=$?; rm -f ${shq(tmp)}; exit $rc`,
+      `mkdir -p "$(dirname ${shq(path)})" && install -m ${opts.mode.toString(8).padStart(4, "0")} -o ${shq(owner)} -g ${shq(group)} ${shq(tmp)} ${shq(staged)}${validate} && mv -f ${shq(staged)} ${shq(path)}; rc=$?; rm -f ${shq(tmp)} ${shq(staged)}; exit $rc`,
       { sudo: true },
     );
   }

@@ -166,12 +166,19 @@ export class SshRemote extends ShellRemote {
   }
 
   protected async putTemp(content: Buffer): Promise<string> {
+    return this.putWithRetry((sftp, path, done) => sftp.writeFile(path, content, { mode: 0o600 }, done));
+  }
+
+  /** fastPut: parallel SFTP writes, so a 120 MB runtime moves at link speed rather than one round trip per 32 KiB. */
+  protected async putTempFile(localPath: string): Promise<string> {
+    return this.putWithRetry((sftp, path, done) => sftp.fastPut(localPath, path, { mode: 0o600, concurrency: 32 }, done));
+  }
+
+  private async putWithRetry(send: (sftp: SFTPWrapper, path: string, done: (err?: Error | null) => void) => void): Promise<string> {
     const path = `/tmp/.labrig-upload-${randomBytes(6).toString("hex")}`;
     const put = async () => {
       const sftp = await this.getSftp();
-      await new Promise<void>((resolve, reject) =>
-        sftp.writeFile(path, content, { mode: 0o600 }, (err) => (err ? reject(new ConnectionDropped(err.message)) : resolve())),
-      );
+      await new Promise<void>((resolve, reject) => send(sftp, path, (err) => (err ? reject(new ConnectionDropped(err.message)) : resolve())));
     };
     try {
       await put();

@@ -17,7 +17,7 @@ export interface StepContext {
   /** The host's system as the runner read it before any step (absent: a step reads it itself, see hostSystemOf). */
   system?: HostSystem;
   /** Files on the control machine that steps upload (the agent bundle). */
-  assets: { agentBundle?: string };
+  assets: { agentBundle?: string; /** --node-runtime: a Node binary for the hosts instead of the pinned package */ nodeRuntime?: string };
   /**
    * Where the agent step gets a host's join token (`labrig provision`: one made for the host at
    * the lab's dispatcher when it can); absent, the lab's shared join token (readJoinToken).

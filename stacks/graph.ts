@@ -33,6 +33,7 @@ export interface StepInputs {
   inventoryFile: string;
   knownHostsFile: string;
   agentBundle?: string;
+  nodeRuntime?: string;
   /**
    * The agent's: the URL it joins, from the dispatcher-container resource's output (or
    * lab.dispatcher.url when the inventory has no dispatcher host); its join token likewise, a secret.
@@ -117,7 +118,7 @@ export function planLab(inventory: Inventory, steps: Step[]): PlannedResource[] 
 }
 
 /** The inputs of one step resource, without secrets (the program adds those as Pulumi secrets). */
-export function stepInputs(inventory: Inventory, host: HostConfig, step: string, where: { knownHostsFile: string; agentBundle?: string }): StepInputs {
+export function stepInputs(inventory: Inventory, host: HostConfig, step: string, where: { knownHostsFile: string; agentBundle?: string; nodeRuntime?: string }): StepInputs {
   const dispatcher = inventory.lab.dispatcher;
   const hostInput: HostConfig = structuredClone(host);
   if (hostInput.backup) hostInput.backup.passwordFile = "(the stack's resticPassword secret)";
@@ -129,6 +130,7 @@ export function stepInputs(inventory: Inventory, host: HostConfig, step: string,
     knownHostsFile: where.knownHostsFile,
   };
   if (step === "agent" && where.agentBundle) inputs.agentBundle = where.agentBundle;
+  if (step === "agent" && where.nodeRuntime) inputs.nodeRuntime = where.nodeRuntime;
   return inputs;
 }
 

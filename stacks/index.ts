@@ -1,5 +1,5 @@
 // The Pulumi program (Pulumi.yaml's main): the lab declared from inventory.yaml. Config (namespace
-// labrig): inventory (default ../inventory.yaml), knownHosts, agentBundle, and the secrets
+// labrig): inventory (default ../inventory.yaml), knownHosts, agentBundle, nodeRuntime, and the secrets
 // resticPassword and joinToken (the latter only without a dispatcher host in the inventory) when a
 // declared step needs them; sudoPassword, read by the provider itself (provider.ts), not here.
 // `pnpm preview`/`pnpm run up` set these from the inventory; plain `pulumi up` in this folder reads
@@ -22,6 +22,7 @@ export default async function labProgram() {
     runtimeUrl: await bundleStepRuntime(),
     knownHostsFile: config.get("knownHosts") ?? defaultKnownHostsFile(),
     agentBundle: config.get("agentBundle") ?? defaultAgentBundle,
+    nodeRuntime: config.get("nodeRuntime"),
     secret: (name) => config.requireSecret(name),
   });
   return lab.outputs;

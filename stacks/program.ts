@@ -69,6 +69,8 @@ export interface LabProgramOptions {
   runtimeUrl: string;
   knownHostsFile: string;
   agentBundle?: string;
+  /** A Node binary for the agents instead of the pinned node-linux-<arch> package. */
+  nodeRuntime?: string;
   /** Asked only for the secrets some declared step needs. */
   secret(name: SecretName): pulumi.Input<string>;
 }

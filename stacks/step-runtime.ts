@@ -112,7 +112,7 @@ async function withContext<T>(
       inventory,
       remote,
       system,
-      assets: inputs.agentBundle ? { agentBundle: inputs.agentBundle } : {},
+      assets: { ...(inputs.agentBundle ? { agentBundle: inputs.agentBundle } : {}), ...(inputs.nodeRuntime ? { nodeRuntime: inputs.nodeRuntime } : {}) },
       ...(inputs.step === "agent" ? { joinTokens } : {}),
       applied: (c) => applied.push(c),
       log: (m) => log(host.name, inputs.step, m),

@@ -12,7 +12,7 @@ import { ufwState } from "../provision/facts/ufw.js";
 import type { HostConfig } from "../provision/inventory.js";
 import { shq } from "../core/shell.js";
 import type { StepContext } from "../provision/step.js";
-import { agentBundleRemote, agentEnvFile, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
+import { agentBundleRemote, agentEnvFile, agentNodeRemote, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
 import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile, dispatcherPasswordFile } from "../provision/steps/backup-timer.js";
 import { dataFolders, dispatcherDataDir, dispatcherSettings } from "../provision/steps/dispatcher-container.js";
 import { dispatcherFilter } from "../provision/steps/dispatcher-firewall.js";
@@ -45,7 +45,7 @@ export async function teardownFor(step: string, ctx: Pick<StepContext, "host" | 
   switch (step) {
     case "agent":
       stopUnit(agentUnit);
-      removeFiles([agentUnitFile, agentEnvFile, agentBundleRemote], "the agent's unit, env file (with the join token) and bundle");
+      removeFiles([agentUnitFile, agentEnvFile, agentBundleRemote, agentNodeRemote], "the agent's unit, env file (with the join token), bundle and Node runtime");
       reload();
       break;
     case "firewall": {

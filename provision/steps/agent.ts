@@ -1,6 +1,7 @@
-// Step `agent`: the labrig agent as a systemd service. Node.js >= 18 (Debian's nodejs when
-// missing or older), the bundled agent in /opt/labrig/agent/ (uploaded only when its hash
-// differs), /etc/labrig/agent.env (0600 root: dispatcher URL, host id, join token),
+// Step `agent`: the labrig agent as a systemd service, on labrig's own Node.js
+// (/opt/labrig/node/bin/node, npm's node-linux-<arch> at the pinned version, node-runtime.ts; the
+// host's nodejs package is neither needed nor touched), the bundled agent in /opt/labrig/agent/
+// (each uploaded only when its hash differs; the runtime is run once after it is sent), /etc/labrig/agent.env (0600 root: dispatcher URL, host id, join token),
 // labrig-agent.service (Restart=always, hardened, logs to journald), enabled and running, and
 // restarted only when the bundle, the env file or the unit changed. The join token is the one
 // ctx.joinTokens grants the host (join-tokens.ts: a single-use one for a host not registered yet,
@@ -9,15 +10,19 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { InputError, LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
-import { commandOutput, nodeMajor } from "../facts/commands.js";
+import { commandOutput } from "../facts/commands.js";
 import { fileStates } from "../facts/files.js";
 import { unitStates } from "../facts/systemd.js";
 import { dispatcherUrl, readJoinToken } from "../inventory.js";
 import { joinTokenInEnv } from "../join-tokens.js";
+import { glibcProblem, type NodeRuntime, nodeArchOf, resolveNodeRuntime } from "../node-runtime.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
+import { shq } from "../remote.js";
 import type { Step, StepContext } from "../step.js";
 
 export const agentBundleRemote = "/opt/labrig/agent/labrig-agent.mjs";
+/** The agent's own Node.js on the host. */
+export const agentNodeRemote = "/opt/labrig/node/bin/node";
 export const agentEnvFile = "/etc/labrig/agent.env";
 export const agentUnitFile = "/etc/systemd/system/labrig-agent.service";
 export const agentUnit = "labrig-agent.service";
@@ -58,7 +63,7 @@ Type=simple
 User=${agentUser}
 Group=${agentUser}
 ${opts.dockerGroup ? "SupplementaryGroups=docker\n" : ""}EnvironmentFile=${agentEnvFile}
-ExecStart=/usr/bin/node ${agentBundleRemote}
+ExecStart=${agentNodeRemote} ${agentBundleRemote}
 WorkingDirectory=${opts.workdir}
 Restart=always
 RestartSec=5
@@ -89,7 +94,26 @@ async function joinTokenFor(ctx: StepContext): Promise<{ token: string; why?: st
   return grant.kind === "current" ? { token: grant.token } : { token: grant.token, why: grant.why };
 }
 
-async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdir: string; joinTokenWhy?: string }> {
+/** What the host is, as far as the runtime goes: its architecture, its glibc, the runtime it has. */
+async function runtimeFacts(ctx: StepContext): Promise<{ machine: string; glibc?: string; installed?: string }> {
+  const [machine, glibc, installed] = await Promise.all([
+    commandOutput(ctx.remote, "uname -m"),
+    commandOutput(ctx.remote, "getconf GNU_LIBC_VERSION"),
+    commandOutput(ctx.remote, `${agentNodeRemote} --version`),
+  ]);
+  return { machine: machine ?? "unknown", ...(glibc ? { glibc } : {}), ...(installed ? { installed } : {}) };
+}
+
+/** Why the host cannot run the agent's runtime, or the runtime for it. */
+async function runtimeFor(ctx: StepContext, facts: { machine: string; glibc?: string }): Promise<{ runtime: NodeRuntime } | { fail: string }> {
+  const arch = nodeArchOf(facts.machine);
+  if (!arch) return { fail: `the agent's Node runtime is built for x86_64 and aarch64 hosts; this host is ${facts.machine}` };
+  const glibc = glibcProblem(facts.glibc);
+  if (glibc) return { fail: glibc };
+  return { runtime: await resolveNodeRuntime(arch, { flag: ctx.assets.nodeRuntime, onLine: ctx.log }) };
+}
+
+async function desired(ctx: StepContext, runtime: NodeRuntime): Promise<{ files: DesiredFile[]; workdir: string; joinTokenWhy?: string }> {
   const bundlePath = ctx.assets.agentBundle ?? defaultAgentBundle;
   let bundle: Buffer;
   try {
@@ -105,6 +129,7 @@ async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdi
     workdir,
     ...(joinToken.why !== undefined ? { joinTokenWhy: joinToken.why } : {}),
     files: [
+      { path: agentNodeRemote, content: { localPath: runtime.path, sha256: runtime.sha256 }, mode: 0o755, validate: runtimeStarts(runtime) },
       { path: agentBundleRemote, content: bundle, mode: 0o644 },
       { path: agentEnvFile, content: renderAgentEnv(ctx, joinToken.token), mode: 0o600 },
       { path: agentUnitFile, content: renderAgentUnit({ workdir, dockerGroup }), mode: 0o644 },
@@ -112,27 +137,44 @@ async function desired(ctx: StepContext): Promise<{ files: DesiredFile[]; workdi
   };
 }
 
+const fileWhat = new Map([
+  [agentNodeRemote, `Node runtime`],
+  [agentEnvFile, "env file"],
+  [agentUnitFile, "unit"],
+  [agentBundleRemote, "agent bundle"],
+]);
+
+/** The check a sent runtime passes before it replaces the one there: it starts on this host and is the version planned. */
+function runtimeStarts(runtime: NodeRuntime): string {
+  const fail = (why: string) => `{ echo "the agent's Node runtime ${why}; pass --node-runtime PATH with a Node binary for this host" >&2; exit 1; }`;
+  const said = `v=$(%s --version 2>&1) || ${fail("does not start on this host: $v")}`;
+  return runtime.version ? `${said}; [ "$v" = ${shq(runtime.version)} ] || ${fail(`says $v, not ${runtime.version}`)}` : said;
+}
+
 export const agentStep: Step = {
   id: "agent",
-  description: "labrig agent: Node.js, bundle, env file, systemd unit enabled and running",
+  description: "labrig agent: its own Node.js, bundle, env file, systemd unit enabled and running",
   roles: ["gpu"],
   async check(ctx) {
     const { remote } = ctx;
-    const want = await desired(ctx);
-    const [node, states, units, userExists, workdirExists] = await Promise.all([
-      commandOutput(remote, "node --version"),
+    const host = await runtimeFacts(ctx);
+    const facts = { machine: host.machine, glibc: host.glibc ?? null, node: host.installed ?? null };
+    const chosen = await runtimeFor(ctx, host);
+    if ("fail" in chosen) return { facts, changes: [], fail: chosen.fail };
+    const { runtime } = chosen;
+    const want = await desired(ctx, runtime);
+    const [states, units, userExists, workdirExists] = await Promise.all([
       fileStates(remote, want.files.map((f) => f.path)),
       unitStates(remote, [agentUnit]),
       remote.exec(`id -u ${agentUser}`).then((r) => r.exitCode === 0),
       remote.exec(`test -d ${want.workdir}`).then((r) => r.exitCode === 0),
     ]);
     const changes: Change[] = [];
-    const major = nodeMajor(node);
-    if (major === undefined || major < 18) changes.push({ kind: "install-packages", packages: ["nodejs"], reason: node ? `node ${node} is older than 18` : "node is missing" });
     if (!userExists) changes.push({ kind: "run", what: createUser, reason: "the agent runs as it" });
     const fileChanges = want.files
-      .map((f) => planFile(states.get(f.path), f, f.path === agentEnvFile ? "env file" : f.path === agentUnitFile ? "unit" : "agent bundle"))
+      .map((f) => planFile(states.get(f.path), f, fileWhat.get(f.path)))
       .filter((c) => c !== undefined)
+      .map((c) => (c.kind === "write-file" && c.path === agentNodeRemote ? { ...c, reason: `${c.reason}: Node ${runtime.version || "from --node-runtime"} for ${runtime.arch}, ${Math.round(runtime.sizeBytes / 1e6)} MB, run once there before it replaces the old one` } : c))
       .map((c) => (c.kind === "write-file" && c.path === agentEnvFile && want.joinTokenWhy ? { ...c, reason: `${c.reason}; join token: ${want.joinTokenWhy}` } : c));
     changes.push(...fileChanges);
     if (!workdirExists) changes.push({ kind: "run", what: `create ${want.workdir}`, reason: `owned by ${agentUser}` });
@@ -140,11 +182,14 @@ export const agentStep: Step = {
     const unit = units.get(agentUnit)!;
     if (unit.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: agentUnit, reason: `is ${unit.enabled}` });
     if (unit.active !== "active") changes.push({ kind: "start-unit", unit: agentUnit, reason: `is ${unit.active}` });
-    else if (fileChanges.some((c) => c.kind === "write-file")) changes.push({ kind: "restart-unit", unit: agentUnit, reason: "its bundle, env or unit changed" });
-    return { facts: { node: node ?? null, unit }, changes };
+    else if (fileChanges.some((c) => c.kind === "write-file")) changes.push({ kind: "restart-unit", unit: agentUnit, reason: "its runtime, bundle, env or unit changed" });
+    return { facts: { ...facts, runtime: `${runtime.version || runtime.path} ${runtime.arch} (${runtime.source})`, unit }, changes };
   },
   async apply(ctx, changes) {
-    const want = await desired(ctx);
+    const chosen = await runtimeFor(ctx, await runtimeFacts(ctx));
+    if ("fail" in chosen) throw new LabrigError(`on ${ctx.host.name}: ${chosen.fail}`);
+    const { runtime } = chosen;
+    const want = await desired(ctx, runtime);
     await applyChanges(ctx, changes, {
       files: new Map(want.files.map((f) => [f.path, f])),
       runs: {

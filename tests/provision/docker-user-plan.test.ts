@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { FileState } from "../../provision/facts/files.js";
 import { parseInventory } from "../../provision/inventory.js";
-import { sha256 } from "../../provision/ops.js";
+import { desiredSha256 } from "../../provision/ops.js";
 import { stepAppliesTo } from "../../provision/runner.js";
 import { dispatcherFilter, dispatcherFirewallStep } from "../../provision/steps/dispatcher-firewall.js";
 import {
@@ -34,7 +34,7 @@ const bare: DockerUserFacts = { iptablesInstalled: false, files: new Map(), unit
 
 /** What a host has once the filter is in place for allowFrom. */
 function converged(f: DockerUserFilter, from: string[]): DockerUserFacts {
-  const files = new Map<string, FileState>(desiredFilterFiles(f, from).map((d) => [d.path, { exists: true, mode: `0${d.mode.toString(8)}`, owner: "root", group: "root", sha256: sha256(d.content) }]));
+  const files = new Map<string, FileState>(desiredFilterFiles(f, from).map((d) => [d.path, { exists: true, mode: `0${d.mode.toString(8)}`, owner: "root", group: "root", sha256: desiredSha256(d) }]));
   return { iptablesInstalled: true, files, unit: { enabled: "enabled", active: "active" }, liveRules: desiredChainRules(f.chain, from), hooked: true };
 }
 

@@ -8,7 +8,7 @@ import { describeChange } from "../../provision/change.js";
 import type { FileState } from "../../provision/facts/files.js";
 import { type HostSystem, hostSupport, parseHostSystem } from "../../provision/facts/host-system.js";
 import { parseInventory } from "../../provision/inventory.js";
-import { sha256 } from "../../provision/ops.js";
+import { desiredSha256, sha256 } from "../../provision/ops.js";
 import { anyFailed, provision, stepDecision } from "../../provision/runner.js";
 import type { Step } from "../../provision/step.js";
 import { backupFiles, backupKind, type BackupFacts, planBackupTimer } from "../../provision/steps/backup-timer.js";
@@ -194,7 +194,7 @@ describe("the nightly backup on DSM: the dispatcher container's own schedule", (
       "restic init inside container labrig-dispatcher (if /var/lib/labrig-backup/restic has no repository; not asked: its settings are new or change)",
     ]);
     const converged: BackupFacts = {
-      files: new Map(files.map((f) => [f.path, { exists: true, mode: "0400", owner: "10001", group: "10001", sha256: sha256(f.content) }])),
+      files: new Map(files.map((f) => [f.path, { exists: true, mode: "0400", owner: "10001", group: "10001", sha256: desiredSha256(f) }])),
       initialised: true,
       container: "running",
     };

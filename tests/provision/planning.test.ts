@@ -10,7 +10,7 @@ import { baseStep } from "../../provision/steps/base.js";
 import { type HostConfig, loadInventory, parseInventory } from "../../provision/inventory.js";
 import { LocalRemote } from "../../provision/local-remote.js";
 import { systemRemote } from "./system-remote.js";
-import { planFile } from "../../provision/ops.js";
+import { desiredSha256, planFile } from "../../provision/ops.js";
 import { provision, type ProvisionEvent } from "../../provision/runner.js";
 import type { Step } from "../../provision/step.js";
 import { mergeMissing, withCgroupfsDriver, withLogRotation } from "../../provision/steps/daemon-json.js";
@@ -163,7 +163,7 @@ hosts:
   const bare = (container?: string): BackupFacts => ({ files: new Map(), initialised: false, container, timer: { enabled: "not-found", active: "inactive" } });
   /** Facts of a host where every planned file is already in place, the repository answers and the timer runs. */
   const converged = (files: ReturnType<typeof backupFiles>, container?: string): BackupFacts => ({
-    files: new Map(files.map((f) => [f.path, { exists: true, mode: `0${f.mode.toString(8)}`, owner: f.owner ?? "root", group: f.group ?? f.owner ?? "root", sha256: sha256(f.content) }])),
+    files: new Map(files.map((f) => [f.path, { exists: true, mode: `0${f.mode.toString(8)}`, owner: f.owner ?? "root", group: f.group ?? f.owner ?? "root", sha256: desiredSha256(f) }])),
     initialised: true,
     restic: "0.14.0",
     container,

@@ -2,12 +2,15 @@
 // it by `docker exec` (not by trusting the tool's report). One host is shared by the whole file,
 // in order: dry run, first run, checks, second run, reconciliation, the NVIDIA step. It runs with
 // the dispatcher's admin token (LABRIG_ADMIN_TOKEN), so the agent joins with a single-use join
-// token made for it.
+// token made for it. Its apt offers no nodejs at all (held back by an apt preference, as where a
+// distribution ships an old one): the agent runs on the Node labrig sends.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Device, JoinToken } from "../../core/api.js";
+import { pinnedNodeVersion } from "../../provision/node-runtime.js";
+import { agentNodeRemote } from "../../provision/steps/agent.js";
 import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
 import { agentBundle, provisionCli, stepOf, statuses } from "./helpers.js";
@@ -55,6 +58,7 @@ beforeAll(async () => {
     startDispatcher({ args: ["--bind", "0.0.0.0"] }),
     agentBundle(),
   ]);
+  await host.sh("printf 'Package: nodejs\\nPin: release *\\nPin-Priority: -1\\n' > /etc/apt/preferences.d/no-nodejs");
   writeFileSync(join(dir, "restic-pass"), "correct horse battery staple\n");
   common = ["--host", hostName, "--inventory", writeInventory("inventory.yaml"), "--known-hosts", join(dir, "known_hosts"), "--agent-bundle", bundle];
 }, 600_000);
@@ -77,6 +81,7 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
     expect(stepOf(run, hostName, "docker").changes.map((c) => c.kind)).toContain("install-packages");
     expect(stepOf(run, hostName, "firewall").changes.map((c) => c.line)).toContain("ufw allow 22/tcp (SSH, before enabling)");
     expect(stepOf(run, hostName, "agent").changes.map((c) => c.line)).toContain("write /etc/labrig/agent.env (0600 root:root) (env file missing; join token: a single-use join token made for it: not registered yet)");
+    expect(stepOf(run, hostName, "agent").changes.map((c) => c.line)).toContainEqual(expect.stringMatching(new RegExp(`^write ${agentNodeRemote} \\(0755 root:root\\) \\(Node runtime missing: Node v${pinnedNodeVersion().replaceAll(".", "\\.")} for x64, \\d+ MB, run once there before it replaces the old one\\)$`)));
     expect(await joinTokensFor(hostName), "a dry run makes no join token").toEqual([]);
     expect(run.stderr).toContain(`recorded the host key of ${hostName}`);
     expect(await host.sh("dpkg-query -W -f='${Package}\\n' | sort | sha256sum; ls /etc/systemd/system | sort | sha256sum")).toBe(before);
@@ -105,6 +110,11 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
     // The agent: enabled, active, running as its own user.
     expect(await host.sh("systemctl is-enabled labrig-agent; systemctl is-active labrig-agent")).toBe("enabled\nactive");
     expect(await host.sh("systemctl show -p User --value labrig-agent")).toBe("labrig-agent");
+    // On labrig's Node: the host has none, and its apt offers none.
+    expect(await host.sh(`${agentNodeRemote} --version`)).toBe(`v${pinnedNodeVersion()}`);
+    expect(await host.sh("systemctl show -p ExecStart --value labrig-agent")).toContain(`path=${agentNodeRemote} ;`);
+    expect((await host.exec("command -v node nodejs")).exitCode, "no node on the host's PATH").not.toBe(0);
+    expect(await host.sh("apt-cache policy nodejs | sed -n 's/^ *Candidate: //p'")).toBe("(none)");
 
     // Backups: timer listed at the schedule, repository initialised.
     expect(await host.sh("systemctl list-timers --all --no-legend labrig-backup.timer")).toContain("labrig-backup.service");
@@ -175,6 +185,20 @@ describe("provisioning a bare host over SSH", { timeout: 300_000 }, () => {
     expect(rules).not.toContain("10.99.0.0/16");
     expect(rules).toContain("ufw allow 9999/tcp");
     expect(rules).toContain("ufw allow 22/tcp comment 'labrig'");
+  });
+
+  it("refuses a Node runtime that does not start on the host, before it replaces the one there", async () => {
+    const bad = join(dir, "node-for-another-arch");
+    writeFileSync(bad, "#!/bin/sh\necho 'cannot execute binary file: Exec format error' >&2\nexit 126\n", { mode: 0o755 });
+    const pid = await host.sh("systemctl show -p MainPID --value labrig-agent");
+    const run = await provision([...common, "--only", "agent", "--node-runtime", bad]);
+    expect(run.exitCode).toBe(1);
+    const agent = stepOf(run, hostName, "agent");
+    expect(agent.status).toBe("failed");
+    expect(agent.reason).toContain("the agent's Node runtime does not start on this host: cannot execute binary file: Exec format error; pass --node-runtime PATH");
+    expect(await host.sh(`${agentNodeRemote} --version`), "the old runtime stays").toBe(`v${pinnedNodeVersion()}`);
+    expect(await host.sh(`ls -A ${agentNodeRemote.replace(/\/node$/, "")}`), "nothing staged is left behind").toBe("node");
+    expect(await host.sh("systemctl show -p MainPID --value labrig-agent"), "the agent was not restarted").toBe(pid);
   });
 
   it("restarts the agent when its settings change, and only then", async () => {

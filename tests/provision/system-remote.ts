@@ -25,6 +25,9 @@ export function systemRemote(osRelease: string, dsm: { dsmVersion?: string; syno
     writeFile: async () => {
       throw new Error("the stand-in remote writes nothing");
     },
+    uploadFile: async () => {
+      throw new Error("the stand-in remote writes nothing");
+    },
     readFile: async () => undefined,
     close: async () => undefined,
   };
