@@ -96,7 +96,7 @@ export function leavesAfterDelete(step: string, host: HostConfig, found: { dataD
     case "nvidia-toolkit":
       return "the NVIDIA container toolkit, its apt source and Docker's nvidia runtime: GPU containers other than labrig's may depend on them";
     case "agent":
-      return `Node.js, the user labrig-agent and ${host.agent.workdir} (the jobs' files)`;
+      return `the user labrig-agent and ${host.agent.workdir} (the jobs' files)`;
     case "firewall":
       return `ufw enabled with its default policies, and the rule 'allow ${host.port}/tcp' so SSH still reaches the host`;
     case "dispatcher-container": {

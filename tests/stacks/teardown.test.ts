@@ -36,13 +36,13 @@ describe("teardown plans", () => {
     expect(leavesAfterDelete("nvidia-toolkit", gpu)).toMatch(/NVIDIA container toolkit/);
   });
 
-  it("stops and disables the agent before removing its unit, env file and bundle", async () => {
+  it("stops and disables the agent before removing its unit, env file, bundle and Node runtime", async () => {
     expect(await plan("agent", gpu)).toEqual([
       "stop and disable labrig-agent.service (labrig no longer manages it)",
-      "remove /etc/systemd/system/labrig-agent.service /etc/labrig/agent.env /opt/labrig/agent/labrig-agent.mjs (the agent's unit, env file (with the join token) and bundle)",
+      "remove /etc/systemd/system/labrig-agent.service /etc/labrig/agent.env /opt/labrig/agent/labrig-agent.mjs /opt/labrig/node/bin/node (the agent's unit, env file (with the join token), bundle and Node runtime)",
       "systemctl daemon-reload (labrig's unit files are gone)",
     ]);
-    expect(leavesAfterDelete("agent", gpu)).toBe("Node.js, the user labrig-agent and /var/lib/labrig/agent (the jobs' files)");
+    expect(leavesAfterDelete("agent", gpu)).toBe("the user labrig-agent and /var/lib/labrig/agent (the jobs' files)");
   });
 
   it("removes the dispatcher container by its configured name and names each data folder it keeps, the restic password's file among them", async () => {
