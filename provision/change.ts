@@ -13,7 +13,28 @@ export type Change =
   | { kind: "ufw-add"; rule: string; reason: string }
   | { kind: "ufw-delete"; rule: string; reason: string }
   | { kind: "ufw-enable"; reason: string }
-  | { kind: "run"; what: string; reason: string };
+  | { kind: "run"; what: string; reason: string }
+  | DispatcherChange;
+
+/**
+ * The dispatcher-container step's own changes (steps/dispatcher-container.ts applies them): each
+ * carries what its apply needs, so apply acts on the facts the plan was made from.
+ */
+export type DispatcherChange =
+  | { kind: "dispatcher-folders"; dataDir: string; owner: string; reason: string }
+  | { kind: "dispatcher-image"; action: "pull" | "send"; image: string; reason: string }
+  | {
+      kind: "dispatcher-container";
+      action: "create" | "replace" | "start";
+      container: string;
+      /** Where its folders are, and its own backup schedule's variables (create and replace). */
+      dataDir: string;
+      backupEnv?: Record<string, string>;
+      /** The container a replace keeps aside until the new one is healthy. */
+      previousId?: string;
+      reason: string;
+    }
+  | { kind: "dispatcher-tokens"; lab: string; dataDir: string; reason: string };
 
 export function describeChange(c: Change): string {
   switch (c.kind) {
@@ -43,6 +64,14 @@ export function describeChange(c: Change): string {
       return `ufw enable (${c.reason})`;
     case "run":
       return `${c.what} (${c.reason})`;
+    case "dispatcher-folders":
+      return `create folders under ${c.dataDir} (${c.reason})`;
+    case "dispatcher-image":
+      return `${c.action === "pull" ? `pull image ${c.image}` : `send image ${c.image} from this machine`} (${c.reason})`;
+    case "dispatcher-container":
+      return `${c.action} container ${c.container} (${c.reason})`;
+    case "dispatcher-tokens":
+      return `save the dispatcher's tokens for lab ${c.lab} (${c.reason})`;
   }
 }
 

@@ -116,6 +116,11 @@ export async function applyChanges(ctx: StepContext, changes: Change[], inputs: 
       case "ufw-enable":
         await r.run("ufw --force enable", { sudo: true });
         break;
+      case "dispatcher-folders":
+      case "dispatcher-image":
+      case "dispatcher-container":
+      case "dispatcher-tokens":
+        throw new LabrigError(`internal: a ${c.kind} change is applied by the dispatcher-container step, not applyChanges`);
       case "run": {
         const action = inputs.runs?.[c.what];
         if (!action) throw new LabrigError(`internal: no action for '${c.what}'`);

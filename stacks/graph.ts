@@ -10,7 +10,7 @@
 import type { HostConfig, Inventory } from "../provision/inventory.js";
 import { stepAppliesTo } from "../provision/runner.js";
 import type { Step } from "../provision/step.js";
-import { dispatcherSettings } from "../provision/steps/dispatcher-container.js";
+import { dispatcherSettings } from "../provision/steps/dispatcher-container-settings.js";
 import { slurmStepIds } from "../provision/steps/index.js";
 
 export interface PlannedResource {

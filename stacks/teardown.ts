@@ -14,7 +14,7 @@ import { shq } from "../core/shell.js";
 import type { StepContext } from "../provision/step.js";
 import { agentBundleRemote, agentEnvFile, agentNodeRemote, agentUnit, agentUnitFile } from "../provision/steps/agent.js";
 import { backupEnvFile, backupPasswordFile, backupServiceFile, backupTimerFile, dispatcherPasswordFile } from "../provision/steps/backup-timer.js";
-import { dataFolders, dispatcherDataDir, dispatcherSettings } from "../provision/steps/dispatcher-container.js";
+import { dataFolders, dispatcherDataDir, dispatcherSettings } from "../provision/steps/dispatcher-container-settings.js";
 import { dispatcherFilter } from "../provision/steps/dispatcher-firewall.js";
 import { removeFilterCommand, unitFileOf } from "../provision/steps/docker-user.js";
 import { labrigComment } from "../provision/steps/firewall.js";

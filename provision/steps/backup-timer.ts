@@ -31,7 +31,7 @@ import type { HostConfig } from "../inventory.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import { shq } from "../remote.js";
 import type { Step, StepContext } from "../step.js";
-import { checkOwnBackupSchedule, containerBackupEnvFile, containerPaths, dataFolders, dispatcherDataDir, dispatcherSettings } from "./dispatcher-container.js";
+import { checkOwnBackupSchedule, containerBackupEnvFile, containerPaths, dataFolders, dispatcherDataDir, dispatcherSettings } from "./dispatcher-container-settings.js";
 
 export const backupPasswordFile = "/etc/labrig/restic-password";
 

@@ -5,7 +5,7 @@
 //
 //   hosts: { nas: { roles: [dispatcher], firewall: { allowFrom: [192.168.1.0/24] } } }
 import type { HostConfig } from "../inventory.js";
-import { dispatcherSettings } from "./dispatcher-container.js";
+import { dispatcherSettings } from "./dispatcher-container-settings.js";
 import { type DockerUserFilter, dockerUserFirewallStep } from "./docker-user.js";
 
 export const firewallScript = "/usr/local/sbin/labrig-dispatcher-firewall";

@@ -4,7 +4,8 @@
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { nodeIsRecentEnough } from "../../provision/dispatcher-image.js";
-import { planDispatcherContainer, dispatcherSettingsSchema } from "../../provision/steps/dispatcher-container.js";
+import { planDispatcherContainer } from "../../provision/steps/dispatcher-container-plan.js";
+import { dispatcherSettingsSchema } from "../../provision/steps/dispatcher-container-settings.js";
 import { nodeWithTsx, repoRoot } from "../helpers/dispatcher-process.js";
 import { docker, ensureTestHostImage } from "../infra/index.js";
 import { ensureNodeBaseImage } from "../infra/node-base-image.js";

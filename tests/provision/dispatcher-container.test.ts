@@ -8,11 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DispatcherClient } from "../../core/client.js";
-import type { Change } from "../../provision/change.js";
+import { type Change, describeChange } from "../../provision/change.js";
 import { parseInventory, type HostConfig, type Inventory } from "../../provision/inventory.js";
 import { SshRemote } from "../../provision/ssh-remote.js";
 import type { StepContext } from "../../provision/step.js";
-import { dispatcherContainerStep, savedDispatcherDir, type DispatcherSettings } from "../../provision/steps/dispatcher-container.js";
+import { savedDispatcherDir } from "../../provision/saved-dispatcher.js";
+import { dispatcherContainerStep } from "../../provision/steps/dispatcher-container.js";
+import type { DispatcherSettings } from "../../provision/steps/dispatcher-container-settings.js";
 import { dispatcherFirewallStep } from "../../provision/steps/dispatcher-firewall.js";
 import { hookRule } from "../../provision/steps/docker-user.js";
 import { execa } from "execa";
@@ -60,7 +62,9 @@ function context(settings: Partial<DispatcherSettings>, hostOverrides: Partial<H
   return { host, inventory, remote, assets: {}, applied: (c) => done.push(c), log: (m) => log.push(m), done };
 }
 
-const whats = (changes: Change[]) => changes.map((c) => (c.kind === "run" ? c.what : c.kind));
+/** A change's line without its reason: "replace container labrig-dispatcher". */
+const what = (c: Change) => describeChange(c).slice(0, -(c.reason.length + 3));
+const whats = (changes: Change[]) => changes.map(what);
 
 async function containerOnNas(name = "labrig-dispatcher") {
   return JSON.parse(await nas.sh(`docker inspect ${name} --format '{{json .}}'`)) as { Id: string; State: { Running: boolean }; Config: { Labels: Record<string, string> } };
@@ -107,7 +111,7 @@ describe("dispatcher-container step", () => {
     const before = await containerOnNas();
     const ctx = context({ env: { LABRIG_HEARTBEAT_S: "5" } });
     const plan = await dispatcherContainerStep.check(ctx);
-    expect(plan.changes.map((c) => (c.kind === "run" ? `${c.what}: ${c.reason}` : c.kind))).toEqual([
+    expect(plan.changes.map((c) => `${what(c)}: ${c.reason}`)).toEqual([
       "replace container labrig-dispatcher: its settings changed",
       "save the dispatcher's tokens for lab testlab: the container changes",
     ]);

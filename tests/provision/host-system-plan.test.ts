@@ -12,7 +12,7 @@ import { desiredSha256, sha256 } from "../../provision/ops.js";
 import { anyFailed, provision, stepDecision } from "../../provision/runner.js";
 import type { Step } from "../../provision/step.js";
 import { backupFiles, backupKind, type BackupFacts, planBackupTimer } from "../../provision/steps/backup-timer.js";
-import { containerBackupEnv, desiredContainer, dispatcherSettings } from "../../provision/steps/dispatcher-container.js";
+import { containerBackupEnv, desiredContainer, dispatcherSettings } from "../../provision/steps/dispatcher-container-settings.js";
 import { dispatcherFilter } from "../../provision/steps/dispatcher-firewall.js";
 import { desiredChainRules, dsmBootScriptOf, planDsmDockerUserFilter, renderDsmBootScript } from "../../provision/steps/docker-user.js";
 import { labSteps } from "../../provision/steps/index.js";
