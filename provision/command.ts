@@ -4,13 +4,12 @@ import { defaultKnownHostsFile } from "./known-hosts.js";
 import { type HostConfig, type Inventory, loadInventory, selectHosts } from "./inventory.js";
 import { dispatcherJoinTokens } from "./join-tokens.js";
 import { describeStepEnd, type HostPlan, provisionProgress } from "./progress.js";
-import { parseProxyJump } from "./proxy-jump.js";
 import { shq } from "./remote.js";
 import { anyFailed, provision, selectSteps, stepAppliesTo, type ProvisionReport } from "./runner.js";
 import { readSavedDispatcher } from "./saved-dispatcher.js";
 import { slurmClusterFacts } from "./slurm-cluster.js";
 import type { Step } from "./step.js";
-import { SshRemote, type SshTarget } from "./ssh-remote.js";
+import { SshRemote, sshTarget } from "./ssh-remote.js";
 import { labSteps } from "./steps/index.js";
 
 export interface ProvisionCommandOptions {
@@ -26,12 +25,6 @@ export interface ProvisionCommandOptions {
   nodeRuntime?: string;
   /** --ask-sudo-pass: asked once, after the inventory and flags are checked; used for every host whose sudo asks, held in memory only. */
   askSudoPassword?: () => Promise<string>;
-}
-
-export function sshTarget(host: HostConfig): SshTarget {
-  const target: SshTarget = { host: host.name, address: host.address, port: host.port, user: host.user, identityFile: host.identityFile };
-  if (host.proxyJump) target.jumps = parseProxyJump(host.proxyJump);
-  return target;
 }
 
 /** Runs it and returns whether any step failed. */

@@ -8,8 +8,9 @@ import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import ssh2, { type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { LabrigError } from "../core/errors.js";
-import { verifyHostKey } from "./known-hosts.js";
-import type { SshHop } from "./proxy-jump.js";
+import type { HostConfig } from "./inventory.js";
+import { checkPinnedHostKey, knownHostsPattern, verifyHostKey } from "./known-hosts.js";
+import { parseProxyJump, type SshHop } from "./proxy-jump.js";
 import { type ExecResult, ShellRemote } from "./remote.js";
 
 export { parseProxyJump, type SshHop } from "./proxy-jump.js";
@@ -31,6 +32,21 @@ export interface SshOptions {
   connectTimeoutMs?: number;
   /** The login user's sudo password when its sudo asks for one (--ask-sudo-pass). */
   sudoPassword?: string;
+  /** Record the key of a host seen for the first time (default); false: only pinned keys pass (the dashboard). */
+  pinNew?: boolean;
+}
+
+/** How an inventory host is reached: its address, user, key and jump hosts. */
+export function sshTarget(host: HostConfig): SshTarget {
+  const target: SshTarget = { host: host.name, address: host.address, port: host.port, user: host.user, identityFile: host.identityFile };
+  if (host.proxyJump) target.jumps = parseProxyJump(host.proxyJump);
+  return target;
+}
+
+export class HostKeyNotPinnedError extends LabrigError {
+  constructor(host: string, address: string, file: string) {
+    super(`${host}'s SSH host key (${address}) is not pinned in ${file}; run labrig provision --host ${host} once, which pins it`);
+  }
 }
 
 /**
@@ -87,6 +103,15 @@ async function connectHop(
   if (sock) config.sock = sock;
   let hostKeyError: LabrigError | undefined;
   config.hostVerifier = (key: Buffer) => {
+    if (opts.pinNew === false) {
+      const pinned = checkPinnedHostKey(opts.knownHostsFile, hop.address, hop.port, key);
+      if (pinned === "unknown") hostKeyError = new HostKeyNotPinnedError(hop.label, knownHostsPattern(hop.address, hop.port), opts.knownHostsFile);
+      if (pinned === "changed") {
+        const verdict = verifyHostKey(opts.knownHostsFile, hop.label, hop.address, hop.port, key); // reads only: a key is pinned
+        if (verdict.status === "changed") hostKeyError = verdict.error;
+      }
+      return pinned === "known";
+    }
     const verdict = verifyHostKey(opts.knownHostsFile, hop.label, hop.address, hop.port, key);
     if (verdict.status === "changed") {
       hostKeyError = verdict.error;

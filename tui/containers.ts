@@ -3,7 +3,9 @@
 // DOCKER_HOST (or the default socket); with an inventory, each host's engine is reached over SSH
 // (best effort: a host that cannot be reached shows its error instead of rows).
 import Docker from "dockerode";
-import { LabrigError, errorMessage } from "../core/errors.js";
+import { errorMessage } from "../core/errors.js";
+import type { SshTarget } from "../provision/ssh-remote.js";
+import { connectDockerOverSsh, type DockerConnection } from "../provision/steps/dispatcher-container-docker.js";
 import type { ContainerHost, ContainerRow } from "./state.js";
 import { CONTAINER_LABELS } from "../core/labels.js";
 
@@ -99,70 +101,39 @@ export function localSource(env: NodeJS.ProcessEnv = process.env): ContainerSour
   return { host: "local", via: env.DOCKER_HOST ? `DOCKER_HOST ${env.DOCKER_HOST}` : "/var/run/docker.sock", list: () => listLabContainers(docker) };
 }
 
-export interface SshHost {
-  name: string;
-  address: string;
-  user: string;
-  port: number;
-  privateKey?: string;
-  /** Checks the key the host offers: null to go on, else why not (the connection is refused). */
-  verifyHostKey: (key: Buffer) => string | null;
-}
-
-/** An engine reached over SSH (`docker system dial-stdio` on the host, as `docker -H ssh://` does), only to a host whose key checks out. */
-export function sshSource(h: SshHost): ContainerSource {
-  let refused: string | null = null;
-  const docker = new Docker({
-    protocol: "ssh",
-    host: h.address,
-    port: h.port,
-    username: h.user,
-    sshOptions: {
-      ...(h.privateKey ? { privateKey: h.privateKey } : { agent: process.env.SSH_AUTH_SOCK }),
-      hostVerifier: (key: Buffer) => {
-        refused = h.verifyHostKey(key);
-        return refused === null;
-      },
-    },
-  } as Docker.DockerOptions);
+/**
+ * An inventory host's engine over SSH, the same path provisioning uses (connectDockerOverSsh: jump
+ * hosts, `docker system dial-stdio`, sudo where the socket is root-only), but only to a host whose
+ * key provisioning pinned in knownHostsFile: the dashboard pins nothing itself. One SSH connection
+ * is kept between polls and made again after a failure.
+ */
+export function sshSource(target: SshTarget, knownHostsFile: string): ContainerSource {
+  let conn: Promise<DockerConnection> | undefined;
   const list = async () => {
+    conn ??= connectDockerOverSsh(target, { knownHostsFile, pinNew: false, connectTimeoutMs: 10_000 });
+    const current = conn;
     try {
-      return await listLabContainers(docker);
+      return await listLabContainers((await current).docker);
     } catch (err) {
-      if (refused) throw new LabrigError(refused, { cause: err });
+      if (conn === current) conn = undefined;
+      await current.then((c) => c.close()).catch(() => undefined);
       throw err;
     }
   };
-  return { host: h.name, via: `ssh ${h.user}@${h.address}:${h.port}`, list };
+  const jumps = target.jumps?.length ? ` via ${target.jumps.map((j) => j.address).join(" → ")}` : "";
+  return { host: target.host, via: `ssh ${target.user}@${target.address}:${target.port}${jumps}`, list };
 }
 
 /**
  * One source per inventory host, loaded lazily so the dashboard does not need the inventory. Host
- * keys must be the ones provisioning pinned in `knownHostsFile` (default ~/.labrig/known_hosts);
- * the dashboard pins nothing itself.
+ * keys must be the ones provisioning pinned in `knownHostsFile` (default ~/.labrig/known_hosts).
  */
 export async function inventorySources(inventoryPath: string, knownHostsFile?: string): Promise<ContainerSource[]> {
   const { loadInventory } = await import("../provision/inventory.js");
-  const { checkPinnedHostKey, defaultKnownHostsFile } = await import("../provision/known-hosts.js");
-  const { readFileSync } = await import("node:fs");
+  const { defaultKnownHostsFile } = await import("../provision/known-hosts.js");
+  const { sshTarget } = await import("../provision/ssh-remote.js");
   const file = knownHostsFile ?? defaultKnownHostsFile();
-  const inv = loadInventory(inventoryPath);
-  return inv.hosts.map((h) =>
-    sshSource({
-      name: h.name,
-      address: h.address,
-      user: h.user,
-      port: h.port,
-      privateKey: h.identityFile ? readFileSync(h.identityFile, "utf8") : undefined,
-      verifyHostKey: (key) => pinnedKeyVerdict(checkPinnedHostKey(file, h.address, h.port, key), h.name, file),
-    }),
-  );
-}
-
-export function pinnedKeyVerdict(verdict: "known" | "unknown" | "changed", host: string, file: string): string | null {
-  if (verdict === "known") return null;
-  if (verdict === "unknown") return `${host}'s SSH host key is not pinned in ${file}; run labrig provision --host ${host} once, which pins it`;
-  return `the SSH host key of ${host} is not the one pinned in ${file}: someone may be intercepting the connection, or the host was reinstalled (then remove its line and provision it again)`;
+  return loadInventory(inventoryPath).hosts.map((h) => sshSource(sshTarget(h), file));
 }
 
 /** Asks every source at once; one that fails reports its error in place of its rows. */

@@ -11,7 +11,7 @@ import { Duplex } from "node:stream";
 import Docker from "dockerode";
 import { LabrigError } from "../../core/errors.js";
 import { HostKeyChangedError } from "../known-hosts.js";
-import { connectSsh, type SshTarget } from "../ssh-remote.js";
+import { connectSsh, HostKeyNotPinnedError, type SshTarget } from "../ssh-remote.js";
 
 /** Opens one byte stream to the engine's API (one HTTP connection). */
 export type StreamOpener = () => Promise<Duplex>;
@@ -22,12 +22,14 @@ export interface DockerConnection {
 }
 
 /**
- * The command that bridges stdin/stdout to the engine's socket. Synology keeps its docker CLI in
- * /usr/local/bin, which sudo's secure_path leaves out.
+ * The command that bridges stdin/stdout to the engine's socket: directly when the login user may
+ * use the socket (the docker group), else through `sudo -n` (a Synology keeps docker.sock
+ * root-only). Synology keeps its docker CLI in /usr/local/bin, which sudo's secure_path leaves out.
  */
 export function dialStdioCommand(asRoot: boolean): string {
   const dial = `PATH="$PATH:/usr/local/bin:/usr/bin:/bin" exec docker system dial-stdio`;
-  return asRoot ? `sh -c '${dial}'` : `sudo -n sh -c '${dial}'`;
+  if (asRoot) return `sh -c '${dial}'`;
+  return `sh -c 'if [ -w /var/run/docker.sock ]; then ${dial}; fi; exec sudo -n sh -c '"'"'${dial}'"'"''`;
 }
 
 /** dockerode whose every connection comes from `open` (no keep-alive: a channel per request). */
@@ -45,9 +47,9 @@ export function dockerOverStreams(open: StreamOpener): Docker {
 export class DockerOverSshError extends LabrigError {}
 
 /** One SSH connection (host keys pinned, jump hosts passed, like every provisioning connection), a channel per API connection. */
-export async function connectDockerOverSsh(target: SshTarget, opts: { knownHostsFile: string; connectTimeoutMs?: number }): Promise<DockerConnection> {
+export async function connectDockerOverSsh(target: SshTarget, opts: { knownHostsFile: string; connectTimeoutMs?: number; pinNew?: boolean }): Promise<DockerConnection> {
   const client = await connectSsh(target, opts).catch((err: unknown) => {
-    throw err instanceof HostKeyChangedError ? err : new DockerOverSshError(`cannot reach the Docker engine of ${target.host} over SSH: ${(err as Error).message}`, { cause: err });
+    throw err instanceof HostKeyChangedError || err instanceof HostKeyNotPinnedError ? err : new DockerOverSshError(`cannot reach the Docker engine of ${target.host} over SSH: ${(err as Error).message}`, { cause: err });
   });
   const command = dialStdioCommand(target.user === "root");
   const open: StreamOpener = () =>

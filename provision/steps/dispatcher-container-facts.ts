@@ -6,9 +6,9 @@ import type Docker from "dockerode";
 import { CONTAINER_LABELS } from "../../core/labels.js";
 import { hostSystemOf } from "../facts/host-system.js";
 import { defaultKnownHostsFile } from "../known-hosts.js";
-import { parseProxyJump } from "../proxy-jump.js";
 import { shq } from "../remote.js";
 import { savedDispatcherDir } from "../saved-dispatcher.js";
+import { sshTarget } from "../ssh-remote.js";
 import type { StepContext } from "../step.js";
 import { connectDockerOverSsh, type DockerConnection, dialStdioCommand, dockerOverStreams, imageId, localDocker } from "./dispatcher-container-docker.js";
 import type { ContainerFact, DispatcherFacts } from "./dispatcher-container-plan.js";
@@ -21,11 +21,7 @@ export async function connectHostDocker(ctx: StepContext): Promise<DockerConnect
     const open = remote.openStream.bind(remote);
     return { docker: dockerOverStreams(() => open(dialStdioCommand(true), { sudo: true })), close: async () => undefined };
   }
-  const h = ctx.host;
-  return connectDockerOverSsh(
-    { host: h.name, address: h.address, port: h.port, user: h.user, identityFile: h.identityFile, ...(h.proxyJump ? { jumps: parseProxyJump(h.proxyJump) } : {}) },
-    { knownHostsFile: process.env.LABRIG_KNOWN_HOSTS ?? defaultKnownHostsFile() },
-  );
+  return connectDockerOverSsh(sshTarget(ctx.host), { knownHostsFile: process.env.LABRIG_KNOWN_HOSTS ?? defaultKnownHostsFile() });
 }
 
 /** `docker`: the host's engine, or undefined where none is installed yet (no image, no container there). */

@@ -17,6 +17,7 @@ import { formatSummary } from "../../provision/command.js";
 import { savedDispatcherDir } from "../../provision/saved-dispatcher.js";
 import { nodeWithTsx, repoRoot } from "../helpers/dispatcher-process.js";
 import { waitFor } from "../helpers/wait.js";
+import { inventorySources, pollSources } from "../../tui/containers.js";
 import type { TestHost } from "../infra/index.js";
 import { type CliRun, provisionCli, statuses } from "./helpers.js";
 import { startTestLab, type TestLab } from "./lab-fixture.js";
@@ -111,6 +112,18 @@ describe("bringing a lab up from bare hosts with one command", { timeout: 1_200_
     expect(["gpu-a", "gpu-b"]).toContain(job.hostId);
     const logs = await waitFor("its log", () => labrigCli(["logs", id], target), (r) => String(r.stdout).includes("hello from"), 30_000, 500);
     expect(String(logs.stdout).trim()).toBe(`hello from ${job.hostId}`);
+  });
+
+  it("shows every host's containers in the dashboard over provisioning's own SSH path, the GPU host behind the jump host included", async () => {
+    const inventory = args[args.indexOf("--inventory") + 1]!;
+    const hosts = await pollSources(await inventorySources(inventory, lab.knownHostsFile));
+    expect(hosts.map((h) => [h.host, h.error])).toEqual([
+      ["nas", null],
+      ["gpu-a", null],
+      ["gpu-b", null],
+    ]);
+    expect(hosts.find((h) => h.host === "nas")!.rows).toContainEqual(expect.objectContaining({ name: "labrig-dispatcher", role: "dispatcher", state: "running" }));
+    expect(hosts.find((h) => h.host === "gpu-b")!.via).toBe(`ssh deploy@${gpuB.ip}:22 via ${jump.ip}`);
   });
 
   /** A command inside the dispatcher container with the repository settings the backup service passes it. */
