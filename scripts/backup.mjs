@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // The nightly backup (zx + restic): an online SQLite copy of the dispatcher's live database, then
 // one restic snapshot of that copy plus tokens, config and the runs' artefacts (not what the
 // dispatcher rebuilds), pruning by the retention policy and a short `restic check`. Run as
@@ -60,8 +61,26 @@ export function localLabStateDir(env = process.env) {
  */
 
 /**
+ * @typedef {object} BackupSummary
+ * @property {true} ok
+ * @property {string} lab
+ * @property {string} host
+ * @property {{ location: string, created: boolean }} repository
+ * @property {{ id: string, tags: string[] }} snapshot
+ * @property {{ total: number, new: number, changed: number, unmodified: number }} files
+ * @property {{ processed: number, added: number }} bytes
+ * @property {{ jobs: number | null, sizeBytes: number, sha256: string }} database
+ * @property {{ policy: Record<string, number | undefined>, kept: number, removed: number }} retention
+ * @property {string} check
+ * @property {number} durationMs
+ */
+
+/** @typedef {{ lab: string, host: string, keep: Record<string, number | undefined> }} SnapshotScope */
+
+/**
  * Runs one backup; throws a BackupError naming the failed stage.
  * @param {BackupOptions} opts
+ * @returns {Promise<BackupSummary>}
  */
 export async function runBackup(opts) {
   const started = Date.now();
@@ -111,11 +130,17 @@ export async function runBackup(opts) {
   }
 }
 
+/** @param {string} lab */
 function tagsFor(lab) {
   return [BACKUP_TAG, `lab:${lab}`];
 }
 
 /** Backs up the state folder as the snapshot's root, leaving out the live database and what the dispatcher rebuilds. */
+/**
+ * @param {Restic} restic
+ * @param {string} state
+ * @param {Omit<SnapshotScope, "keep">} scope
+ */
 async function resticBackup(restic, state, { lab, host }) {
   const excludes = [
     join(state, "labrig.db"), // the live file; its consistent copy is in the staging folder
@@ -137,9 +162,13 @@ async function resticBackup(restic, state, { lab, host }) {
 }
 
 /** `restic forget --prune` over this lab's snapshots from this host; returns what was kept and removed. */
+/**
+ * @param {Restic} restic
+ * @param {SnapshotScope} scope
+ */
 async function forget(restic, { lab, host, keep }) {
   const policy = [];
-  for (const [name, n] of Object.entries(keep)) if (n > 0) policy.push(`--keep-${name}`, String(n));
+  for (const [name, n] of Object.entries(keep)) if (n !== undefined && n > 0) policy.push(`--keep-${name}`, String(n));
   const groups = await restic.json("restic forget", [
     "forget",
     "--prune",
@@ -151,23 +180,37 @@ async function forget(restic, { lab, host, keep }) {
     "host,tags",
     ...(policy.length ? policy : ["--keep-last", "1"]),
   ]);
-  const kept = groups.flatMap((g) => (g.keep ?? []).map((s) => s.id));
-  const removed = groups.flatMap((g) => (g.remove ?? []).map((s) => s.id));
+  /** @type {{ keep?: { id: string }[], remove?: { id: string }[] }[]} */
+  const byGroup = groups;
+  const kept = byGroup.flatMap((g) => (g.keep ?? []).map((s) => s.id));
+  const removed = byGroup.flatMap((g) => (g.remove ?? []).map((s) => s.id));
   return { policy: keep, kept: kept.length, removed: removed.length };
 }
 
+/**
+ * @param {string} from
+ * @param {string} to
+ */
 function copyConfig(from, to) {
   if (!existsSync(from)) throw new BackupError("config", `config folder ${from} does not exist`);
   cpSync(from, to, { recursive: true, dereference: true });
 }
 
+/**
+ * @template T
+ * @param {Record<string, T | undefined>} o
+ * @returns {Record<string, T>}
+ */
 function stripUndefined(o) {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  return /** @type {Record<string, T>} */ (Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)));
 }
 
-/** One line for people: what was saved, how much was new, how long it took. */
+/**
+ * One line for people: what was saved, how much was new, how long it took.
+ * @param {BackupSummary} s
+ */
 export function formatSummary(s) {
-  const mib = (n) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  const mib = (/** @type {number} */ n) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
   return [
     `backup OK: snapshot ${s.snapshot.id.slice(0, 8)} of lab ${s.lab} on ${s.host}${s.repository.created ? " (new repository)" : ""}`,
     `  files: ${s.files.total} (${s.files.new} new, ${s.files.changed} changed), ${mib(s.bytes.processed)} read, ${mib(s.bytes.added)} added`,
@@ -208,7 +251,7 @@ export async function main(argv, io = {}) {
         help: { type: "boolean", short: "h" },
       },
     }));
-  } catch (e) {
+  } catch (/** @type {any} */ e) {
     err(`labrig backup: ${e.message}\n${usage}`);
     return 2;
   }
@@ -230,8 +273,8 @@ export async function main(argv, io = {}) {
     }
     const summary = await runBackup({
       state,
-      repo: values.repo ?? process.env.RESTIC_REPOSITORY,
-      passwordFile: values["password-file"] ?? process.env.RESTIC_PASSWORD_FILE,
+      repo: values.repo ?? process.env.RESTIC_REPOSITORY ?? "",
+      passwordFile: values["password-file"] ?? process.env.RESTIC_PASSWORD_FILE ?? "",
       config: values.config,
       lab: values.lab,
       host: values.host,
@@ -276,6 +319,10 @@ export async function main(argv, io = {}) {
   }
 }
 
+/**
+ * @param {Record<string, string | boolean | undefined>} values
+ * @param {string} name
+ */
 function count(values, name) {
   const v = values[name];
   if (v === undefined) return undefined;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // Proves a backup restorable, or restores it for real. `--verify` restores the latest labrig
 // snapshot into a temporary folder and checks it three ways: restic's own restore verification
 // (every restored file re-read and compared with the snapshot's blob hashes), the restored tree
@@ -32,6 +33,24 @@ export const usage = `usage: labrig restore (--verify | --target DIR) --repo REP
 
 /**
  * @typedef {{ path: string, problem: string }} Problem
+ */
+
+/**
+ * @typedef {object} RestoreReport
+ * @property {boolean} ok
+ * @property {{ id: string, time: string, host: string, tags: string[] }} snapshot
+ * @property {number} files
+ * @property {number} bytes
+ * @property {{ integrity: string, jobs: number | null }} database
+ * @property {Problem[]} problems
+ * @property {string | null} target
+ */
+
+/** @typedef {{ id: string, time: string, hostname: string, tags?: string[] }} Snapshot */
+/** @typedef {{ type: string, size?: number, path: string }} SnapshotNode */
+/** @typedef {{ exitCode: number | null, stderr: string }} CommandOutput */
+
+/**
  * @typedef {object} RestoreOptions
  * @property {string} repo
  * @property {string} passwordFile
@@ -45,6 +64,7 @@ export const usage = `usage: labrig restore (--verify | --target DIR) --repo REP
  * Restores and checks one snapshot. Resolves with a report whose `ok` says whether everything
  * matched; throws a BackupError only when nothing could be checked (no repository, no snapshot).
  * @param {RestoreOptions} opts
+ * @returns {Promise<RestoreReport>}
  */
 export async function restoreSnapshot(opts) {
   Restic.preflight(opts);
@@ -78,11 +98,18 @@ export async function restoreSnapshot(opts) {
   }
 }
 
+/**
+ * @param {Restic} restic
+ * @param {RestoreOptions} opts
+ * @returns {Promise<Snapshot>}
+ */
 async function pickSnapshot(restic, opts) {
   const tags = [BACKUP_TAG, ...(opts.lab ? [`lab:${opts.lab}`] : [])].join(",");
+  /** @type {Snapshot[]} */
   const list = await restic.json("restore", ["snapshots", "--tag", tags, ...(opts.host ? ["--host", opts.host] : [])]);
   if (opts.snapshot) {
-    const hit = list.find((s) => s.id.startsWith(opts.snapshot));
+    const wanted = opts.snapshot;
+    const hit = list.find((s) => s.id.startsWith(wanted));
     if (!hit) throw new BackupError("restore", `no labrig snapshot ${opts.snapshot} in ${opts.repo} (restic snapshots lists them)`);
     return hit;
   }
@@ -92,6 +119,7 @@ async function pickSnapshot(restic, opts) {
   return list.reduce((a, b) => (Date.parse(b.time) > Date.parse(a.time) ? b : a));
 }
 
+/** @param {string} dir */
 function prepareTarget(dir) {
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new BackupError("restore", `${dir} is not empty; restore into a new or empty folder (a live state folder is never overwritten)`);
@@ -99,7 +127,10 @@ function prepareTarget(dir) {
   return dir;
 }
 
-/** restic restore names each file it could not restore or verify on stderr; a fatal error has no file. */
+/**
+ * restic restore names each file it could not restore or verify on stderr; a fatal error has no file.
+ * @param {CommandOutput} out
+ */
 function resticRestoreProblems(out) {
   /** @type {Problem[]} */
   const problems = [];
@@ -115,15 +146,24 @@ function resticRestoreProblems(out) {
   return problems;
 }
 
-/** The snapshot's own listing: snapshot-relative path → node (type, size). */
+/**
+ * The snapshot's own listing: snapshot-relative path → node (type, size).
+ * @param {Restic} restic
+ * @param {string} id
+ */
 async function snapshotListing(restic, id) {
   const out = await restic.ok("restore", ["ls", "--json", id]);
+  /** @type {Map<string, SnapshotNode>} */
   const nodes = new Map();
   for (const n of Restic.jsonLines(out.stdout)) if (n.struct_type === "node") nodes.set(n.path, n);
   return nodes;
 }
 
-/** Files missing, of the wrong kind or size, or not in the snapshot at all. */
+/**
+ * Files missing, of the wrong kind or size, or not in the snapshot at all.
+ * @param {string} root
+ * @param {Map<string, SnapshotNode>} expected
+ */
 function compareTree(root, expected) {
   /** @type {Problem[]} */
   const problems = [];
@@ -145,6 +185,10 @@ function compareTree(root, expected) {
   return problems;
 }
 
+/**
+ * @param {string} dir
+ * @returns {Generator<string>}
+ */
 function* walk(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
@@ -153,7 +197,12 @@ function* walk(dir) {
   }
 }
 
-/** The restored database against the manifest's hash, then SQLite's own integrity check. */
+/**
+ * The restored database against the manifest's hash, then SQLite's own integrity check.
+ * @param {string} root
+ * @param {Problem[]} problems
+ * @returns {Promise<{ integrity: string, jobs: number | null }>}
+ */
 async function checkDatabase(root, problems) {
   const dbPath = `/${STAGING_DIR}/labrig.db`;
   const file = join(root, STAGING_DIR, "labrig.db");
@@ -169,7 +218,7 @@ async function checkDatabase(root, problems) {
       if (sha256 !== manifest.database.sha256) {
         problems.push({ path: dbPath, problem: `sha256 ${sha256.slice(0, 12)}… differs from ${manifest.database.sha256.slice(0, 12)}… recorded when the backup was taken` });
       }
-    } catch (err) {
+    } catch (/** @type {any} */ err) {
       problems.push({ path: `/${STAGING_DIR}/${MANIFEST}`, problem: `unreadable: ${err.message}` });
     }
   } else {
@@ -180,6 +229,10 @@ async function checkDatabase(root, problems) {
   return { integrity, jobs };
 }
 
+/**
+ * @param {string} file
+ * @returns {Promise<string>}
+ */
 function hashFile(file) {
   return new Promise((res, rej) => {
     const h = createHash("sha256");
@@ -190,7 +243,10 @@ function hashFile(file) {
   });
 }
 
-/** Turns a checked restore into a state folder: the database copy and config move to where the dispatcher looks. */
+/**
+ * Turns a checked restore into a state folder: the database copy and config move to where the dispatcher looks.
+ * @param {string} target
+ */
 function unstage(target) {
   const staging = join(target, STAGING_DIR);
   renameSync(join(staging, "labrig.db"), join(target, "labrig.db"));
@@ -199,6 +255,7 @@ function unstage(target) {
   rmSync(staging, { recursive: true, force: true });
 }
 
+/** @param {Problem[]} problems */
 function dedupe(problems) {
   const seen = new Set();
   return problems.filter((p) => {
@@ -209,6 +266,7 @@ function dedupe(problems) {
   });
 }
 
+/** @param {RestoreReport} r */
 export function formatReport(r) {
   const head = `snapshot ${r.snapshot.id.slice(0, 8)} (${r.snapshot.time}, ${r.snapshot.host}): ${r.files} files, ${(r.bytes / 1024 / 1024).toFixed(1)} MiB`;
   if (r.ok) {
@@ -250,7 +308,7 @@ export async function main(argv, io = {}) {
         help: { type: "boolean", short: "h" },
       },
     }));
-  } catch (e) {
+  } catch (/** @type {any} */ e) {
     err(`labrig restore: ${e.message}\n${usage}`);
     return 2;
   }
@@ -264,8 +322,8 @@ export async function main(argv, io = {}) {
   }
   try {
     const report = await restoreSnapshot({
-      repo: values.repo ?? process.env.RESTIC_REPOSITORY,
-      passwordFile: values["password-file"] ?? process.env.RESTIC_PASSWORD_FILE,
+      repo: values.repo ?? process.env.RESTIC_REPOSITORY ?? "",
+      passwordFile: values["password-file"] ?? process.env.RESTIC_PASSWORD_FILE ?? "",
       target: values.target,
       snapshot: values.snapshot,
       lab: values.lab,

@@ -1,3 +1,4 @@
+// @ts-check
 // The error a backup or restore step throws: it names the stage that failed and says what to do,
 // so a nightly run's one line in the journal, the webhook and the dispatcher's events is enough.
 
@@ -14,7 +15,10 @@ export class BackupError extends Error {
   }
 }
 
-/** The last lines of a command's stderr, enough to say why it failed without flooding a log. */
+/**
+ * The last lines of a command's stderr, enough to say why it failed without flooding a log.
+ * @param {unknown} text
+ */
 export function tail(text, lines = 8) {
   return String(text ?? "")
     .trim()

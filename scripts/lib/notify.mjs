@@ -1,3 +1,4 @@
+// @ts-check
 // Makes a backup's outcome visible beyond its exit code: a webhook POST in the {text} shape Slack
 // and Telegram bots accept, and a notice in the dispatcher's event stream (the TUI shows those).
 // Notification problems are reported back as warnings; they never hide the backup's own result.
@@ -22,7 +23,7 @@ export async function postWebhook(url, text) {
     });
     if (!res.ok) return `webhook ${redact(url)} answered HTTP ${res.status}`;
     return null;
-  } catch (err) {
+  } catch (/** @type {any} */ err) {
     return `webhook ${redact(url)} unreachable: ${err.cause?.code ?? err.message}`;
   }
 }
@@ -34,7 +35,7 @@ export async function postWebhook(url, text) {
  * @returns {{ url: string, token: string } | null}
  */
 export function resolveNoticeTarget(opts) {
-  const tokenFrom = (file) => (file && existsSync(file) ? readFileSync(file, "utf8").trim() : undefined);
+  const tokenFrom = (/** @type {string | undefined} */ file) => (file && existsSync(file) ? readFileSync(file, "utf8").trim() : undefined);
   if (opts.dispatcherUrl) {
     const token = tokenFrom(opts.tokenFile) ?? process.env.LABRIG_TOKEN ?? (opts.stateDir ? tokenFrom(join(opts.stateDir, "admin-token")) : undefined);
     return token ? { url: opts.dispatcherUrl.replace(/\/+$/, ""), token } : null;
@@ -68,13 +69,16 @@ export async function postDispatcherNotice(target, level, message) {
     if (res.status === 404) return `dispatcher at ${target.url} has no POST /api/notices; the notice was not recorded`;
     if (!res.ok) return `dispatcher at ${target.url} refused the notice: HTTP ${res.status}`;
     return null;
-  } catch (err) {
+  } catch (/** @type {any} */ err) {
     // A stopped dispatcher is normal for a backup of a state folder at rest.
     return `dispatcher at ${target.url} unreachable for the notice: ${err.cause?.code ?? err.message}`;
   }
 }
 
-/** Hides a webhook's secret parts (bot tokens, Slack's path) in messages. */
+/**
+ * Hides a webhook's secret parts (bot tokens, Slack's path) in messages.
+ * @param {string} url
+ */
 function redact(url) {
   try {
     const u = new URL(url);

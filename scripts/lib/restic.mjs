@@ -1,3 +1,4 @@
+// @ts-check
 // Runs restic against one repository with zx: the repository and password travel in restic's own
 // environment variables (never on a command line), --json output is parsed, and a failure becomes
 // a BackupError carrying the command and the tail of restic's stderr.
@@ -21,7 +22,10 @@ export class Restic {
     };
   }
 
-  /** Checks what restic needs before the first command, so the message is about the real cause. */
+  /**
+   * Checks what restic needs before the first command, so the message is about the real cause.
+   * @param {{ repo?: string, passwordFile?: string }} opts
+   */
   static preflight(opts) {
     if (!opts.repo) throw new BackupError("options", "no repository given: pass --repo (a folder, sftp:..., rest:..., s3:...)");
     if (!opts.passwordFile) throw new BackupError("options", "no password file given: pass --password-file F (one line, the repository's password)");
@@ -42,7 +46,12 @@ export class Restic {
     return out;
   }
 
-  /** Runs restic and throws a BackupError naming `stage` unless it exits 0. */
+  /**
+   * Runs restic and throws a BackupError naming `stage` unless it exits 0.
+   * @param {string} stage
+   * @param {string[]} args
+   * @param {{ cwd?: string }} [opts]
+   */
   async ok(stage, args, opts = {}) {
     const out = await this.run(args, opts);
     if (out.exitCode !== 0) {
@@ -52,6 +61,12 @@ export class Restic {
   }
 
   /** Runs restic with --json and parses its JSON document (the first line that is one: forget --prune adds prose after it). */
+  /**
+   * @param {string} stage
+   * @param {string[]} args
+   * @param {{ cwd?: string }} [opts]
+   * @returns {Promise<any>} restic's document, as restic shapes it
+   */
   async json(stage, args, opts = {}) {
     const out = await this.ok(stage, [...args, "--json"], opts);
     try {
@@ -62,7 +77,11 @@ export class Restic {
     }
   }
 
-  /** Parses restic's JSON-lines output (one object a line; restic prints progress lines too). */
+  /**
+   * Parses restic's JSON-lines output (one object a line; restic prints progress lines too).
+   * @param {unknown} stdout
+   * @returns {any[]}
+   */
   static jsonLines(stdout) {
     return String(stdout)
       .split("\n")
@@ -89,6 +108,7 @@ export class Restic {
   }
 }
 
+/** @param {string} repo */
 function isLocalPath(repo) {
   return !/^[a-z0-9]+:/i.test(repo) || /^local:/i.test(repo);
 }

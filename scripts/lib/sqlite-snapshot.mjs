@@ -1,3 +1,4 @@
+// @ts-check
 // Takes a consistent copy of the dispatcher's live SQLite database with SQLite's online backup API
 // (node:sqlite's backup()): the pages are copied under one read transaction, so the copy is the
 // database as of one committed instant even while the dispatcher keeps writing. A plain file copy
@@ -36,7 +37,7 @@ export async function snapshotDatabase(liveFile, destFile) {
       jobs: check.jobs,
       integrity: check.integrity,
     };
-  } catch (err) {
+  } catch (/** @type {any} */ err) {
     if (err instanceof BackupError) throw err;
     throw new BackupError("database", `online backup of ${liveFile} failed: ${err.message}`, { cause: err });
   } finally {
@@ -44,7 +45,10 @@ export async function snapshotDatabase(liveFile, destFile) {
   }
 }
 
-/** The copy inherits WAL mode; switching it to a rollback journal keeps it one file with nothing beside it. */
+/**
+ * The copy inherits WAL mode; switching it to a rollback journal keeps it one file with nothing beside it.
+ * @param {string} file
+ */
 function selfContained(file) {
   const copy = new DatabaseSync(file);
   try {
@@ -58,6 +62,7 @@ function selfContained(file) {
  * Opens a database copy read-only and reports `PRAGMA integrity_check` ("ok" or the problems,
  * joined) and how many jobs it holds (null when it has no jobs table).
  * @param {string} file
+ * @returns {{ integrity: string, jobs: number | null }}
  */
 export function inspectDatabase(file) {
   let db;
@@ -67,9 +72,9 @@ export function inspectDatabase(file) {
     const rows = db.prepare("PRAGMA integrity_check").all().map((r) => r.integrity_check);
     const integrity = rows.length === 1 && rows[0] === "ok" ? "ok" : rows.join("; ");
     const hasJobs = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").get();
-    const jobs = hasJobs && integrity === "ok" ? db.prepare("SELECT count(*) AS n FROM jobs").get().n : null;
+    const jobs = hasJobs && integrity === "ok" ? Number(db.prepare("SELECT count(*) AS n FROM jobs").get()?.n) : null;
     return { integrity, jobs };
-  } catch (err) {
+  } catch (/** @type {any} */ err) {
     return { integrity: `cannot read it as an SQLite database: ${err.message}`, jobs: null };
   } finally {
     db?.close();
