@@ -493,6 +493,18 @@ export const jobListQuerySchema = z.object({
     .optional(),
 });
 
+/** CVLab-Kit's statuses (its QueueView), for `GET /api/queue/list?status=`. */
+export const cvlabQueueStatuses = ["pending", "queued", "assigned", "running", "completed", "failed", "cancelled"] as const;
+export type CvlabQueueStatus = (typeof cvlabQueueStatuses)[number];
+
+/** `GET /api/queue/list`: CVLab-Kit's queue page (queue.py's list call). */
+export const queueListQuerySchema = z.object({
+  status: z.enum(cvlabQueueStatuses, `one of ${cvlabQueueStatuses.join(", ")}`).optional(),
+  project: z.string("one project").optional(),
+  limit: wholeNumberParam(1, 1000, "a whole number from 1 to 1000").default(50),
+  offset: wholeNumberParam(0, Number.MAX_SAFE_INTEGER, "a whole number >= 0").default(0),
+});
+
 /** `GET /api/agents/{hostId}/lease?wait=S` (seconds; the dispatcher caps it). */
 export const leaseQuerySchema = z.object({
   wait: z

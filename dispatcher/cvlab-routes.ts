@@ -2,16 +2,16 @@
 // imports of another queue's history. Registered with the job routes; auth is each route's
 // `access` (the server's onRequest hook), members act on their own jobs only.
 import type { FastifyInstance } from "fastify";
-import { importRequestSchema, jobStates, queueAddRequestSchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
+import { type CvlabQueueStatus, importRequestSchema, jobStates, queueAddRequestSchema, queueListQuerySchema, submitGroupRequestSchema, type Job, type JobState } from "../core/api.js";
 import { assertPriorityAllowed, cvlabPriority, RequestProblem, toCvlabJob } from "./cvlab.js";
 import { isAdmin } from "./http/auth.js";
-import { jobOr404, parseBody, requireOwnerOrAdmin, viewJob, type RouteContext } from "./http/common.js";
+import { jobOr404, parseBody, parseQuery, requireOwnerOrAdmin, viewJob, type RouteContext } from "./http/common.js";
 import { settleJobCode } from "./routes/code.js";
 import { actorOf, ownerOf, roleOf } from "./routes/jobs.js";
 import type { StoredJob } from "./store.js";
 
 /** CVLab-Kit's statuses back to labrig's states, for `GET /api/queue/list?status=`. */
-const statesForCvlabStatus: Record<string, JobState[]> = {
+const statesForCvlabStatus: Record<CvlabQueueStatus, JobState[]> = {
   pending: ["queued"],
   queued: ["queued"],
   assigned: ["assigned"],
@@ -42,14 +42,10 @@ export function registerCvlabRoutes(app: FastifyInstance, ctx: RouteContext): vo
     return { ...job, job_id: job.id, experiment_uid: job.id, status: cvlab.status, job: cvlab };
   });
 
-  app.get<{ Querystring: { status?: string; project?: string; limit?: string; offset?: string } }>("/api/queue/list", person, async (req) => {
-    const states = req.query.status ? statesForCvlabStatus[req.query.status] : undefined;
-    if (req.query.status && !states) throw new RequestProblem("status", `one of ${Object.keys(statesForCvlabStatus).join(", ")}`, 400, "invalid_query");
-    const limit = req.query.limit ? Number(req.query.limit) : 50;
-    const offset = req.query.offset ? Number(req.query.offset) : 0;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestProblem("limit", "a whole number from 1 to 1000", 400, "invalid_query");
-    if (!Number.isInteger(offset) || offset < 0) throw new RequestProblem("offset", "a whole number >= 0", 400, "invalid_query");
-    const all = service.store.listJobs({ states, project: req.query.project, limit: 100_000 });
+  app.get("/api/queue/list", person, async (req) => {
+    const { status, project, limit, offset } = parseQuery(queueListQuerySchema, req.query);
+    const states = status ? statesForCvlabStatus[status] : undefined;
+    const all = service.store.listJobs({ states, project, limit: 100_000 });
     return { jobs: all.slice(offset, offset + limit).map((j) => toCvlabJob(withConfig(viewJob(j, req.caller)))), total: all.length };
   });
 

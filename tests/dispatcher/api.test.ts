@@ -126,6 +126,11 @@ describe("health and auth", () => {
     ["/api/jobs?limit=1&limit=2", "limit", /^limit: /],
     ["/api/jobs?cursor=-1", "cursor", /^cursor: pass the nextCursor/],
     ["/api/jobs?project=a&project=b", "project", /^project: one project/],
+    ["/api/queue/list?status=done", "status", /^status: one of pending, queued, assigned, running, completed, failed, cancelled$/],
+    ["/api/queue/list?limit=1001", "limit", /^limit: a whole number from 1 to 1000$/],
+    ["/api/queue/list?limit=ten", "limit", /^limit: /],
+    ["/api/queue/list?offset=-1", "offset", /^offset: a whole number >= 0$/],
+    ["/api/queue/list?status=queued&status=running", "status", /^status: /],
   ])("refuses GET %s naming the parameter", async (path, field, message) => {
     const r = await raw("GET", path, { token: d.adminToken });
     expect(r).toMatchObject({ status: 400, json: { error: "invalid_query", field } });
