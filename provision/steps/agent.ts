@@ -11,8 +11,8 @@ import { resolve } from "node:path";
 import { InputError, LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
 import { commandOutput } from "../facts/commands.js";
-import { fileStates } from "../facts/files.js";
-import { unitStates } from "../facts/systemd.js";
+import { type FileState, fileStates } from "../facts/files.js";
+import { type UnitState, unitStates } from "../facts/systemd.js";
 import { dispatcherUrl, readJoinToken } from "../inventory.js";
 import { joinTokenInEnv } from "../join-tokens.js";
 import { glibcProblem, type NodeRuntime, nodeArchOf, resolveNodeRuntime } from "../node-runtime.js";
@@ -104,16 +104,55 @@ async function runtimeFacts(ctx: StepContext): Promise<{ machine: string; glibc?
   return { machine: machine ?? "unknown", ...(glibc ? { glibc } : {}), ...(installed ? { installed } : {}) };
 }
 
-/** Why the host cannot run the agent's runtime, or the runtime for it. */
-async function runtimeFor(ctx: StepContext, facts: { machine: string; glibc?: string }): Promise<{ runtime: NodeRuntime } | { fail: string }> {
-  const arch = nodeArchOf(facts.machine);
-  if (!arch) return { fail: `the agent's Node runtime is built for x86_64 and aarch64 hosts; this host is ${facts.machine}` };
-  const glibc = glibcProblem(facts.glibc);
-  if (glibc) return { fail: glibc };
-  return { runtime: await resolveNodeRuntime(arch, { flag: ctx.assets.nodeRuntime, onLine: ctx.log }) };
+/** Why the host cannot run the agent's runtime (pure), or undefined. */
+export function runtimeRefusal(facts: { machine: string; glibc?: string }): string | undefined {
+  if (!nodeArchOf(facts.machine)) return `the agent's Node runtime is built for x86_64 and aarch64 hosts; this host is ${facts.machine}`;
+  return glibcProblem(facts.glibc);
 }
 
-async function desired(ctx: StepContext, runtime: NodeRuntime): Promise<{ files: DesiredFile[]; workdir: string; joinTokenWhy?: string }> {
+/** The runtime for the host, or why it cannot have one. */
+async function runtimeFor(ctx: StepContext, facts: { machine: string; glibc?: string }): Promise<{ runtime: NodeRuntime } | { fail: string }> {
+  const fail = runtimeRefusal(facts);
+  if (fail) return { fail };
+  return { runtime: await resolveNodeRuntime(nodeArchOf(facts.machine)!, { flag: ctx.assets.nodeRuntime, onLine: ctx.log }) };
+}
+
+/** What the plan is made from, besides the files wanted (tests build it by hand). */
+export interface AgentFacts {
+  files: Map<string, FileState>;
+  unit: UnitState;
+  userExists: boolean;
+  workdirExists: boolean;
+}
+
+export interface AgentWanted {
+  files: DesiredFile[];
+  workdir: string;
+  joinTokenWhy?: string;
+  runtime: Pick<NodeRuntime, "version" | "arch" | "sizeBytes">;
+}
+
+/** The agent step's plan (pure): the user, each file, the work folder, then the unit, in the order apply makes them. */
+export function planAgent(facts: AgentFacts, want: AgentWanted): Change[] {
+  const { runtime } = want;
+  const changes: Change[] = [];
+  if (!facts.userExists) changes.push({ kind: "run", what: createUser, reason: "the agent runs as it" });
+  const fileChanges = want.files
+    .map((f) => planFile(facts.files.get(f.path), f, fileWhat.get(f.path)))
+    .filter((c) => c !== undefined)
+    .map((c) => (c.kind === "write-file" && c.path === agentNodeRemote ? { ...c, reason: `${c.reason}: Node ${runtime.version || "from --node-runtime"} for ${runtime.arch}, ${Math.round(runtime.sizeBytes / 1e6)} MB, run once there before it replaces the old one` } : c))
+    .map((c) => (c.kind === "write-file" && c.path === agentEnvFile && want.joinTokenWhy ? { ...c, reason: `${c.reason}; join token: ${want.joinTokenWhy}` } : c));
+  changes.push(...fileChanges);
+  if (!facts.workdirExists) changes.push({ kind: "run", what: `create ${want.workdir}`, reason: `owned by ${agentUser}` });
+  if (fileChanges.some((c) => c.kind === "write-file" && c.path === agentUnitFile)) changes.push({ kind: "daemon-reload", reason: "the unit changed" });
+  const { unit } = facts;
+  if (unit.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: agentUnit, reason: `is ${unit.enabled}` });
+  if (unit.active !== "active") changes.push({ kind: "start-unit", unit: agentUnit, reason: `is ${unit.active}` });
+  else if (fileChanges.some((c) => c.kind === "write-file")) changes.push({ kind: "restart-unit", unit: agentUnit, reason: "its runtime, bundle, env or unit changed" });
+  return changes;
+}
+
+async function desired(ctx: StepContext, runtime: NodeRuntime): Promise<AgentWanted> {
   const bundlePath = ctx.assets.agentBundle ?? defaultAgentBundle;
   let bundle: Buffer;
   try {
@@ -127,6 +166,7 @@ async function desired(ctx: StepContext, runtime: NodeRuntime): Promise<{ files:
   const joinToken = await joinTokenFor(ctx);
   return {
     workdir,
+    runtime,
     ...(joinToken.why !== undefined ? { joinTokenWhy: joinToken.why } : {}),
     files: [
       { path: agentNodeRemote, content: { localPath: runtime.path, sha256: runtime.sha256 }, mode: 0o755, validate: runtimeStarts(runtime) },
@@ -169,20 +209,8 @@ export const agentStep: Step = {
       remote.exec(`id -u ${agentUser}`).then((r) => r.exitCode === 0),
       remote.exec(`test -d ${want.workdir}`).then((r) => r.exitCode === 0),
     ]);
-    const changes: Change[] = [];
-    if (!userExists) changes.push({ kind: "run", what: createUser, reason: "the agent runs as it" });
-    const fileChanges = want.files
-      .map((f) => planFile(states.get(f.path), f, fileWhat.get(f.path)))
-      .filter((c) => c !== undefined)
-      .map((c) => (c.kind === "write-file" && c.path === agentNodeRemote ? { ...c, reason: `${c.reason}: Node ${runtime.version || "from --node-runtime"} for ${runtime.arch}, ${Math.round(runtime.sizeBytes / 1e6)} MB, run once there before it replaces the old one` } : c))
-      .map((c) => (c.kind === "write-file" && c.path === agentEnvFile && want.joinTokenWhy ? { ...c, reason: `${c.reason}; join token: ${want.joinTokenWhy}` } : c));
-    changes.push(...fileChanges);
-    if (!workdirExists) changes.push({ kind: "run", what: `create ${want.workdir}`, reason: `owned by ${agentUser}` });
-    if (fileChanges.some((c) => c.kind === "write-file" && c.path === agentUnitFile)) changes.push({ kind: "daemon-reload", reason: "the unit changed" });
     const unit = units.get(agentUnit)!;
-    if (unit.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: agentUnit, reason: `is ${unit.enabled}` });
-    if (unit.active !== "active") changes.push({ kind: "start-unit", unit: agentUnit, reason: `is ${unit.active}` });
-    else if (fileChanges.some((c) => c.kind === "write-file")) changes.push({ kind: "restart-unit", unit: agentUnit, reason: "its runtime, bundle, env or unit changed" });
+    const changes = planAgent({ files: states, unit, userExists, workdirExists }, want);
     return { facts: { ...facts, runtime: `${runtime.version || runtime.path} ${runtime.arch} (${runtime.source})`, unit }, changes };
   },
   async apply(ctx, changes) {
