@@ -11,6 +11,9 @@ import { unitStates } from "../facts/systemd.js";
 import { groupsOf } from "../facts/users.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import { shq } from "../remote.js";
+import type { FileState } from "../facts/files.js";
+import type { UnitState } from "../facts/systemd.js";
+import type { HostConfig } from "../inventory.js";
 import type { Step, StepContext } from "../step.js";
 import { renderDaemonJson, withLogRotation } from "./daemon-json.js";
 
@@ -21,51 +24,83 @@ function packagesFor(ctx: StepContext): string[] {
   return ctx.host.docker.source === "distribution" ? ["docker.io"] : ["docker-ce", "docker-ce-cli", "containerd.io"];
 }
 
+/** What the docker step's plan is made from (tests build it by hand). */
+export interface DockerFacts {
+  /** package → version, undefined when not installed */
+  installed: Map<string, string | undefined>;
+  /** /etc/docker/daemon.json as parsed, undefined when absent */
+  daemonJson?: Record<string, unknown>;
+  unit: UnitState;
+  /** the login user's groups */
+  groups: string[];
+  /** Docker's apt source, when the host takes docker-ce from Docker's repository */
+  aptSource?: FileState;
+  /** the release's codename (bookworm, noble), for that source */
+  codename?: string;
+}
+
+/** The docker step's plan (pure): apt source, daemon.json, packages, the service, the docker group, in that order. */
+export function planDocker(host: Pick<HostConfig, "user" | "docker">, facts: DockerFacts): Change[] {
+  const missing = missingPackages(facts.installed);
+  const files = desiredFiles(host, facts);
+  const changes: Change[] = [];
+  if (host.docker.source === "docker") {
+    const list = planFile(facts.aptSource, files.get(dockerList)!, "Docker apt source");
+    if (list) changes.push(list, { kind: "run", what: fetchKey(host), reason: "for its repository" });
+  }
+  // daemon.json first: a fresh install then starts with it, and needs no restart.
+  const merged = withLogRotation(facts.daemonJson ?? {}, host.docker.logMaxSize, host.docker.logMaxFile);
+  if (merged.added.length) changes.push({ ...planFile(undefined, files.get(daemonJsonPath)!)!, reason: `adds ${merged.added.join(", ")}` });
+  if (missing.length) changes.push({ kind: "install-packages", packages: missing, refresh: host.docker.source === "docker", reason: "not installed" });
+  const { unit } = facts;
+  if (unit.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: "docker.service", reason: missing.length ? "after install" : `is ${unit.enabled}` });
+  if (unit.active !== "active") changes.push({ kind: "start-unit", unit: "docker.service", reason: missing.length ? "after install" : `is ${unit.active}` });
+  else if (merged.added.length) changes.push({ kind: "restart-unit", unit: "docker.service", reason: "daemon.json changed" });
+  if (!facts.groups.includes("docker")) changes.push({ kind: "add-to-group", user: host.user, group: "docker", reason: "to use docker without sudo" });
+  return changes;
+}
+
+const fetchKey = (host: Pick<HostConfig, "docker">) => `fetch Docker's signing key from ${host.docker.mirror}/gpg`;
+
+async function readDockerFacts(ctx: StepContext): Promise<DockerFacts> {
+  const { remote, host } = ctx;
+  const fromDocker = host.docker.source === "docker";
+  const [installed, daemon, units, groups, sources, codename] = await Promise.all([
+    installedPackages(remote, packagesFor(ctx)),
+    daemonConfig(remote),
+    unitStates(remote, ["docker.service"]),
+    groupsOf(remote, host.user),
+    fromDocker ? fileStates(remote, [dockerList]) : undefined,
+    fromDocker ? remote.run(". /etc/os-release && echo $VERSION_CODENAME").then((o) => o.trim()) : undefined,
+  ]);
+  return {
+    installed,
+    unit: units.get("docker.service")!,
+    groups,
+    ...(daemon.config ? { daemonJson: daemon.config } : {}),
+    ...(sources ? { aptSource: sources.get(dockerList) } : {}),
+    ...(codename ? { codename } : {}),
+  };
+}
+
 export const dockerStep: Step = {
   id: "docker",
   description: "Docker engine, daemon.json with log rotation, service running, user in the docker group",
   roles: ["gpu", "dispatcher"],
   ownedByDsm: "Docker comes from Container Manager (Package Center); labrig uses its /usr/local/bin/docker through sudo",
   async check(ctx) {
-    const { remote, host } = ctx;
-    const packages = packagesFor(ctx);
-    const [installed, daemon, units, groups] = await Promise.all([
-      installedPackages(remote, packages),
-      daemonConfig(remote),
-      unitStates(remote, ["docker.service"]),
-      groupsOf(remote, host.user),
-    ]);
-    const missing = missingPackages(installed);
-    const unit = units.get("docker.service")!;
-    const changes: Change[] = [];
-    const files = await desiredFiles(ctx, daemon.config ?? {});
-
-    if (host.docker.source === "docker") {
-      const states = await fileStates(remote, [dockerList]);
-      const list = planFile(states.get(dockerList), files.get(dockerList)!, "Docker apt source");
-      if (list) changes.push(list, { kind: "run", what: `fetch Docker's signing key from ${host.docker.mirror}/gpg`, reason: "for its repository" });
-    }
-    // daemon.json first: a fresh install then starts with it, and needs no restart.
-    const merged = withLogRotation(daemon.config ?? {}, host.docker.logMaxSize, host.docker.logMaxFile);
-    if (merged.added.length) {
-      changes.push({ ...planFile(undefined, files.get(daemonJsonPath)!)!, reason: `adds ${merged.added.join(", ")}` });
-    }
-    if (missing.length) changes.push({ kind: "install-packages", packages: missing, refresh: host.docker.source === "docker", reason: "not installed" });
-    if (unit.enabled !== "enabled") changes.push({ kind: "enable-unit", unit: "docker.service", reason: missing.length ? "after install" : `is ${unit.enabled}` });
-    if (unit.active !== "active") changes.push({ kind: "start-unit", unit: "docker.service", reason: missing.length ? "after install" : `is ${unit.active}` });
-    else if (merged.added.length) changes.push({ kind: "restart-unit", unit: "docker.service", reason: "daemon.json changed" });
-    if (!groups.includes("docker")) changes.push({ kind: "add-to-group", user: host.user, group: "docker", reason: "to use docker without sudo" });
-
-    const version = missing.length ? undefined : await commandOutput(remote, "docker version --format '{{.Server.Version}}'", { sudo: true });
-    return { facts: { installed: Object.fromEntries(installed), serverVersion: version, daemonJson: daemon.config ?? null }, changes };
+    const facts = await readDockerFacts(ctx);
+    const changes = planDocker(ctx.host, facts);
+    const version = missingPackages(facts.installed).length ? undefined : await commandOutput(ctx.remote, "docker version --format '{{.Server.Version}}'", { sudo: true });
+    return { facts: { installed: Object.fromEntries(facts.installed), serverVersion: version, daemonJson: facts.daemonJson ?? null }, changes };
   },
   async apply(ctx, changes) {
-    const daemon = await daemonConfig(ctx.remote);
-    const files = await desiredFiles(ctx, daemon.config ?? {});
+    // daemon.json is merged into what is there now, so an edit made since the check is kept.
+    const facts = await readDockerFacts(ctx);
     await applyChanges(ctx, changes, {
-      files,
+      files: desiredFiles(ctx.host, facts),
       runs: {
-        [`fetch Docker's signing key from ${ctx.host.docker.mirror}/gpg`]: async () => {
+        [fetchKey(ctx.host)]: async () => {
           await ctx.remote.run(`mkdir -p /etc/apt/keyrings && curl -fsSL ${shq(`${ctx.host.docker.mirror}/gpg`)} -o ${dockerKey}`, { sudo: true });
         },
       },
@@ -73,13 +108,11 @@ export const dockerStep: Step = {
   },
 };
 
-async function desiredFiles(ctx: StepContext, current: Record<string, unknown>): Promise<Map<string, DesiredFile>> {
-  const { host } = ctx;
-  const merged = withLogRotation(current, host.docker.logMaxSize, host.docker.logMaxFile);
+function desiredFiles(host: Pick<HostConfig, "docker">, facts: Pick<DockerFacts, "daemonJson" | "codename">): Map<string, DesiredFile> {
+  const merged = withLogRotation(facts.daemonJson ?? {}, host.docker.logMaxSize, host.docker.logMaxFile);
   const files: DesiredFile[] = [{ path: daemonJsonPath, content: renderDaemonJson(merged.config), mode: 0o644 }];
   if (host.docker.source === "docker") {
-    const codename = (await ctx.remote.run(". /etc/os-release && echo $VERSION_CODENAME")).trim();
-    files.push({ path: dockerList, content: `deb [signed-by=${dockerKey}] ${host.docker.mirror} ${codename} stable\n`, mode: 0o644 });
+    files.push({ path: dockerList, content: `deb [signed-by=${dockerKey}] ${host.docker.mirror} ${facts.codename ?? ""} stable\n`, mode: 0o644 });
   }
   return new Map(files.map((f) => [f.path, f]));
 }
