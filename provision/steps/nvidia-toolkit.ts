@@ -12,11 +12,12 @@ import { LabrigError } from "../../core/errors.js";
 import type { Change } from "../change.js";
 import { commandOutput } from "../facts/commands.js";
 import { daemonConfig, daemonJsonPath, dockerRuntimes } from "../facts/docker.js";
-import { fileStates } from "../facts/files.js";
+import { type FileState, fileStates } from "../facts/files.js";
 import { installedPackages } from "../facts/packages.js";
 import { applyChanges, planFile, sha256 } from "../ops.js";
 import { shq } from "../remote.js";
-import type { Step, StepContext } from "../step.js";
+import type { HostConfig } from "../inventory.js";
+import type { CheckResult, Step, StepContext } from "../step.js";
 import { renderDaemonJson, withCgroupfsDriver } from "./daemon-json.js";
 
 export const nvidiaKeyring = "/usr/share/keyrings/labrig-nvidia-container-toolkit.gpg";
@@ -28,6 +29,41 @@ export function nvidiaSourceLine(repository: string, keyUrl: string | undefined)
   return keyUrl ? `deb [signed-by=${nvidiaKeyring}] ${repository} /\n` : `deb ${repository} /\n`;
 }
 
+/** What the nvidia-toolkit step's plan is made from (tests build it by hand). */
+export interface NvidiaToolkitFacts {
+  /** `nvidia-smi -L`'s lines; undefined when the driver is missing or fails */
+  gpus?: string;
+  toolkit?: string;
+  aptSource?: FileState;
+  keyringExists: boolean;
+  daemonJson: Record<string, unknown>;
+  /** what `docker info` lists; undefined when docker did not answer */
+  dockerRuntimes?: string[];
+}
+
+/** The nvidia-toolkit step's plan (pure): skipped or refused without a driver; else key, source, package, runtime, cgroupfs, restart. */
+export function planNvidiaToolkit(host: Pick<HostConfig, "gpu" | "nvidia">, facts: NvidiaToolkitFacts): Pick<CheckResult, "changes" | "skip" | "fail"> {
+  if (facts.gpus === undefined) {
+    const why = "no working NVIDIA driver (nvidia-smi is missing or fails)";
+    if (host.gpu === "required") return { changes: [], fail: `${why}, and the inventory says gpu: required; install the driver, reboot, run again` };
+    return { changes: [], skip: `${why}; install the driver and run again to set up the toolkit` };
+  }
+  const changes: Change[] = [];
+  const list = planFile(facts.aptSource, { path: nvidiaList, content: nvidiaSourceLine(host.nvidia.repository, host.nvidia.keyUrl), mode: 0o644 }, "NVIDIA apt source");
+  if (host.nvidia.keyUrl && !facts.keyringExists) changes.push({ kind: "run", what: `fetch the signing key from ${host.nvidia.keyUrl}`, reason: "for NVIDIA's repository" });
+  if (list) changes.push(list);
+  if (!facts.toolkit) changes.push({ kind: "install-packages", packages: ["nvidia-container-toolkit"], refresh: true, reason: "not installed" });
+  const runtimes = (facts.daemonJson.runtimes ?? {}) as Record<string, unknown>;
+  if (!runtimes.nvidia) changes.push({ kind: "run", what: configureRuntime, reason: "Docker has no nvidia runtime in daemon.json" });
+  if (withCgroupfsDriver(facts.daemonJson).added.length) changes.push({ kind: "run", what: setCgroupfs, reason: "keeps GPUs in running containers across daemon-reload" });
+  if (changes.some((c) => c.kind === "run" && (c.what === configureRuntime || c.what === setCgroupfs))) {
+    changes.push({ kind: "restart-unit", unit: "docker.service", reason: "if daemon.json changed" });
+  } else if (!facts.dockerRuntimes?.includes("nvidia")) {
+    changes.push({ kind: "restart-unit", unit: "docker.service", reason: "docker info does not list the nvidia runtime yet" });
+  }
+  return { changes };
+}
+
 export const nvidiaToolkitStep: Step = {
   id: "nvidia-toolkit",
   description: "NVIDIA container toolkit and Docker's nvidia runtime, when a driver is present",
@@ -36,32 +72,23 @@ export const nvidiaToolkitStep: Step = {
     const { remote, host } = ctx;
     if (host.gpu === "none") return { facts: {}, changes: [], skip: "gpu: none in the inventory" };
     const gpus = await commandOutput(remote, "nvidia-smi -L");
-    if (gpus === undefined) {
-      const why = "no working NVIDIA driver (nvidia-smi is missing or fails)";
-      if (host.gpu === "required") return { facts: { driver: false }, changes: [], fail: `${why}, and the inventory says gpu: required; install the driver, reboot, run again` };
-      return { facts: { driver: false }, changes: [], skip: `${why}; install the driver and run again to set up the toolkit` };
-    }
-    const [installed, files, daemon] = await Promise.all([
+    if (gpus === undefined) return { facts: { driver: false }, ...planNvidiaToolkit(host, { gpus, keyringExists: false, daemonJson: {} }) };
+    const [installed, files, daemon, runtimes] = await Promise.all([
       installedPackages(remote, ["nvidia-container-toolkit"]),
       fileStates(remote, [nvidiaList, nvidiaKeyring]),
       daemonConfig(remote),
+      dockerRuntimes(remote),
     ]);
-    const changes: Change[] = [];
-    const list = planFile(files.get(nvidiaList), { path: nvidiaList, content: nvidiaSourceLine(host.nvidia.repository, host.nvidia.keyUrl), mode: 0o644 }, "NVIDIA apt source");
-    if (host.nvidia.keyUrl && !files.get(nvidiaKeyring)!.exists) changes.push({ kind: "run", what: `fetch the signing key from ${host.nvidia.keyUrl}`, reason: "for NVIDIA's repository" });
-    if (list) changes.push(list);
     const toolkit = installed.get("nvidia-container-toolkit");
-    if (!toolkit) changes.push({ kind: "install-packages", packages: ["nvidia-container-toolkit"], refresh: true, reason: "not installed" });
-    const config = daemon.config ?? {};
-    const runtimes = (config.runtimes ?? {}) as Record<string, unknown>;
-    if (!runtimes.nvidia) changes.push({ kind: "run", what: configureRuntime, reason: "Docker has no nvidia runtime in daemon.json" });
-    if (withCgroupfsDriver(config).added.length) changes.push({ kind: "run", what: setCgroupfs, reason: "keeps GPUs in running containers across daemon-reload" });
-    if (changes.some((c) => c.kind === "run" && (c.what === configureRuntime || c.what === setCgroupfs))) {
-      changes.push({ kind: "restart-unit", unit: "docker.service", reason: "if daemon.json changed" });
-    } else if (!(await dockerRuntimes(remote))?.includes("nvidia")) {
-      changes.push({ kind: "restart-unit", unit: "docker.service", reason: "docker info does not list the nvidia runtime yet" });
-    }
-    return { facts: { driver: true, gpus: gpus.split("\n").length, toolkit: toolkit ?? null }, changes };
+    const plan = planNvidiaToolkit(host, {
+      gpus,
+      ...(toolkit ? { toolkit } : {}),
+      aptSource: files.get(nvidiaList),
+      keyringExists: !!files.get(nvidiaKeyring)?.exists,
+      daemonJson: daemon.config ?? {},
+      ...(runtimes ? { dockerRuntimes: runtimes } : {}),
+    });
+    return { facts: { driver: true, gpus: gpus.split("\n").length, toolkit: toolkit ?? null }, ...plan };
   },
   async apply(ctx, changes) {
     const { remote, host } = ctx;
