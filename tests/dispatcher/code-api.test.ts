@@ -8,11 +8,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codeSnapshotId, type CodeManifest } from "../../core/code.js";
 import type { DispatcherClient } from "../../core/client.js";
-import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { startInProcessDispatcher, type InProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { rawRequest } from "../helpers/http.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let admin: DispatcherClient;
 let member: { token: string };
 const raw = (method: string, path: string, opts: Parameters<typeof rawRequest>[3] = {}) => rawRequest(d.url, method, path, opts);
@@ -31,7 +31,7 @@ const manifest: CodeManifest = {
 };
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_HEARTBEAT_S: "1", LABRIG_CODE_LIMIT_MB: "1" } });
+  d = await startInProcessDispatcher({ env: { LABRIG_HEARTBEAT_S: "1", LABRIG_CODE_LIMIT_MB: "1" } });
   admin = d.admin();
   const r = await raw("POST", "/api/users", { token: d.adminToken, body: { name: "mia", role: "member" } });
   expect(r.status, r.text).toBe(201);

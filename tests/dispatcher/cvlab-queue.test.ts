@@ -5,14 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DispatcherClient } from "../../core/client.js";
 import { assertPriorityAllowed, RequestProblem } from "../../dispatcher/cvlab.js";
 import { rawRequest } from "../helpers/http.js";
-import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { startInProcessDispatcher, type InProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let admin: DispatcherClient;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_CVLAB_DIR: "/srv/cvlab-kit" } });
+  d = await startInProcessDispatcher({ env: { LABRIG_CVLAB_DIR: "/srv/cvlab-kit" } });
   admin = d.admin();
 });
 afterAll(async () => {

@@ -5,18 +5,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job, Lease } from "../../core/api.js";
 import { DispatcherClient } from "../../core/client.js";
-import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { startInProcessDispatcher, type InProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { rawRequest } from "../helpers/http.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let admin: DispatcherClient;
 const agents: SimAgent[] = [];
 
 beforeAll(async () => {
   // The lab's own defaults (4 cores and 16 GiB a GPU, 1 core and 2 GiB without one), not the tests' small ones.
-  d = await startDispatcher({ env: { LABRIG_CPUS_PER_GPU: "4", LABRIG_MEMORY_GIB_PER_GPU: "16", LABRIG_GPULESS_CPUS: "1", LABRIG_GPULESS_MEMORY_GIB: "2", LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "20", LABRIG_DISCONNECT_AFTER_S: "40", LABRIG_ASSIGN_TIMEOUT_S: "600" } });
+  d = await startInProcessDispatcher({ env: { LABRIG_CPUS_PER_GPU: "4", LABRIG_MEMORY_GIB_PER_GPU: "16", LABRIG_GPULESS_CPUS: "1", LABRIG_GPULESS_MEMORY_GIB: "2", LABRIG_HEARTBEAT_S: "1", LABRIG_STALE_AFTER_S: "20", LABRIG_DISCONNECT_AFTER_S: "40", LABRIG_ASSIGN_TIMEOUT_S: "600" } });
   admin = d.admin();
 });
 afterAll(async () => {
