@@ -9,11 +9,11 @@ import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../core/api.js";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
-import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
+import { type InProcessDispatcher, startInProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { waitFor } from "../helpers/wait.js";
 import { cliEnv, runCli } from "./cli-process.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let agents: AgentProcess[] = [];
 let repo: string;
 let scratch: string;
@@ -68,7 +68,7 @@ beforeAll(async () => {
   writeFileSync(join(repo, "notes.txt"), "new and untracked\n");
   rmSync(join(repo, "pkg", "old.py"));
 
-  d = await startDispatcher({ env: { LABRIG_HEARTBEAT_S: "1" } });
+  d = await startInProcessDispatcher({ env: { LABRIG_HEARTBEAT_S: "1" } });
   agents = await Promise.all([
     startAgent({ url: d.url, joinToken: d.joinToken, hostId: "code-a" }),
     startAgent({ url: d.url, joinToken: d.joinToken, hostId: "code-b" }),

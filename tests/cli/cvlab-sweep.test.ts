@@ -10,11 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../core/api.js";
 import { parseCvlabConfig } from "../../core/cvlab-config.js";
 import { type AgentProcess, startAgent } from "../helpers/agent-process.js";
-import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
+import { type InProcessDispatcher, startInProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { waitFor } from "../helpers/wait.js";
 import { cliEnv, runCli } from "./cli-process.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let agents: AgentProcess[] = [];
 let checkout: string;
 let env: Record<string, string>;
@@ -38,7 +38,7 @@ beforeAll(async () => {
   );
   chmodSync(join(checkout, "train.sh"), 0o755);
   writeFileSync(join(checkout, "exp.yaml"), experiment);
-  d = await startDispatcher({ env: { LABRIG_QUEUE_COMMAND: "sh train.sh --config {config_path} --fast", LABRIG_CVLAB_DIR: checkout, LABRIG_HEARTBEAT_S: "1" } });
+  d = await startInProcessDispatcher({ env: { LABRIG_QUEUE_COMMAND: "sh train.sh --config {config_path} --fast", LABRIG_CVLAB_DIR: checkout, LABRIG_HEARTBEAT_S: "1" } });
   agents = await Promise.all([
     startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-4x", gpus: "a100-80gb-x4.txt" }),
     startAgent({ url: d.url, joinToken: d.joinToken, hostId: "gpu-2x", gpus: "rtx-4090-x2.txt" }),

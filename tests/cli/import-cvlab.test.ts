@@ -8,10 +8,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../core/api.js";
 import { Database } from "../../dispatcher/sqlite.js";
-import { type DispatcherProcess, repoRoot, startDispatcher } from "../helpers/dispatcher-process.js";
+import { repoRoot } from "../helpers/dispatcher-process.js";
+import { type InProcessDispatcher, startInProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { cliEnv, runCli } from "./cli-process.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let root: string;
 let env: Record<string, string>;
 let dbFile: string;
@@ -87,7 +88,7 @@ beforeAll(async () => {
     });
   });
   db.close();
-  d = await startDispatcher();
+  d = await startInProcessDispatcher();
   env = cliEnv({ LABRIG_URL: d.url, LABRIG_TOKEN: d.adminToken, LABRIG_HOME: root, TZ: "UTC" });
 });
 

@@ -4,15 +4,15 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type DispatcherProcess, startDispatcher } from "../helpers/dispatcher-process.js";
+import { type InProcessDispatcher, startInProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { cliEnv, runCli } from "./cli-process.js";
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let adminEnv: Record<string, string>;
 let home: string;
 
 beforeAll(async () => {
-  d = await startDispatcher();
+  d = await startInProcessDispatcher();
   home = mkdtempSync(join(tmpdir(), "labrig-people-home-"));
   adminEnv = cliEnv({ LABRIG_URL: d.url, LABRIG_TOKEN: d.adminToken, LABRIG_HOME: join(home, "admin") });
 });

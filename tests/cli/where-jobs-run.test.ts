@@ -8,20 +8,21 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Job } from "../../core/api.js";
 import { relativePathsIn } from "../../cli/job-commands.js";
-import { type DispatcherProcess, repoRoot, startDispatcher } from "../helpers/dispatcher-process.js";
+import { repoRoot } from "../helpers/dispatcher-process.js";
+import { type InProcessDispatcher, startInProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { cliEnv, runCli } from "./cli-process.js";
 
 // Each test starts several CLI processes (node + tsx, seconds each on a busy machine).
 vi.setConfig({ testTimeout: 120_000 });
 
-let d: DispatcherProcess;
+let d: InProcessDispatcher;
 let scratch: string;
 let labHome: string;
 let project: string;
 let binDir: string;
 
 beforeAll(async () => {
-  d = await startDispatcher();
+  d = await startInProcessDispatcher();
   scratch = realpathSync(mkdtempSync(join(tmpdir(), "labrig-where-")));
   // A local lab as `pnpm start` leaves it for other commands: lab.json naming the dispatcher.
   labHome = join(scratch, "home");
