@@ -2,6 +2,8 @@
 // Runs restic against one repository with zx: the repository and password travel in restic's own
 // environment variables (never on a command line), --json output is parsed, and a failure becomes
 // a BackupError carrying the command and the tail of restic's stderr.
+// One process library a role: zx for these shell-like scripts (plain JS, run by node in the
+// dispatcher container); execa for processes the TypeScript code starts (provision, cli, tests).
 import { $ } from "zx";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
