@@ -11,3 +11,4 @@ export { createTestNetwork, type TestNetwork } from "./network.js";
 export { createSshKey, type TestSshKey } from "./ssh-key.js";
 export { startDsmLikeHost, dsmVersionFile, type DsmLikeHost } from "./dsm-host.js";
 export { startTestHost, type TestHost, type TestHostOptions, type ExecResult } from "./test-host.js";
+export { startTestBed, type TestBed } from "./test-bed.js";

@@ -2,44 +2,33 @@
 // (SSH's ProxyJump; its SSH port closed to all but the last hop), every hop's key pinned; and a
 // login user whose sudo asks for a password, given once with --ask-sudo-pass on stdin and found in
 // no report, log or process list.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SudoPasswordWrongError } from "../../provision/remote.js";
 import { SshRemote, type SshTarget } from "../../provision/ssh-remote.js";
 import { nodeWithTsx, repoRoot } from "../helpers/dispatcher-process.js";
-import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork, type TestSshKey } from "../infra/index.js";
+import { startTestBed, type TestBed, type TestHost, type TestSshKey } from "../infra/index.js";
 import type { ProvisionReport } from "../../provision/runner.js";
 
 const password = "Tr0ub4dor-i20-sudo-pw";
+let bed: TestBed;
 let dir: string;
-let net: TestNetwork;
 let key: TestSshKey;
 let jump1: TestHost;
 let jump2: TestHost;
 let inner: TestHost;
 
 beforeAll(async () => {
-  await requireDocker();
-  dir = mkdtempSync(join(tmpdir(), "labrig-reach-"));
-  net = await createTestNetwork("reach");
-  key = createSshKey(dir);
-  [jump1, jump2, inner] = await Promise.all([
-    startTestHost({ name: "jump1", network: net, publicKey: key.publicKey }),
-    startTestHost({ name: "jump2", network: net, publicKey: key.publicKey }),
-    startTestHost({ name: "inner", network: net, publicKey: key.publicKey, sudo: "password", sudoPassword: password }),
-  ]);
+  bed = await startTestBed("reach", [{ name: "jump1" }, { name: "jump2" }, { name: "inner", sudo: "password", sudoPassword: password }]);
+  ({ dir, key } = bed);
+  [jump1, jump2, inner] = bed.hosts as [TestHost, TestHost, TestHost];
   // inner takes SSH only from jump2, jump2 only from jump1: this machine must go jump1 → jump2 → inner.
   await Promise.all([inner.closeSshExceptFrom([jump2.ip]), jump2.closeSshExceptFrom([jump1.ip])]);
 }, 600_000);
 
-afterAll(async () => {
-  await Promise.all([jump1?.stop(), jump2?.stop(), inner?.stop()]);
-  await net?.remove();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => bed?.stop());
 
 const innerTarget = (): SshTarget => ({ host: "inner", address: inner.ip, port: 22, user: "deploy", identityFile: key.privateKeyFile, jumps: [{ address: jump1.ip, port: 22 }, { address: jump2.ip, port: 22, user: "deploy" }] });
 

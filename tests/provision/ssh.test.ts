@@ -1,38 +1,28 @@
 // The SSH side of provisioning against real test hosts: host keys pinned on first use and a
 // changed key refused, a sudo that wants a password named as such, command errors that carry
 // the command, exit code and stderr, and one retry when the connection drops under a command.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HostKeyChangedError } from "../../provision/known-hosts.js";
 import { RemoteCommandError, SudoPasswordRequiredError } from "../../provision/remote.js";
 import { SshRemote } from "../../provision/ssh-remote.js";
-import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork, type TestSshKey } from "../infra/index.js";
+import { createSshKey, startTestBed, type TestBed, type TestHost, type TestSshKey } from "../infra/index.js";
 import { provisionCli, stepOf } from "./helpers.js";
 
+let bed: TestBed;
 let dir: string;
-let net: TestNetwork;
 let key: TestSshKey;
 let host: TestHost;
 let strict: TestHost;
 
 beforeAll(async () => {
-  await requireDocker();
-  dir = mkdtempSync(join(tmpdir(), "labrig-ssh-"));
-  net = await createTestNetwork("ssh");
-  key = createSshKey(dir);
-  [host, strict] = await Promise.all([
-    startTestHost({ name: "ssh-a", network: net, publicKey: key.publicKey }),
-    startTestHost({ name: "ssh-pw", network: net, publicKey: key.publicKey, sudo: "password" }),
-  ]);
+  bed = await startTestBed("ssh", [{ name: "ssh-a" }, { name: "ssh-pw", sudo: "password" }]);
+  ({ dir, key } = bed);
+  [host, strict] = bed.hosts as [TestHost, TestHost];
 }, 600_000);
 
-afterAll(async () => {
-  await Promise.all([host?.stop(), strict?.stop()]);
-  await net?.remove();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => bed?.stop());
 
 function remoteFor(h: TestHost, knownHostsFile: string, notices: string[] = []) {
   return new SshRemote(

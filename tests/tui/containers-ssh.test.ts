@@ -2,32 +2,25 @@
 // key provisioning pinned, and refuses an unpinned or changed one with a message saying what to do
 // (finding: tui/containers.ts accepted any host key). It is provisioning's own path
 // (connectDockerOverSsh), told to pin nothing.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshRemote } from "../../provision/ssh-remote.js";
 import { pollSources, sshSource } from "../../tui/containers.js";
-import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork, type TestSshKey } from "../infra/index.js";
+import { startTestBed, type TestBed, type TestHost, type TestSshKey } from "../infra/index.js";
 
+let bed: TestBed;
 let dir: string;
-let net: TestNetwork;
 let key: TestSshKey;
 let host: TestHost;
 
 beforeAll(async () => {
-  await requireDocker();
-  dir = mkdtempSync(join(tmpdir(), "labrig-tui-ssh-"));
-  net = await createTestNetwork("tui-ssh");
-  key = createSshKey(dir);
-  host = await startTestHost({ name: "tui-ssh-a", network: net, publicKey: key.publicKey });
+  bed = await startTestBed("tui-ssh", [{ name: "tui-ssh-a" }]);
+  ({ dir, key } = bed);
+  host = bed.hosts[0]!;
 }, 600_000);
 
-afterAll(async () => {
-  await host?.stop();
-  await net?.remove();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => bed?.stop());
 
 function source(knownHostsFile: string) {
   return sshSource({ host: host.name, address: host.ip, port: 22, user: "deploy", identityFile: key.privateKeyFile }, knownHostsFile);
