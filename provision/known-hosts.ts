@@ -37,24 +37,13 @@ function keyType(blob: Buffer): string {
   return blob.subarray(4, 4 + len).toString("latin1");
 }
 
-export type HostKeyVerdict = { status: "known" } | { status: "recorded"; fingerprint: string } | { status: "changed"; error: HostKeyChangedError };
+export type HostKeyVerdict = { status: "known" } | { status: "recorded"; fingerprint: string } | { status: "unpinned" } | { status: "changed"; error: HostKeyChangedError };
 
 /**
- * Only reads the file: whether the offered key is the one pinned for the host, none is pinned yet,
- * or another one is. For tools that must not pin on their own (the dashboard's Docker over SSH).
+ * Checks a host's offered key against the file; records it when the host is new, unless `pinNew`
+ * is false (tools that must not pin on their own, the dashboard): then a new host is "unpinned".
  */
-export function checkPinnedHostKey(file: string, address: string, port: number, keyBlob: Buffer): "known" | "unknown" | "changed" {
-  const pattern = knownHostsPattern(address, port);
-  const offered = keyBlob.toString("base64");
-  const type = keyType(keyBlob);
-  const lines = existsSync(file) ? readFileSync(file, "utf8").split("\n") : [];
-  const pinned = lines.map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 3 && !f[0]!.startsWith("#") && f[0]!.split(",").includes(pattern));
-  if (pinned.length === 0) return "unknown";
-  return pinned.some((f) => f[1] === type && f[2] === offered) ? "known" : "changed";
-}
-
-/** Checks a host's offered key against the file; records it when the host is new. */
-export function verifyHostKey(file: string, host: string, address: string, port: number, keyBlob: Buffer): HostKeyVerdict {
+export function verifyHostKey(file: string, host: string, address: string, port: number, keyBlob: Buffer, opts: { pinNew?: boolean } = {}): HostKeyVerdict {
   const pattern = knownHostsPattern(address, port);
   const offered = keyBlob.toString("base64");
   const type = keyType(keyBlob);
@@ -69,6 +58,7 @@ export function verifyHostKey(file: string, host: string, address: string, port:
     const expected = fingerprint(Buffer.from(was[2]!, "base64"));
     return { status: "changed", error: new HostKeyChangedError(host, pattern, file, expected, fingerprint(keyBlob)) };
   }
+  if (opts.pinNew === false) return { status: "unpinned" };
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   appendFileSync(file, `${pattern} ${type} ${offered} ${host}\n`, { mode: 0o600 });
   return { status: "recorded", fingerprint: fingerprint(keyBlob) };

@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import ssh2, { type ConnectConfig, type SFTPWrapper } from "ssh2";
 import { LabrigError } from "../core/errors.js";
 import type { HostConfig } from "./inventory.js";
-import { checkPinnedHostKey, knownHostsPattern, verifyHostKey } from "./known-hosts.js";
+import { knownHostsPattern, verifyHostKey } from "./known-hosts.js";
 import { parseProxyJump, type SshHop } from "./proxy-jump.js";
 import { type ExecResult, ShellRemote } from "./remote.js";
 
@@ -103,16 +103,11 @@ async function connectHop(
   if (sock) config.sock = sock;
   let hostKeyError: LabrigError | undefined;
   config.hostVerifier = (key: Buffer) => {
-    if (opts.pinNew === false) {
-      const pinned = checkPinnedHostKey(opts.knownHostsFile, hop.address, hop.port, key);
-      if (pinned === "unknown") hostKeyError = new HostKeyNotPinnedError(hop.label, knownHostsPattern(hop.address, hop.port), opts.knownHostsFile);
-      if (pinned === "changed") {
-        const verdict = verifyHostKey(opts.knownHostsFile, hop.label, hop.address, hop.port, key); // reads only: a key is pinned
-        if (verdict.status === "changed") hostKeyError = verdict.error;
-      }
-      return pinned === "known";
+    const verdict = verifyHostKey(opts.knownHostsFile, hop.label, hop.address, hop.port, key, { pinNew: opts.pinNew });
+    if (verdict.status === "unpinned") {
+      hostKeyError = new HostKeyNotPinnedError(hop.label, knownHostsPattern(hop.address, hop.port), opts.knownHostsFile);
+      return false;
     }
-    const verdict = verifyHostKey(opts.knownHostsFile, hop.label, hop.address, hop.port, key);
     if (verdict.status === "changed") {
       hostKeyError = verdict.error;
       return false;
