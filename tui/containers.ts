@@ -5,7 +5,7 @@
 import Docker from "dockerode";
 import { errorMessage } from "../core/errors.js";
 import type { SshTarget } from "../provision/ssh-remote.js";
-import { connectDockerOverSsh, type DockerConnection } from "../provision/steps/dispatcher-container-docker.js";
+import type { DockerConnection } from "../provision/steps/dispatcher-container-docker.js";
 import type { ContainerHost, ContainerRow } from "./state.js";
 import { CONTAINER_LABELS } from "../core/labels.js";
 
@@ -110,7 +110,10 @@ export function localSource(env: NodeJS.ProcessEnv = process.env): ContainerSour
 export function sshSource(target: SshTarget, knownHostsFile: string): ContainerSource {
   let conn: Promise<DockerConnection> | undefined;
   const list = async () => {
-    conn ??= connectDockerOverSsh(target, { knownHostsFile, pinNew: false, connectTimeoutMs: 10_000 });
+    // Loaded on first use: a dashboard without an inventory never needs ssh2.
+    conn ??= import("../provision/steps/dispatcher-container-docker.js").then(({ connectDockerOverSsh }) =>
+      connectDockerOverSsh(target, { knownHostsFile, pinNew: false, connectTimeoutMs: 10_000 }),
+    );
     const current = conn;
     try {
       return await listLabContainers((await current).docker);
