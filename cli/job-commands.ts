@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { isTerminalJobState, jobListResponseSchema, type Job, type JobState, type SubmitJobRequest, type UsageReport, type WhoAmI } from "../core/api.js";
 import type { DispatcherClient } from "../core/client.js";
 import { clientFor, targetClient } from "./dispatcher-client.js";
-import { ApiError, InputError, LabrigError } from "../core/errors.js";
+import { InputError, LabrigError } from "../core/errors.js";
 import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmission } from "./cvlab-submit.js";
 import { collectCodeSnapshot, gitWorkTree } from "./code-snapshot.js";

@@ -6,9 +6,3 @@ export async function commandOutput(remote: Remote, command: string, opts: { sud
   const res = await remote.exec(`${command} 2>&1`, { sudo: opts.sudo, timeoutMs: 30_000 });
   return res.exitCode === 0 ? res.stdout.trim() : undefined;
 }
-
-/** "v18.19.0" → 18; anything else → undefined. */
-export function nodeMajor(version: string | undefined): number | undefined {
-  const m = version?.match(/^v(\d+)\./);
-  return m ? Number(m[1]) : undefined;
-}

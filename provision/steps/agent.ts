@@ -1,9 +1,10 @@
 // Step `agent`: the labrig agent as a systemd service, on labrig's own Node.js
 // (/opt/labrig/node/bin/node, npm's node-linux-<arch> at the pinned version, node-runtime.ts; the
-// host's nodejs package is neither needed nor touched), the bundled agent in /opt/labrig/agent/
-// (each uploaded only when its hash differs; the runtime is run once after it is sent), /etc/labrig/agent.env (0600 root: dispatcher URL, host id, join token),
+// host's nodejs package is neither needed nor touched, and the new runtime is run once on the host
+// before it replaces the old one), the bundled agent in /opt/labrig/agent/ (each uploaded only
+// when its hash differs), /etc/labrig/agent.env (0600 root: dispatcher URL, host id, join token),
 // labrig-agent.service (Restart=always, hardened, logs to journald), enabled and running, and
-// restarted only when the bundle, the env file or the unit changed. The join token is the one
+// restarted only when the runtime, the bundle, the env file or the unit changed. The join token is the one
 // ctx.joinTokens grants the host (join-tokens.ts: a single-use one for a host not registered yet,
 // the env file's own for a registered one), else the lab's shared one.
 import { readFileSync } from "node:fs";

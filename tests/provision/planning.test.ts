@@ -16,7 +16,6 @@ import type { Step } from "../../provision/step.js";
 import { mergeMissing, withCgroupfsDriver, withLogRotation } from "../../provision/steps/daemon-json.js";
 import { desiredUfwRules, reconcileUfwRules } from "../../provision/steps/firewall.js";
 import { type BackupFacts, backupEnvFile, backupFiles, backupKind, backupServiceFile, backupTimerFile, containerRepository, planBackupTimer } from "../../provision/steps/backup-timer.js";
-import { sha256 } from "../../provision/ops.js";
 
 const dir = mkdtempSync(join(tmpdir(), "labrig-plan-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
