@@ -3,24 +3,22 @@
 // says the engine is not installed yet, instead of failing to reach it; nothing on the host
 // changes. The same check runs in a Pulumi preview of a bare lab. The image names a registry
 // (pulled on the host), so nothing of this machine's Docker is needed, and a dry run pulls nothing.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
+import { startTestBed, type TestBed, type TestHost } from "../infra/index.js";
 import { provisionCli, statuses, stepOf } from "./helpers.js";
 
+let bed: TestBed;
 let dir: string;
-let net: TestNetwork;
 let nas: TestHost;
 let args: string[];
 
 beforeAll(async () => {
-  await requireDocker();
-  dir = mkdtempSync(join(tmpdir(), "labrig-bare-nas-"));
-  net = await createTestNetwork("bare-nas");
-  const key = createSshKey(dir);
-  nas = await startTestHost({ name: "nas", network: net, publicKey: key.publicKey });
+  bed = await startTestBed("bare-nas", [{ name: "nas" }]);
+  const { key, net } = bed;
+  dir = bed.dir;
+  nas = bed.hosts[0]!;
   const inventory = join(dir, "inventory.yaml");
   writeFileSync(
     inventory,
@@ -37,11 +35,7 @@ hosts:
   args = ["--dry-run", "--host", "nas", "--inventory", inventory, "--known-hosts", join(dir, "known_hosts")];
 }, 600_000);
 
-afterAll(async () => {
-  await nas?.stop();
-  await net?.remove();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => bed?.stop());
 
 describe("a dry run on a bare NAS", () => {
   it("plans the dispatcher container for an engine the docker step has yet to install, and changes nothing", async () => {

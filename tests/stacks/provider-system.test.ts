@@ -5,18 +5,17 @@
 // anything is planned. The host is a real systemd + sshd test host, bare, then made to look like
 // DSM (/usr/syno, /volume1, /etc.defaults/VERSION), then like Rocky Linux; the provider runs
 // serialised, in its own node process, as Pulumi runs it.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../provision/inventory.js";
 import { type StepInputs, stepInputs } from "../../stacks/graph.js";
-import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
+import { startTestBed, type TestBed, type TestHost } from "../infra/index.js";
 import { dsmVersionFile } from "../infra/dsm-host.js";
 import { type ProviderMethod, type SerialisedProvider, serialisedProvider } from "./serialised-provider.js";
 
+let bed: TestBed;
 let dir: string;
-let net: TestNetwork;
 let host: TestHost;
 let provider: SerialisedProvider;
 
@@ -29,7 +28,7 @@ function inputsFor(step: string): StepInputs {
     file,
     `lab: {name: sys}
 hosts:
-  nas: {address: ${host.ip}, identityFile: ${join(dir, "id_ed25519")}, roles: [dispatcher], firewall: {allowFrom: [${net.subnet}]}, dispatcher: {image: registry.lab.invalid/labrig/dispatcher:1}}
+  nas: {address: ${host.ip}, identityFile: ${bed.key.privateKeyFile}, roles: [dispatcher], firewall: {allowFrom: [${bed.net.subnet}]}, dispatcher: {image: registry.lab.invalid/labrig/dispatcher:1}}
 `,
   );
   const inventory = loadInventory(file);
@@ -37,18 +36,13 @@ hosts:
 }
 
 beforeAll(async () => {
-  await requireDocker();
-  dir = mkdtempSync(join(tmpdir(), "labrig-stack-system-"));
-  net = await createTestNetwork("sys");
-  const key = createSshKey(dir);
-  [host, provider] = await Promise.all([startTestHost({ name: "nas", network: net, publicKey: key.publicKey }), serialisedProvider(dir)]);
+  bed = await startTestBed("stack-system", [{ name: "nas" }]);
+  ({ dir } = bed);
+  host = bed.hosts[0]!;
+  provider = await serialisedProvider(dir);
 }, 600_000);
 
-afterAll(async () => {
-  await host?.stop();
-  await net?.remove();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => bed?.stop());
 
 describe("the stacks and the host's system", () => {
   it("preview a bare Debian NAS: the dispatcher container is planned for the engine the docker step installs", async () => {
