@@ -521,7 +521,6 @@ export class DispatcherService {
     this.scheduleTimer = waitMs >= 1 ? setTimeout(run, waitMs) : setImmediate(run);
   }
 
-  /** One scheduling decision, committed: returns how many jobs it assigned. */
   /** The devices as the scheduler sees them: free GPUs, and the cores and memory jobs may still take. */
   private schedDevices(nowMs: number): SchedDevice[] {
     return this.devices.all().map((a) => {
