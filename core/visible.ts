@@ -24,6 +24,16 @@ export function visibleText(s: string): string {
   return s.replace(/\r\n/g, "\n").replace(/\r/g, "\n").replace(CONTROLS_BUT_LAYOUT, escape);
 }
 
+// In JSON text a C0 control is always escaped (\n, \t, \b, \f, \r or \u00XX), a DEL or C1 control
+// may be escaped or raw. A text this does not match parses to strings free of controls; a match may
+// be a false alarm (an escaped backslash before an n), which only costs a walk.
+const JSON_CONTROL = /\\[bfnrt]|\\u00[0189][0-9a-f]|\\u007f|[\u007f-\u009f]/i;
+
+/** Whether `JSON.parse(text)` may hold a control character anywhere, keys included; false is certain. */
+export function jsonMayHoldControls(text: string): boolean {
+  return JSON_CONTROL.test(text);
+}
+
 /**
  * A value from the API with every string in it (keys too) made visible, for screens that print fields as they come.
  * Parts with nothing to escape are returned as they are (the dashboard runs this on 400 device updates a second).
