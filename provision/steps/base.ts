@@ -10,6 +10,12 @@ import type { Step } from "../step.js";
 
 export const basePackages = ["curl", "ca-certificates", "gnupg", "jq"];
 
+/** The base packages to install, from each one's installed version or undefined (`installedPackages`). */
+export function planBase(installed: Map<string, string | undefined>): Change[] {
+  const missing = missingPackages(installed);
+  return missing.length ? [{ kind: "install-packages", packages: missing, reason: "not installed" }] : [];
+}
+
 export const baseStep: Step = {
   id: "base",
   description: "packages the other steps need; clock sync check",
@@ -22,8 +28,7 @@ export const baseStep: Step = {
       installedPackages(ctx.remote, basePackages),
       commandOutput(ctx.remote, "timedatectl show -p NTPSynchronized --value"),
     ]);
-    const missing = missingPackages(installed);
-    const changes: Change[] = missing.length ? [{ kind: "install-packages", packages: missing, reason: "not installed" }] : [];
+    const changes = planBase(installed);
     if (ntp === "no") ctx.log("the clock is not NTP-synchronised (timedatectl); job times and TLS may be off");
     return { facts: { os: os.name, clockSynchronised: ntp === undefined ? "unknown" : ntp === "yes" }, changes };
   },

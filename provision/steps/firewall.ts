@@ -4,7 +4,7 @@
 // run the labrig rules are reconciled (missing ones added, stale ones removed) and the admin's
 // own rules are left alone.
 import type { Change } from "../change.js";
-import { type UfwRule, ufwState } from "../facts/ufw.js";
+import { type UfwRule, type UfwState, ufwState } from "../facts/ufw.js";
 import type { HostConfig, LabConfig } from "../inventory.js";
 import { applyChanges } from "../ops.js";
 import type { Role, Step } from "../step.js";
@@ -40,6 +40,19 @@ export function reconcileUfwRules(desired: string[], current: UfwRule[]): { add:
   return { add, remove };
 }
 
+/** The changes that bring ufw from `state` to the wanted rules (SSH on `sshPort` added before ufw is enabled). */
+export function planFirewall(sshPort: number, desired: string[], state: UfwState): Change[] {
+  const changes: Change[] = [];
+  if (!state.installed) changes.push({ kind: "install-packages", packages: ["ufw"], reason: "not installed" });
+  const { add, remove } = reconcileUfwRules(desired, state.rules);
+  for (const rule of add) changes.push({ kind: "ufw-add", rule, reason: rule.startsWith(`allow ${sshPort}/`) ? "SSH, before enabling" : "from firewall.allowFrom" });
+  for (const rule of remove) changes.push({ kind: "ufw-delete", rule, reason: "a labrig rule no longer wanted" });
+  if (state.defaults.incoming !== "deny") changes.push({ kind: "ufw-default", direction: "incoming", policy: "deny", reason: `is ${state.defaults.incoming ?? "unset"}` });
+  if (state.defaults.outgoing !== "allow") changes.push({ kind: "ufw-default", direction: "outgoing", policy: "allow", reason: `is ${state.defaults.outgoing ?? "unset"}` });
+  if (!state.active) changes.push({ kind: "ufw-enable", reason: "ufw is inactive" });
+  return changes;
+}
+
 export const firewallStep: Step = {
   id: "firewall",
   description: "ufw: deny incoming, allow SSH and the lab's ports from allowFrom, enabled",
@@ -49,14 +62,7 @@ export const firewallStep: Step = {
     const { host } = ctx;
     if (!host.firewall.enabled) return { facts: {}, changes: [], skip: "firewall.enabled is false in the inventory" };
     const state = await ufwState(ctx.remote);
-    const changes: Change[] = [];
-    if (!state.installed) changes.push({ kind: "install-packages", packages: ["ufw"], reason: "not installed" });
-    const { add, remove } = reconcileUfwRules(desiredUfwRules(host, ctx.inventory.lab), state.rules);
-    for (const rule of add) changes.push({ kind: "ufw-add", rule, reason: rule.startsWith(`allow ${host.port}/`) ? "SSH, before enabling" : "from firewall.allowFrom" });
-    for (const rule of remove) changes.push({ kind: "ufw-delete", rule, reason: "a labrig rule no longer wanted" });
-    if (state.defaults.incoming !== "deny") changes.push({ kind: "ufw-default", direction: "incoming", policy: "deny", reason: `is ${state.defaults.incoming ?? "unset"}` });
-    if (state.defaults.outgoing !== "allow") changes.push({ kind: "ufw-default", direction: "outgoing", policy: "allow", reason: `is ${state.defaults.outgoing ?? "unset"}` });
-    if (!state.active) changes.push({ kind: "ufw-enable", reason: "ufw is inactive" });
+    const changes = planFirewall(host.port, desiredUfwRules(host, ctx.inventory.lab), state);
     return { facts: { active: state.active, defaults: state.defaults, rules: state.rules }, changes };
   },
   apply: (ctx, changes) => applyChanges(ctx, changes),
