@@ -1,5 +1,6 @@
-// The dispatcher's HTTP contract, against a real dispatcher process on loopback with a real
-// SQLite file.
+// The dispatcher's HTTP contract over real HTTP on loopback with a real SQLite file. The dispatcher
+// runs in this process (openDispatcher, as the command puts it together) where nothing crashes;
+// the kill -9 and restart test runs its own real process.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { request as httpRequest } from "node:http";
@@ -10,15 +11,17 @@ import type { Job } from "../../core/api.js";
 import { ApiError } from "../../core/errors.js";
 import { DispatcherClient } from "../../core/client.js";
 import { rawRequest } from "../helpers/http.js";
-import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { startDispatcher } from "../helpers/dispatcher-process.js";
+import { startInProcessDispatcher, type InProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
 
-let d: DispatcherProcess;
+const SHORT_SILENCE = { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" };
+let d: InProcessDispatcher;
 let admin: DispatcherClient;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3", LABRIG_HEARTBEAT_S: "1" } });
+  d = await startInProcessDispatcher({ env: SHORT_SILENCE });
   admin = d.admin();
 });
 afterAll(async () => {
@@ -642,19 +645,27 @@ describe("events and metrics", () => {
 
 describe("crash safety", () => {
   it("loses nothing across kill -9 and a restart on the same state", async () => {
-    const state = d.stateDir;
-    const a = await newAgent();
-    const j = await submitTo(a.hostId, { name: "survivor" });
+    const d1 = await startDispatcher({ env: SHORT_SILENCE });
+    const state = d1.stateDir;
+    let d2: Awaited<ReturnType<typeof startDispatcher>> | undefined;
+    onTestFinished(async () => {
+      await d1.stop();
+      await d2?.stop();
+      d1.cleanup();
+    });
+    let admin = d1.admin();
+    const a = await new SimAgent(d1.url, "survivor-host", fakeGpus(1)).register(d1.joinToken);
+    const j = await admin.submit({ command: ["true"], name: "survivor", constraints: { hostId: a.hostId } });
     const l = (await a.lease(3))!;
     await a.report(l, "running");
     await a.client.syncAppend(j.id, "job.log", 0, Buffer.from("line 1\n"));
     const queued = await admin.submit({ command: "true", name: "waiting", constraints: { hostId: "nowhere" } });
     const before = await admin.jobs({ limit: 10000 });
-    const tokensBefore = [d.adminToken, d.joinToken];
+    expect(before.map((x) => x.id).sort()).toEqual([j.id, queued.id].sort());
+    const tokensBefore = [d1.adminToken, d1.joinToken];
 
-    await d.kill();
-    const d2 = await startDispatcher({ stateDir: state, port: d.port, env: { LABRIG_STALE_AFTER_S: "1", LABRIG_DISCONNECT_AFTER_S: "2", LABRIG_LOST_AFTER_S: "3" } });
-    d = d2;
+    await d1.kill();
+    d2 = await startDispatcher({ stateDir: state, port: d1.port, env: SHORT_SILENCE });
     admin = d2.admin();
     expect([d2.adminToken, d2.joinToken]).toEqual(tokensBefore);
     const after = await admin.jobs({ limit: 10000 });
