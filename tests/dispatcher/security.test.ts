@@ -1,5 +1,7 @@
-// The findings of issue 10 ("Trust"), each tried as an attacker on loopback would, against a real
-// dispatcher process with a real SQLite file; a fake agent listens on the agentUrl it registers.
+// The findings of issue 10 ("Trust"), each tried as an attacker on loopback would, over real HTTP
+// against a dispatcher with a real SQLite file, run in this process (openDispatcher); the memory
+// test and the state-folder test start real dispatcher processes of their own. A fake agent
+// listens on the agentUrl it registers.
 import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,14 +17,16 @@ import { initialState, startLog } from "../../tui/state.js";
 import { TuiStore } from "../../tui/store.js";
 import { rawRequest } from "../helpers/http.js";
 import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { startInProcessDispatcher, type InProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
 import { waitFor } from "../helpers/wait.js";
 
-let d: DispatcherProcess;
+const SETTINGS = { LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_HEARTBEAT_S: "1", LABRIG_SYNC_BODY_LIMIT_MB: "8" };
+let d: InProcessDispatcher;
 let admin: DispatcherClient;
 
 beforeAll(async () => {
-  d = await startDispatcher({ env: { LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_HEARTBEAT_S: "1", LABRIG_SYNC_BODY_LIMIT_MB: "8" } });
+  d = await startInProcessDispatcher({ env: SETTINGS });
   admin = d.admin();
 });
 afterAll(async () => {
@@ -51,13 +55,13 @@ function memoryOf(pid: number): { rssMiB: number; hwmMiB: number } {
   return { rssMiB: kb("VmRSS"), hwmMiB: kb("VmHWM") };
 }
 
-/** Sends `totalBytes` of zeros in 1 MiB chunks (chunked, no length) and resolves with the status, or "reset" when the server cut the connection first. */
-function pushBody(path: string, totalBytes: number, token?: string, declaredLength?: number): Promise<number | "reset"> {
+/** Sends `totalBytes` of zeros in 1 MiB chunks (chunked, no length) to the dispatcher on `port` and resolves with the status, or "reset" when the server cut the connection first. */
+function pushBody(path: string, totalBytes: number, token?: string, declaredLength?: number, port = d.port): Promise<number | "reset"> {
   return new Promise((resolve) => {
     const headers: Record<string, string | number> = { "content-type": "application/octet-stream" };
     if (token) headers.authorization = `Bearer ${token}`;
     if (declaredLength !== undefined) headers["content-length"] = declaredLength;
-    const req = httpRequest({ host: "127.0.0.1", port: d.port, method: "POST", path, headers });
+    const req = httpRequest({ host: "127.0.0.1", port, method: "POST", path, headers });
     let settled = false;
     const done = (v: number | "reset") => {
       if (!settled) (settled = true), resolve(v);
@@ -83,13 +87,23 @@ function pushBody(path: string, totalBytes: number, token?: string, declaredLeng
 }
 
 describe("auth before body (finding: memory exhaustion with no token)", () => {
+  // Its own process, so that the memory measured is the dispatcher's alone.
+  let p: DispatcherProcess;
+  beforeAll(async () => {
+    p = await startDispatcher({ env: SETTINGS });
+  });
+  afterAll(async () => {
+    await p?.stop();
+    p?.cleanup();
+  });
+
   it("refuses three 300 MB posts without a token with 401 and the dispatcher's memory stays flat", async () => {
-    const before = memoryOf(d.child.pid!);
+    const before = memoryOf(p.child.pid!);
     for (const path of ["/api/jobs", "/api/sync/anything/files/big.bin?offset=0", "/api/queue/add"]) {
-      const status = await pushBody(path, 300 * 1024 * 1024);
+      const status = await pushBody(path, 300 * 1024 * 1024, undefined, undefined, p.port);
       expect([401, "reset"]).toContain(status);
     }
-    const after = memoryOf(d.child.pid!);
+    const after = memoryOf(p.child.pid!);
     console.log(`dispatcher memory under 3 x 300 MB unauthenticated posts: VmRSS ${before.rssMiB.toFixed(0)} -> ${after.rssMiB.toFixed(0)} MiB, VmHWM ${before.hwmMiB.toFixed(0)} -> ${after.hwmMiB.toFixed(0)} MiB`);
     expect(after.hwmMiB - before.hwmMiB).toBeLessThan(64);
   }, 120_000);
