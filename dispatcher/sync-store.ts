@@ -61,7 +61,7 @@ export class SyncStore {
   private readonly stmts;
 
   constructor(
-    private readonly db: Db,
+    db: Db,
     readonly runsDir: string,
   ) {
     this.stmts = {

@@ -91,7 +91,6 @@ async function ended(id: string): Promise<Job> {
 
 describe("labrig submit --code", () => {
   let jobA: Job;
-  let firstSubmit: { stderr: string };
 
   it("runs each job in exactly the tree git would commit plus the uncommitted change, on two hosts", async () => {
     const expected = treeOf(repo);
@@ -100,7 +99,6 @@ describe("labrig submit --code", () => {
 
     const a = await runCli(["submit", "--code", "--json", "--gpus", "0", "--host", "code-a", "--", "sh", "-c", LIST_TREE], env, { cwd: repo });
     expect(a.exitCode, a.stderr).toBe(0);
-    firstSubmit = a;
     jobA = JSON.parse(a.stdout) as Job;
     expect(jobA.code).toMatchObject({ files: 6, git: { branch: "main", dirty: true } });
     expect(jobA.code!.git!.commit).toBe(git("rev-parse", "HEAD").trim());

@@ -19,7 +19,6 @@ import { rawRequest } from "../helpers/http.js";
 import { startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { startInProcessDispatcher, type InProcessDispatcher } from "../helpers/in-process-dispatcher.js";
 import { fakeGpus, SimAgent } from "../helpers/sim-agent.js";
-import { waitFor } from "../helpers/wait.js";
 
 const SETTINGS = { LABRIG_STALE_AFTER_S: "5", LABRIG_DISCONNECT_AFTER_S: "10", LABRIG_HEARTBEAT_S: "1", LABRIG_SYNC_BODY_LIMIT_MB: "8" };
 let d: InProcessDispatcher;

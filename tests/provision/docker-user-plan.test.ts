@@ -38,8 +38,6 @@ function converged(f: DockerUserFilter, from: string[]): DockerUserFacts {
   return { iptablesInstalled: true, files, unit: { enabled: "enabled", active: "active" }, liveRules: desiredChainRules(f.chain, from), hooked: true };
 }
 
-const kinds = (changes: { kind: string }[]) => changes.map((c) => c.kind);
-
 describe("the GPU hosts' filter for containers' published ports", () => {
   it("runs on GPU hosts only, with its own chain, script and unit", () => {
     expect(gpuFirewallStep.id).toBe("gpu-firewall");

@@ -3,7 +3,7 @@
 import { Box, Text } from "ink";
 import { cursorOf, visibleEvents } from "../derive.js";
 import { clock, fit, levelColour } from "../format.js";
-import { Line, Note, type ViewProps, scrollOffset } from "./common.js";
+import { Note, type ViewProps, scrollOffset } from "./common.js";
 
 export function EventsView({ state, height }: ViewProps) {
   const events = visibleEvents(state);
