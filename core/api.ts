@@ -531,3 +531,44 @@ export const errorResponseSchema = z.object({
   field: z.string().optional(),
 });
 export type ErrorResponse = z.infer<typeof errorResponseSchema>;
+
+// ---- Slurm's own view (slurm mode) ----
+
+export const slurmNodeSchema = z.object({
+  name: z.string(),
+  partitions: z.array(z.string()),
+  /** Slurm's long state, as sinfo prints it: idle, mixed, allocated, down*, drained, … */
+  state: z.string(),
+  cpus: z.object({ allocated: z.number(), idle: z.number(), other: z.number(), total: z.number() }),
+  memoryMiB: z.number(),
+  /** e.g. "gpu:fake:2"; "" when the node has none. */
+  gres: z.string(),
+  /** Why the node is down or drained; "" when it is not. */
+  reason: z.string(),
+});
+export type SlurmNode = z.infer<typeof slurmNodeSchema>;
+
+export const slurmQueueJobSchema = z.object({
+  id: z.string(),
+  state: z.string(),
+  /** The nodes it runs on; "" while it waits. */
+  nodes: z.string(),
+  /** Why it waits ("Resources", "Priority", …); "None" once it runs. */
+  reason: z.string(),
+  timeUsed: z.string(),
+  timeLimit: z.string(),
+  /** What it asked per node, e.g. "gres/gpu:1"; "" for none. */
+  tresPerNode: z.string(),
+  account: z.string(),
+  name: z.string(),
+});
+export type SlurmQueueJob = z.infer<typeof slurmQueueJobSchema>;
+
+/** `GET /api/slurm/status`: what the dispatcher last read from Slurm on the controller (sinfo, squeue), and when; `error` when the last read failed (the last good view is kept beside it). */
+export const slurmViewSchema = z.object({
+  readAt: z.string().nullable(),
+  nodes: z.array(slurmNodeSchema),
+  queue: z.array(slurmQueueJobSchema),
+  error: z.string().optional(),
+});
+export type SlurmView = z.infer<typeof slurmViewSchema>;

@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
 import { provisionCli, statuses, stepOf } from "./helpers.js";
+import { waitFor } from "../helpers/wait.js";
+import { gpusOf, parseSinfoNodes, parseSqueue, SINFO_NODES_COMMAND, SQUEUE_COMMAND } from "../../dispatcher/slurm-status.js";
 
 let dir: string;
 let home: string;
@@ -64,8 +66,11 @@ afterAll(async () => {
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
+/** Each node's name, state and GPUs, read with the dispatcher's own sinfo command and parser. */
 async function nodeStates(): Promise<string> {
-  return (await ctl.exec("sinfo -N -h -o '%N %t %G'")).stdout.trim();
+  return parseSinfoNodes(await ctl.sh(SINFO_NODES_COMMAND))
+    .map((n) => `${n.name} ${n.state} ${n.gres}`)
+    .join("\n");
 }
 
 describe("a Slurm cluster provisioned from bare hosts", { timeout: 900_000 }, () => {
@@ -131,6 +136,19 @@ describe("a Slurm cluster provisioned from bare hosts", { timeout: 900_000 }, ()
     expect(env1).toMatch(/^SLURMD_NODENAME=gpu-[ab]$/m);
     // Two GPUs fit only gpu-a.
     expect(await ctl.sh("timeout 60 srun --gres=gpu:2 sh -c 'echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES'")).toBe("gpu-a 0,1");
+    // Slurm's own view as the dispatcher reads it: a batch job holding both of gpu-a's GPUs shows in
+    // squeue as running there, and gpu-a as allocated or mixed in sinfo; scancel empties the queue.
+    const slurmId = await ctl.sh("sbatch --parsable --gres=gpu:2 --job-name='view|probe' --wrap 'sleep 120'");
+    const queue = async () => parseSqueue(await ctl.sh(SQUEUE_COMMAND));
+    const queued = await waitFor(`Slurm job ${slurmId} running`, queue, (q) => q.some((j) => j.id === slurmId && j.state === "RUNNING"), 60_000, 500);
+    console.log(`squeue with a running job:\n${await ctl.sh(SQUEUE_COMMAND)}\nsinfo:\n${await ctl.sh(SINFO_NODES_COMMAND)}`);
+    expect(queued.find((j) => j.id === slurmId)).toMatchObject({ state: "RUNNING", nodes: "gpu-a", name: "view|probe", tresPerNode: expect.stringContaining("gpu:2") });
+    const nodes = parseSinfoNodes(await ctl.sh(SINFO_NODES_COMMAND));
+    expect(nodes.map((n) => [n.name, gpusOf(n.gres), n.partitions])).toEqual([["gpu-a", 2, ["gpu*"]], ["gpu-b", 1, ["gpu*"]]]);
+    expect(nodes[0]!.state).toMatch(/^(allocated|mixed)$/);
+    expect(nodes[0]!.cpus.allocated).toBeGreaterThan(0);
+    await ctl.sh(`scancel ${slurmId}`);
+    await waitFor("an empty Slurm queue after scancel", queue, (q) => q.length === 0, 60_000, 500);
     expect(await ctl.sh("ufw status")).toMatch(/^6817\/tcp\s+ALLOW\s+/m);
     expect(await gpuB.sh("ufw status")).toMatch(/^6818\/tcp\s+ALLOW\s+/m);
   });
