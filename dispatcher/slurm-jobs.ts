@@ -34,6 +34,15 @@ export class SlurmJobs {
       ofJob: db.prepare<[string], Row>("SELECT * FROM slurm_jobs WHERE job_id = ? ORDER BY attempt"),
       byToken: db.prepare<[string], Row>("SELECT * FROM slurm_jobs WHERE claim_token_hash = ?"),
       cancelled: db.prepare("UPDATE slurm_jobs SET cancelled_at = ? WHERE job_id = ? AND attempt = ?"),
+      toSubmit: db.prepare<[], { id: string; attempt: number }>(
+        `SELECT j.id, j.attempt FROM jobs j LEFT JOIN slurm_jobs s ON s.job_id = j.id AND s.attempt = j.attempt
+         WHERE j.state = 'queued' AND s.job_id IS NULL ORDER BY j.seq`,
+      ),
+      toCancel: db.prepare<[], Row>(
+        `SELECT s.* FROM slurm_jobs s JOIN jobs j ON j.id = s.job_id
+         WHERE s.slurm_job_id IS NOT NULL AND s.cancelled_at IS NULL
+           AND (j.attempt > s.attempt OR j.cancel_requested = 1 OR j.state = 'cancelled') ORDER BY s.submitted_at`,
+      ),
     };
   }
 
@@ -71,6 +80,16 @@ export class SlurmJobs {
   forClaimToken(token: string): SlurmJobRow | undefined {
     const r = this.stmts.byToken.get(hashToken(token));
     return r ? toRow(r) : undefined;
+  }
+
+  /** Queued jobs whose current attempt has not gone to Slurm yet, in queue order. */
+  attemptsToSubmit(): { jobId: string; attempt: number }[] {
+    return this.stmts.toSubmit.all().map((r) => ({ jobId: r.id, attempt: r.attempt }));
+  }
+
+  /** Slurm jobs to scancel: their labrig job was cancelled (or asked to be), or moved on to a newer attempt. */
+  attemptsToCancel(): SlurmJobRow[] {
+    return this.stmts.toCancel.all().map(toRow);
   }
 
   markCancelled(jobId: string, attempt: number, now = new Date()): void {
