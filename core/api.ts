@@ -306,6 +306,19 @@ export const jobEventRequestSchema = z.object({
 });
 export type JobEventRequest = z.infer<typeof jobEventRequestSchema>;
 
+/** A Slurm batch script claiming its allocation for the node's agent (`POST /api/slurm/claim`, bearer: the attempt's claim token). */
+export const slurmClaimRequestSchema = z
+  .object({
+    jobId: z.string().min(1).max(64),
+    attempt: z.number().int().min(1),
+    /** Slurm's node name ($SLURMD_NODENAME): the host id of the labrig agent there. */
+    hostId: hostIdSchema,
+    /** The GPUs Slurm allocated, by the index the node's agent knows them by. */
+    gpuIndices: z.array(z.number().int().min(0).max(1023)).max(64),
+  })
+  .strict();
+export type SlurmClaimRequest = z.infer<typeof slurmClaimRequestSchema>;
+
 // ---- devices ----
 
 export const deviceGpuSchema = z.object({

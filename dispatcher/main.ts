@@ -2,7 +2,7 @@
 // dispatcher.json once listening and shuts down cleanly on SIGTERM/SIGINT.
 import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
-import { chmodSync, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, writeFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.js";
 import { codeLimitFromEnv } from "../core/code.js";
@@ -19,6 +19,9 @@ import { DispatcherService, type ServiceConfig } from "./service.js";
 import { Store } from "./store.js";
 import { SyncStore } from "./sync-store.js";
 import { loadOrCreateToken } from "./tokens.js";
+import { SlurmDriver, type SlurmDriverOptions } from "./slurm-driver.js";
+import { parseProxyJump, ProxyJumpError } from "../provision/proxy-jump.js";
+import { SshRemote, type SshTarget } from "../provision/ssh-remote.js";
 
 export interface DispatcherOptions {
   port: number;
@@ -61,7 +64,70 @@ export function configFromEnv(env: NodeJS.ProcessEnv, queueCommand?: string): Se
     cvlabDir: env.LABRIG_CVLAB_DIR || undefined,
     persistSeenEveryMs: 2000,
     resources: resourcesFromEnv(env),
+    scheduler: schedulerFromEnv(env),
   };
+}
+
+/** LABRIG_SCHEDULER: `labrig` (default) or `slurm`. */
+export function schedulerFromEnv(env: NodeJS.ProcessEnv): "labrig" | "slurm" {
+  const v = env.LABRIG_SCHEDULER;
+  if (v === undefined || v === "" || v === "labrig") return "labrig";
+  if (v === "slurm") return "slurm";
+  throw new InputError("LABRIG_SCHEDULER", `expected labrig or slurm, got '${v}'`);
+}
+
+/** How the dispatcher reaches Slurm: the controller over SSH, and the URL compute nodes reach the dispatcher at. */
+export interface SlurmSettings {
+  target: SshTarget;
+  knownHostsFile: string;
+  claimUrl: string;
+}
+
+/**
+ * With LABRIG_SCHEDULER=slurm: LABRIG_SLURM_SSH (user@host[:port] of the controller),
+ * LABRIG_SLURM_IDENTITY (its key file; else the SSH agent), LABRIG_SLURM_KNOWN_HOSTS (where the
+ * controller's host key is pinned: an unattended dispatcher never trusts a key on first sight)
+ * and LABRIG_SLURM_DISPATCHER_URL (this dispatcher as the compute nodes reach it). Undefined
+ * with labrig's own scheduler.
+ */
+export function slurmSettingsFromEnv(env: NodeJS.ProcessEnv): SlurmSettings | undefined {
+  if (schedulerFromEnv(env) !== "slurm") return undefined;
+  const required = (name: string, what: string) => {
+    const v = env[name]?.trim();
+    if (!v) throw new InputError(name, `required with LABRIG_SCHEDULER=slurm: ${what}`);
+    return v;
+  };
+  const readable = (name: string, file: string) => {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      throw new InputError(name, `cannot read ${file} (${(err as NodeJS.ErrnoException).code})`, { cause: err });
+    }
+  };
+  const ssh = required("LABRIG_SLURM_SSH", "user@host[:port] of the Slurm controller, where sbatch and scancel run");
+  let hops;
+  try {
+    hops = parseProxyJump(ssh);
+  } catch (err) {
+    if (err instanceof ProxyJumpError) throw new InputError("LABRIG_SLURM_SSH", `'${ssh}' is not user@host[:port]`, { cause: err });
+    throw err;
+  }
+  const hop = hops[0];
+  if (hops.length !== 1 || !hop?.user) throw new InputError("LABRIG_SLURM_SSH", `'${ssh}' is not user@host[:port] (one host, with its user)`);
+  const identityFile = env.LABRIG_SLURM_IDENTITY?.trim() || undefined;
+  if (identityFile) readable("LABRIG_SLURM_IDENTITY", identityFile);
+  else if (!env.SSH_AUTH_SOCK) throw new InputError("LABRIG_SLURM_IDENTITY", "required with LABRIG_SCHEDULER=slurm when no SSH agent runs (SSH_AUTH_SOCK): the key file that logs in to the controller");
+  const knownHostsFile = required("LABRIG_SLURM_KNOWN_HOSTS", "the known_hosts file with the controller's host key (labrig provision pins it)");
+  readable("LABRIG_SLURM_KNOWN_HOSTS", knownHostsFile);
+  const claimUrl = required("LABRIG_SLURM_DISPATCHER_URL", "this dispatcher's URL as the compute nodes reach it, e.g. http://nas:8000");
+  let url: URL;
+  try {
+    url = new URL(claimUrl);
+  } catch (err) {
+    throw new InputError("LABRIG_SLURM_DISPATCHER_URL", `'${claimUrl}' is not a URL`, { cause: err });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new InputError("LABRIG_SLURM_DISPATCHER_URL", `'${claimUrl}' is not an http(s) URL`);
+  return { target: { host: `slurm controller ${hop.address}`, address: hop.address, port: hop.port, user: hop.user, ...(identityFile ? { identityFile } : {}) }, knownHostsFile, claimUrl };
 }
 
 /** Jobs' default cores and memory, and fair share's half-life: LABRIG_CPUS_PER_GPU … LABRIG_FAIR_SHARE_HALF_LIFE_DAYS. */
@@ -125,18 +191,24 @@ export interface OpenDispatcher {
   stateDir: string;
   admin: { token: string; file: string; generated: boolean };
   join: { token: string; file: string; generated: boolean };
+  /** Submits and cancels Slurm jobs, with LABRIG_SCHEDULER=slurm (started by runDispatcher). */
+  slurm?: SlurmDriver;
   /** Stops the service and the code collector, closes the server and checkpoints and closes the database. */
   close(): Promise<void>;
 }
 
-/** Opens the state dir, database, stores and service and builds the HTTP server, with settings from `env`. */
-export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueCommand?: string): OpenDispatcher {
+/**
+ * Opens the state dir, database, stores and service and builds the HTTP server, with settings from
+ * `env`. `slurmRemote` stands in for the SSH connection to the Slurm controller (tests).
+ */
+export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueCommand?: string, slurmRemote?: SlurmDriverOptions["remote"]): OpenDispatcher {
   const stateDir = resolve(state);
   secureStateDir(stateDir);
   const syncBodyLimit = syncBodyLimitFromEnv(env);
   const codeLimit = codeLimitFromEnv(env);
   const codeKeepUnusedMs = codeKeepUnusedMsFromEnv(env);
   const config = configFromEnv(env, queueCommand);
+  const slurmSettings = slurmSettingsFromEnv(env);
   const admin = loadOrCreateToken(stateDir, "admin-token", env.LABRIG_ADMIN_TOKEN);
   const join_ = loadOrCreateToken(stateDir, "join-token", env.LABRIG_JOIN_TOKEN);
 
@@ -157,13 +229,21 @@ export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueComma
   const people = new PeopleStore(db);
   service.people = people;
   const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token) });
+  const slurm = slurmSettings
+    ? new SlurmDriver(service, {
+        remote: slurmRemote ?? new SshRemote(slurmSettings.target, { knownHostsFile: slurmSettings.knownHostsFile, pinNew: false }),
+        claimUrl: slurmSettings.claimUrl,
+      })
+    : undefined;
   return {
     app,
     service,
     stateDir,
     admin,
     join: join_,
+    ...(slurm ? { slurm } : {}),
     async close() {
+      await slurm?.stop();
       clearInterval(collector);
       service.close();
       await app.close();
@@ -175,18 +255,19 @@ export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueComma
 
 export async function runDispatcher(opts: DispatcherOptions): Promise<void> {
   const scheduledBackup = backupScheduleFromEnv(process.env, resolve(opts.state));
-  const { app, service, stateDir, admin, join: join_, close } = openDispatcher(opts.state, process.env, opts.queueCommand);
+  const { app, service, stateDir, admin, join: join_, slurm, close } = openDispatcher(opts.state, process.env, opts.queueCommand);
 
   await app.listen({ port: opts.port, host: opts.bind });
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : opts.port;
   const url = advertisedUrl(opts.bind, port);
   service.start();
+  slurm?.start();
 
   const info = join(stateDir, "dispatcher.json");
   writeFileSync(`${info}.tmp`, JSON.stringify({ url, port, bind: opts.bind, pid: process.pid, startedAt: new Date().toISOString() }, null, 2), { mode: 0o600 });
   renameSync(`${info}.tmp`, info);
-  console.log(`labrig dispatcher listening on ${url} (bound to ${opts.bind}; state in ${stateDir})`);
+  console.log(`labrig dispatcher listening on ${url} (bound to ${opts.bind}; state in ${stateDir})${slurm ? "; Slurm schedules its jobs" : ""}`);
   if (admin.generated) console.log(`admin token (written to ${admin.file}, shown once): ${admin.token}`);
   if (join_.generated) console.log(`join token for agents (written to ${join_.file}, shown once): ${join_.token}`);
   const stopScheduledBackup = scheduledBackup ? startScheduledBackup(scheduledBackup, (line) => console.log(line)) : () => undefined;

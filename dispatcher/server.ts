@@ -20,6 +20,7 @@ import { logRoutes } from "./routes/logs.js";
 import { peopleErrorReply, peopleRoutes } from "./routes/people.js";
 import { syncRoutes } from "./routes/sync.js";
 import { codeRoutes } from "./routes/code.js";
+import { slurmRoutes } from "./routes/slurm.js";
 import { CodeBlobError, type CodeStore } from "./code-store.js";
 
 export const DISPATCHER_VERSION = "0.1.0";
@@ -135,6 +136,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   syncRoutes(app, ctx);
   codeRoutes(app, ctx);
   peopleRoutes(app, ctx);
+  slurmRoutes(app, ctx);
   eventRoutes(app, ctx, DISPATCHER_VERSION);
 
   app.addHook("onClose", async () => {

@@ -15,7 +15,8 @@ import { type ActiveJob, JobIndex } from "./job-index.js";
 import { neverFits, scheduleQueue, type OwnerLimits, type SchedDevice, type SchedJob } from "./scheduler.js";
 import { decayedGpuHours, DEFAULT_RESOURCES, describeWait, gpuHoursSince, jobResources, type ResourceSettings } from "./resources.js";
 import { EVERYONE } from "./people.js";
-import { Store, type StoredJob } from "./store.js";
+import { Store, StoreConflict, type StoredJob } from "./store.js";
+import { SlurmJobs } from "./slurm-jobs.js";
 import { SyncStore } from "./sync-store.js";
 import { generateToken, hashToken } from "./tokens.js";
 
@@ -34,6 +35,11 @@ export interface ServiceConfig extends Thresholds {
   persistSeenEveryMs: number;
   /** Default cores and memory for jobs that name none, and fair share's half-life (DEFAULT_RESOURCES when absent). */
   resources?: ResourceSettings;
+  /**
+   * Who places queued jobs on hosts: labrig's own scheduler (default), or Slurm, in which case this
+   * service assigns nothing itself and a job goes to the host whose Slurm batch script claims it.
+   */
+  scheduler?: "labrig" | "slurm";
 }
 
 /** Who may have what: each person's limits (their own, else everyone's default). */
@@ -97,6 +103,8 @@ export class DispatcherService {
   /** Why each of the first waiting jobs waits, from the last scheduling decision. */
   private waiting = new Map<string, string>();
   private usageCache: { atMs: number; decayed: Record<string, number> } | undefined;
+  /** Which Slurm job carries each attempt, and its claim token (used in slurm mode only). */
+  readonly slurmJobs: SlurmJobs;
 
   constructor(
     readonly store: Store,
@@ -105,6 +113,7 @@ export class DispatcherService {
     private readonly startedMs = Date.now(),
   ) {
     this.devices = new DeviceRegistry(config);
+    this.slurmJobs = new SlurmJobs(store.db);
     this.devices.load(store.allAgents(), startedMs);
     for (const job of store.queuedJobs()) this.jobs.track(job);
     for (const job of store.activeJobs()) this.jobs.track(job);
@@ -556,9 +565,9 @@ export class DispatcherService {
     return { maxGpusPerOwner: { ...(fallback !== null && fallback !== undefined ? { default: fallback } : {}), owners } };
   }
 
-  /** One scheduling decision, committed: returns how many jobs it assigned. */
+  /** One scheduling decision, committed: returns how many jobs it assigned (none when Slurm schedules). */
   scheduleNow(nowMs = Date.now()): number {
-    if (this.jobs.queuedCount === 0) {
+    if (this.jobs.queuedCount === 0 || this.config.scheduler === "slurm") {
       this.waiting.clear();
       return 0;
     }
@@ -581,6 +590,48 @@ export class DispatcherService {
       this.emitDevice(hostId);
     }
     return touched.size === 0 ? 0 : assignments.length;
+  }
+
+  // ---- Slurm ----
+
+  /**
+   * Slurm's allocation for an attempt, claimed by its batch script on `hostId` (Slurm's node name,
+   * which is the host's agent id) with the GPUs Slurm gave it: the job is assigned there, and the
+   * host's agent leases and runs it as any job. The same claim again (a retried request) answers
+   * the job as it is; anything else that is not a queued job at that attempt is a conflict.
+   */
+  claimForSlurm(jobId: string, attempt: number, hostId: string, gpuIndices: number[]): StoredJob {
+    const job = this.store.getJob(jobId);
+    if (!job) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
+    if (job.attempt !== attempt) throw new StoreConflict("stale_attempt", `job ${jobId} is at attempt ${job.attempt}, not ${attempt}: this Slurm job is no longer its`);
+    if ((job.state === "assigned" || job.state === "running") && job.hostId === hostId && sameIndices(job.gpuIndices, gpuIndices)) return job;
+    if (job.state !== "queued") throw new StoreConflict("not_queued", `job ${jobId} attempt ${attempt} is ${job.state}${job.hostId ? ` on ${job.hostId}` : ""}; it cannot be claimed`);
+    const agent = this.devices.get(hostId);
+    if (!agent || agent.tokenHash === RESET_TOKEN_HASH) {
+      throw new StoreConflict("unknown_host", `host ${hostId} has no registered labrig agent: each Slurm node name must be the host id of the labrig agent on that node`);
+    }
+    if (gpuIndices.length !== job.gpus) throw new StoreConflict("gpu_mismatch", `job ${jobId} asks for ${job.gpus} GPU(s) but Slurm's allocation names ${gpuIndices.length} ([${gpuIndices.join(",")}])`);
+    const known = new Set(agent.gpus.map((g) => g.index));
+    const unknown = gpuIndices.filter((i) => !known.has(i));
+    if (unknown.length) throw new StoreConflict("gpu_mismatch", `host ${hostId}'s agent has no GPU ${unknown.join(", ")}; gres.conf and the agent disagree about the host's GPUs`);
+    const busy = this.jobs.busyGpus(hostId);
+    const taken = gpuIndices.filter((i) => busy.has(i));
+    if (taken.length) throw new StoreConflict("gpu_busy", `GPU ${taken.join(", ")} of host ${hostId} is held by another labrig job`);
+    const assigned = this.store.assign(jobId, hostId, gpuIndices);
+    if (!assigned) throw new StoreConflict("not_queued", `job ${jobId} is no longer queued`);
+    this.changed(assigned);
+    this.wake(hostId);
+    this.emitDevice(hostId);
+    return assigned;
+  }
+
+  /** What a Slurm batch script waits for: whether its attempt is over (ended, or replaced by a newer attempt) and whether it succeeded. */
+  slurmClaimStatus(jobId: string, attempt: number): { jobId: string; attempt: number; state: StoredJob["state"]; currentAttempt: number; done: boolean; succeeded: boolean } {
+    const job = this.store.getJob(jobId);
+    if (!job) throw new StoreConflict("not_found", `job ${jobId} does not exist`);
+    const superseded = job.attempt !== attempt;
+    const done = superseded || isTerminalJobState(job.state);
+    return { jobId, attempt, state: job.state, currentAttempt: job.attempt, done, succeeded: !superseded && job.state === "succeeded" };
   }
 
   // ---- reaper ----
@@ -686,6 +737,8 @@ export function defaultJobName(command: string | string[]): string {
   // Control characters would reach operators' terminals; names never carry them.
   return words.slice(0, 3).join(" ").replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 60) || "job";
 }
+
+const sameIndices = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 /** The GPUs (by index) a heartbeat says a process outside labrig is using. */
 function gpusInUseByOthers(hb: HeartbeatRequest | null | undefined): Set<number> {

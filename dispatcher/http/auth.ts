@@ -11,7 +11,9 @@ export type Caller =
   | { kind: "person"; name: string; role: Role }
   | { kind: "agent"; hostId: string }
   /** A join token: it may only register a new host. `joinTokenId` is null for the state dir's join token. */
-  | { kind: "join"; joinTokenId: string | null };
+  | { kind: "join"; joinTokenId: string | null }
+  /** A Slurm batch script: its claim token stands for one attempt of one job, and nothing else. */
+  | { kind: "slurm-claim"; jobId: string; attempt: number };
 
 /**
  * - public: no token.
@@ -20,8 +22,9 @@ export type Caller =
  * - agent: the agent of the `:hostId` in the path.
  * - register: a join token, or the host's own agent token (re-registering).
  * - agent-or-person: job events and sync (the route narrows further).
+ * - slurm-claim: a Slurm batch script's claim token, and no other (not even an admin's).
  */
-export type Access = "public" | "any" | "person" | "admin" | "agent" | "register" | "agent-or-person";
+export type Access = "public" | "any" | "person" | "admin" | "agent" | "register" | "agent-or-person" | "slurm-claim";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -68,6 +71,11 @@ export function bearerToken(header: string | undefined): string | undefined {
 export function authorize(access: Access, token: string | undefined, opts: AuthOptions, params: { hostId?: string }): Caller | undefined {
   if (access === "public") return undefined;
   if (token === undefined) throw new HttpError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)");
+  if (access === "slurm-claim") {
+    const claim = opts.service.slurmJobs.forClaimToken(token);
+    if (!claim) throw new HttpError(401, "unauthorized", "not a claim token of a job labrig handed to Slurm (or that attempt is forgotten)");
+    return { kind: "slurm-claim", jobId: claim.jobId, attempt: claim.attempt };
+  }
   const caller = identify(opts, token, access === "register");
   if (!caller) {
     if (access === "register") throw new HttpError(401, "unauthorized", "registering needs a valid join token (or this host's own agent token)");
