@@ -25,7 +25,10 @@ await build({
   format: "esm",
   target: "node22",
   // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __labrigRequire } from 'node:module'; const require = __labrigRequire(import.meta.url);" },
+  // ssh2 reads __dirname at load; give the ESM bundle that one too.
+  banner: { js: "import { createRequire as __labrigRequire } from 'node:module'; const require = __labrigRequire(import.meta.url); const __dirname = import.meta.dirname;" },
+  // ssh2 (the Slurm driver's SSH) try-loads optional native addons; left out, it uses its JS crypto.
+  external: ["*.node"],
   logLevel: "warning",
 });
 cpSync(join(root, "dispatcher", "migrations"), join(out, "migrations"), { recursive: true });

@@ -29,7 +29,7 @@ let syncEntry: string;
 
 /** The dispatcher as the image carries it (compose/build-app.mjs: one bundle, migrations beside it) and the sync entry, bundled. */
 async function bundle(out: string): Promise<{ dispatcher: string; syncEntry: string }> {
-  const common = { bundle: true, platform: "node", format: "esm", target: "node22", logLevel: "warning", banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" } } as const;
+  const common = { bundle: true, platform: "node", format: "esm", target: "node22", logLevel: "warning", external: ["*.node"], banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url); const __dirname = import.meta.dirname;" } } as const;
   await build({ ...common, entryPoints: [join(repoRoot, "compose", "app-entry.ts")], outfile: join(out, "app", "labrig.mjs") });
   cpSync(join(repoRoot, "dispatcher", "migrations"), join(out, "app", "migrations"), { recursive: true });
   await build({ ...common, entryPoints: [join(repoRoot, "tests", "agent", "sync-upload-entry.ts")], outfile: join(out, "sync-entry.mjs") });
