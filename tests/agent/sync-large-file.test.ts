@@ -13,7 +13,7 @@ import { closeSync, cpSync, createReadStream, mkdirSync, mkdtempSync, openSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { build } from "esbuild";
+import { build, type BuildOptions } from "esbuild";
 import { repoRoot, startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
 import { SimAgent } from "../helpers/sim-agent.js";
 import { peakRssKiB } from "./peak-rss.js";
@@ -29,7 +29,7 @@ let syncEntry: string;
 
 /** The dispatcher as the image carries it (compose/build-app.mjs: one bundle, migrations beside it) and the sync entry, bundled. */
 async function bundle(out: string): Promise<{ dispatcher: string; syncEntry: string }> {
-  const common = { bundle: true, platform: "node", format: "esm", target: "node22", logLevel: "warning", external: ["*.node"], banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url); const __dirname = import.meta.dirname;" } } as const;
+  const common: BuildOptions = { bundle: true, platform: "node", format: "esm", target: "node22", logLevel: "warning", external: ["*.node"], banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url); const __dirname = import.meta.dirname;" } };
   await build({ ...common, entryPoints: [join(repoRoot, "compose", "app-entry.ts")], outfile: join(out, "app", "labrig.mjs") });
   cpSync(join(repoRoot, "dispatcher", "migrations"), join(out, "app", "migrations"), { recursive: true });
   await build({ ...common, entryPoints: [join(repoRoot, "tests", "agent", "sync-upload-entry.ts")], outfile: join(out, "sync-entry.mjs") });
