@@ -1,7 +1,7 @@
 // Turns jobs and devices into the plain-text tables and detail blocks the CLI prints. Pure:
 // callers pass "now" so output is the same in tests as in a terminal.
 import { describeCode } from "../core/code.js";
-import { type Device, isTerminalJobState, type Job } from "../core/api.js";
+import { type Device, isTerminalJobState, type Job, type SlurmView } from "../core/api.js";
 import { commandLine } from "../core/shell.js";
 import { visible } from "../core/visible.js";
 
@@ -93,6 +93,36 @@ export function formatDevicesTable(devices: Device[], now: number): string {
       d.lastSeenAt ? `${formatDuration(now - Date.parse(d.lastSeenAt))} ago` : "never",
     ]),
   );
+}
+
+/**
+ * Slurm's view, for a lab whose scheduler is Slurm: its nodes (state, CPUs, memory, GPUs, why a node
+ * is down) and its queue, headed so that no one takes it for labrig's own table above it.
+ */
+export function formatSlurmView(view: SlurmView, now: number): string {
+  const read = view.readAt ? `read from the controller ${formatDuration(now - Date.parse(view.readAt))} ago` : "not read yet";
+  const lines = [`Slurm schedules this lab (${read})`];
+  if (view.error) lines.push(`  the last read failed${view.readAt ? "; this is the view before it" : ""}: ${visible(view.error)}`);
+  if (view.nodes.length > 0)
+    lines.push(
+      formatTable(
+        ["NODE", "SLURM STATE", "PARTITIONS", "CPUS ALLOC/TOTAL", "MEMORY", "GRES", "REASON"],
+        view.nodes.map((n) => [n.name, n.state, n.partitions.join(","), `${n.cpus.allocated}/${n.cpus.total}`, `${Math.round(n.memoryMiB / 1024)} GiB`, n.gres || "-", n.reason || "-"]),
+      ),
+    );
+  else if (view.readAt) lines.push("no nodes in sinfo");
+  if (view.readAt) {
+    lines.push("");
+    lines.push(
+      view.queue.length === 0
+        ? "Slurm's queue is empty"
+        : formatTable(
+            ["SLURM JOB", "STATE", "NODES / REASON", "TIME", "LIMIT", "TRES/NODE", "NAME"],
+            view.queue.map((j) => [j.id, j.state, j.nodes || `(${j.reason})`, j.timeUsed, j.timeLimit, j.tresPerNode || "-", j.name]),
+          ),
+    );
+  }
+  return lines.join("\n");
 }
 
 /**

@@ -7,7 +7,7 @@ import { isTerminalJobState, jobListResponseSchema, type Job, type JobState, typ
 import type { DispatcherClient } from "../core/client.js";
 import { clientFor, targetClient } from "./dispatcher-client.js";
 import { InputError, LabrigError } from "../core/errors.js";
-import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable, jobOutcome, type JobTransition } from "./format.js";
+import { formatDevicesTable, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatSlurmView, formatTable, jobOutcome, type JobTransition } from "./format.js";
 import { buildSubmission } from "./cvlab-submit.js";
 import { collectCodeSnapshot, gitWorkTree } from "./code-snapshot.js";
 import { uploadCodeSnapshot } from "./code-upload.js";
@@ -305,12 +305,20 @@ export async function retryCommand(id: string, opts: TargetFlags & { json?: bool
   out(`job ${id}: ${job.state} again as attempt ${job.attempt}`);
 }
 
-export async function devicesCommand(opts: TargetFlags & { json?: boolean }) {
-  const devices = await clientFor(opts).devices();
+export async function devicesCommand(opts: TargetFlags & { json?: boolean; slurm?: boolean }) {
+  const client = clientFor(opts);
+  if (opts.slurm) {
+    const view = await client.slurmStatus();
+    if (!view) throw new LabrigError(`the dispatcher at ${client.url} schedules jobs itself (lab.scheduler: labrig): there is no Slurm view`);
+    if (opts.json) return json(view);
+    return out(formatSlurmView(view, Date.now()));
+  }
+  const [devices, view] = await Promise.all([client.devices(), opts.json ? undefined : client.slurmStatus()]);
   if (opts.json) return json(devices);
   out(formatDevicesTable(devices, Date.now()));
   const onGpus = formatGpuProcessesTable(devices);
   if (onGpus) out(`\n${onGpus}`);
+  if (view) out(`\n${formatSlurmView(view, Date.now())}`);
 }
 
 export async function drainCommand(hostId: string, drain: boolean, opts: TargetFlags & { json?: boolean }) {

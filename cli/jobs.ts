@@ -177,7 +177,11 @@ ${targetHelp}`,
     .addHelpText("after", targetHelp)
     .action(async (opts) => (await load()).usageCommand(opts));
 
-  withTarget(program.command("devices").description("list the lab's hosts: status, GPUs, free GPUs, running jobs").option("--json", "print JSON"))
+  withTarget(program
+      .command("devices")
+      .description("list the lab's hosts: status, GPUs, free GPUs, running jobs; in a Slurm lab, Slurm's nodes and queue below them")
+      .option("--json", "print JSON (labrig's devices)")
+      .option("--slurm", "only Slurm's view (sinfo, squeue, read on the controller), in a lab whose scheduler is Slurm"))
     .addHelpText("after", targetHelp)
     .action(async (opts) => (await load()).devicesCommand(opts));
 

@@ -13,7 +13,9 @@ import {
   jobSchema,
   leaseResponseSchema,
   registerResponseSchema,
+  slurmViewSchema,
   syncStatusResponseSchema,
+  type SlurmView,
   type HealthResponse,
   type Device,
   type ImportRequest,
@@ -219,6 +221,15 @@ export class DispatcherClient {
   // ---- devices ----
   async devices(): Promise<Device[]> {
     return (await this.request("GET", "/api/devices", { schema: deviceListResponseSchema })).body.devices;
+  }
+  /** Slurm's view of the cluster; undefined from a dispatcher that schedules its own jobs (or one older than the view). */
+  async slurmStatus(): Promise<SlurmView | undefined> {
+    try {
+      return (await this.request("GET", "/api/slurm/status", { schema: slurmViewSchema })).body;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return undefined;
+      throw err;
+    }
   }
   async drain(hostId: string): Promise<Device> {
     return (await this.request("POST", `/api/devices/${enc(hostId)}/drain`, { schema: deviceSchema })).body;

@@ -20,6 +20,7 @@ import { Store } from "./store.js";
 import { SyncStore } from "./sync-store.js";
 import { loadOrCreateToken } from "./tokens.js";
 import { SlurmDriver, type SlurmDriverOptions } from "./slurm-driver.js";
+import { SlurmViewReader } from "./slurm-view.js";
 import { parseProxyJump, ProxyJumpError } from "../provision/proxy-jump.js";
 import { SshRemote, type SshTarget } from "../provision/ssh-remote.js";
 
@@ -228,13 +229,11 @@ export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueComma
   collector.unref();
   const people = new PeopleStore(db);
   service.people = people;
-  const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token) });
-  const slurm = slurmSettings
-    ? new SlurmDriver(service, {
-        remote: slurmRemote ?? new SshRemote(slurmSettings.target, { knownHostsFile: slurmSettings.knownHostsFile, pinNew: false }),
-        claimUrl: slurmSettings.claimUrl,
-      })
-    : undefined;
+  // One SSH connection to the controller: the driver's sbatch/scancel and the view's sinfo/squeue share it.
+  const controller = slurmSettings ? (slurmRemote ?? new SshRemote(slurmSettings.target, { knownHostsFile: slurmSettings.knownHostsFile, pinNew: false })) : undefined;
+  const slurmView = controller ? new SlurmViewReader(controller) : undefined;
+  const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token), ...(slurmView ? { slurmView: () => slurmView.view() } : {}) });
+  const slurm = slurmSettings && controller ? new SlurmDriver(service, { remote: controller, claimUrl: slurmSettings.claimUrl }) : undefined;
   return {
     app,
     service,

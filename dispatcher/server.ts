@@ -2,6 +2,7 @@
 // refuses an oversized declared body before a byte of it is read, body limits on every route,
 // the API's JSON errors, and the route modules in ./routes. Errors are JSON {error, message, field?}.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { SlurmView } from "../core/api.js";
 import { CvlabYamlError } from "../core/cvlab-config.js";
 import { RequestProblem, yamlProblemBody } from "./cvlab.js";
 import { StoreConflict } from "./store.js";
@@ -42,6 +43,8 @@ export interface ServerOptions {
   syncBodyLimit?: number;
   /** Code snapshots (blobs under the state folder). */
   code: CodeStore;
+  /** Slurm's view of the cluster, in slurm mode (GET /api/slurm/status). */
+  slurmView?: () => Promise<SlurmView>;
   logger?: boolean;
 }
 
@@ -52,7 +55,7 @@ export function buildServer(opts: ServerOptions): FastifyInstance {
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: JSON_BODY_LIMIT, forceCloseConnections: "idle" });
   const auth: AuthOptions = { service, people: opts.people, adminToken: opts.adminToken, joinToken: opts.joinToken };
   const closers = new Set<() => void>();
-  const ctx: RouteContext = { service, people: opts.people, code: opts.code, maxLeaseWaitS: opts.maxLeaseWaitS ?? 60, syncBodyLimit, closers };
+  const ctx: RouteContext = { service, people: opts.people, code: opts.code, maxLeaseWaitS: opts.maxLeaseWaitS ?? 60, syncBodyLimit, closers, ...(opts.slurmView ? { slurmView: opts.slurmView } : {}) };
 
   // Who calls, before anything else: no body is read for a caller that may not call the route,
   // and an unknown route needs a valid token too, so 401 always comes before 404.

@@ -2,6 +2,7 @@
 // schemas of core/api.ts, job lookups, and the view of a job a caller may see.
 import type { FastifyRequest } from "fastify";
 import type { z } from "zod";
+import type { SlurmView } from "../../core/api.js";
 import type { CodeStore } from "../code-store.js";
 import type { PeopleStore } from "../people.js";
 import type { DispatcherService } from "../service.js";
@@ -18,6 +19,8 @@ export interface RouteContext {
   syncBodyLimit: number;
   /** Called by streams that must end when the server closes. */
   closers: Set<() => void>;
+  /** Slurm's view of the cluster; absent when the dispatcher schedules its own jobs. */
+  slurmView?: () => Promise<SlurmView>;
 }
 
 /** Upload bodies as the chunks they arrived in (see server.ts). */

@@ -1,6 +1,7 @@
 // The route a Slurm batch script calls on its compute node, with its attempt's claim token: claim
 // the allocation for that node's labrig agent (POST), then ask whether the attempt is over (GET).
-// A claim token opens these two routes for its own attempt and nothing else.
+// A claim token opens these two routes for its own attempt and nothing else. Every person reads
+// Slurm's own view of the cluster (GET /api/slurm/status); a dispatcher not in slurm mode has none.
 import type { FastifyInstance } from "fastify";
 import { slurmClaimRequestSchema } from "../../core/api.js";
 import { parseBody, type RouteContext } from "../http/common.js";
@@ -11,6 +12,11 @@ type Claim = Extract<Caller, { kind: "slurm-claim" }>;
 
 export function slurmRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const { service } = ctx;
+
+  app.get("/api/slurm/status", { config: { access: "person" } }, async () => {
+    if (!ctx.slurmView) throw new HttpError(404, "not_slurm", "this dispatcher schedules jobs itself (LABRIG_SCHEDULER=labrig): there is no Slurm view");
+    return ctx.slurmView();
+  });
 
   app.post("/api/slurm/claim", { config: { access: "slurm-claim" } }, async (req) => {
     const claim = req.caller as Claim;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Device, Job } from "../../core/api.js";
 import { NOW, device as fixtureDevice, iso, job as fixtureJob } from "../helpers/fixtures.js";
-import { formatCommand, formatDevicesTable, formatDuration, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatTable } from "../../cli/format.js";
+import { formatCommand, formatDevicesTable, formatDuration, formatGpuProcessesTable, formatJobDetail, formatJobsTable, formatSlurmView, formatTable } from "../../cli/format.js";
 
 const now = NOW;
 const ago = iso;
@@ -115,5 +115,41 @@ describe("job detail", () => {
   it("leaves plain words unquoted", () => {
     expect(formatCommand(["python", "train.py", "--lr=0.1", "a/b.yaml"])).toBe("python train.py --lr=0.1 a/b.yaml");
     expect(formatCommand("echo hi && ls")).toBe("echo hi && ls");
+  });
+});
+
+describe("Slurm's view", () => {
+  const view = {
+    readAt: iso(3),
+    nodes: [
+      { name: "gpu-a", partitions: ["gpu*"], state: "mixed", cpus: { allocated: 1, idle: 1, other: 0, total: 2 }, memoryMiB: 16384, gres: "gpu:fake:2", reason: "" },
+      { name: "gpu-b", partitions: ["gpu*", "long"], state: "drained", cpus: { allocated: 0, idle: 0, other: 2, total: 2 }, memoryMiB: 8192, gres: "", reason: "disk\u001b[2J full" },
+    ],
+    queue: [
+      { id: "100", state: "RUNNING", nodes: "gpu-a", reason: "None", timeUsed: "1:02", timeLimit: "5:05", tresPerNode: "gres/gpu:1", account: "", name: "labrig-j1-train" },
+      { id: "101", state: "PENDING", nodes: "", reason: "Resources", timeUsed: "0:00", timeLimit: "5:05", tresPerNode: "", account: "", name: "labrig-j2" },
+    ],
+  };
+
+  it("heads its nodes and queue as Slurm's, with why a node is out and why a job waits; control characters made visible", () => {
+    expect(formatSlurmView(view, NOW)).toBe(
+      [
+        "Slurm schedules this lab (read from the controller 3s ago)",
+        "NODE   SLURM STATE  PARTITIONS  CPUS ALLOC/TOTAL  MEMORY  GRES        REASON",
+        "gpu-a  mixed        gpu*        1/2               16 GiB  gpu:fake:2  -",
+        "gpu-b  drained      gpu*,long   0/2               8 GiB   -           disk\\x1b[2J full",
+        "",
+        "SLURM JOB  STATE    NODES / REASON  TIME  LIMIT  TRES/NODE   NAME",
+        "100        RUNNING  gpu-a           1:02  5:05   gres/gpu:1  labrig-j1-train",
+        "101        PENDING  (Resources)     0:00  5:05   -           labrig-j2",
+      ].join("\n"),
+    );
+  });
+
+  it("says a failed read failed, and shows the view before it as that", () => {
+    const text = formatSlurmView({ ...view, queue: [], error: "ssh: Connection refused" }, NOW);
+    expect(text.split("\n").slice(0, 2)).toEqual(["Slurm schedules this lab (read from the controller 3s ago)", "  the last read failed; this is the view before it: ssh: Connection refused"]);
+    expect(text).toMatch(/Slurm's queue is empty$/);
+    expect(formatSlurmView({ readAt: null, nodes: [], queue: [], error: "no route to host" }, NOW)).toBe("Slurm schedules this lab (not read yet)\n  the last read failed: no route to host");
   });
 });

@@ -20,9 +20,15 @@ class RecordingController {
   readonly host = "fake-controller";
   commands: { command: string; input?: string }[] = [];
   failSbatch = false;
+  failView = false;
   private nextId = 100;
   async run(command: string, opts: { input?: string | Buffer } = {}): Promise<string> {
     this.commands.push({ command, ...(opts.input !== undefined ? { input: opts.input.toString() } : {}) });
+    if (command.startsWith("sinfo")) {
+      if (this.failView) throw new Error("sinfo: error: Unable to contact slurm controller (connect failure)");
+      return "gpu-a|gpu*|mixed|1/1/0/2|3936|gpu:fake:2|none\ngpu-b|gpu*|idle|0/2/0/2|3936|gpu:fake:1|none\n";
+    }
+    if (command.startsWith("squeue")) return this.failView ? "" : "100|RUNNING|gpu-a|None|1:02|5:05|gres/gpu:1|(null)|labrig-j1-train\n101|PENDING||Resources|0:00|5:05|gres/gpu:2|(null)|labrig-j2\n";
     if (command.startsWith("sbatch")) {
       if (this.failSbatch) throw new Error("sbatch: error: Batch job submission failed: Unable to contact slurm controller");
       return `${this.nextId++}\n`;
@@ -283,4 +289,52 @@ describe("the batch script, run by bash against the dispatcher", () => {
       expect(await ran).toBe(exit);
     }
   }, 60_000);
+});
+
+describe("Slurm's view through the dispatcher (GET /api/slurm/status)", () => {
+  const status = (headers: Record<string, string> = admin()) => d.app.inject({ method: "GET", url: "/api/slurm/status", headers });
+
+  it("serves sinfo's nodes and squeue's jobs as read on the controller, to every person and no one else", async () => {
+    const r = await status();
+    expect(r.statusCode, r.body).toBe(200);
+    const view = r.json();
+    expect(view.nodes.map((n: { name: string; state: string }) => `${n.name} ${n.state}`)).toEqual(["gpu-a mixed", "gpu-b idle"]);
+    expect(view.queue).toMatchObject([
+      { id: "100", state: "RUNNING", nodes: "gpu-a", name: "labrig-j1-train" },
+      { id: "101", state: "PENDING", nodes: "", reason: "Resources" },
+    ]);
+    expect(Date.now() - Date.parse(view.readAt)).toBeLessThan(60_000);
+    expect((await status({})).statusCode).toBe(401);
+    const agent = await register("gpu-a");
+    expect((await status({ authorization: `Bearer ${agent}` })).statusCode).toBe(403);
+    const claimToken = d.service.slurmJobs.reserve((await submit()).id, 1);
+    expect((await status({ authorization: `Bearer ${claimToken}` })).statusCode).toBe(401);
+  });
+
+  it("reads Slurm once for many callers within a few seconds", async () => {
+    await Promise.all([status(), status(), status()]);
+    await status();
+    expect(controller.commands.filter((c) => c.command.startsWith("sinfo"))).toHaveLength(1);
+    expect(controller.commands.filter((c) => c.command.startsWith("squeue"))).toHaveLength(1);
+  });
+
+  it("says why a read failed, beside no view when there was none before", async () => {
+    controller.failView = true;
+    const view = (await status()).json();
+    expect(view).toMatchObject({ readAt: null, nodes: [], queue: [] });
+    expect(view.error).toMatch(/sinfo: error: Unable to contact slurm controller/);
+  });
+});
+
+describe("a dispatcher that schedules jobs itself", () => {
+  it("has no Slurm view: 404 not_slurm, which the CLI reads as none", async () => {
+    const own = openDispatcher(join(dir, "own"), { LABRIG_HEARTBEAT_S: "1" });
+    try {
+      const r = await own.app.inject({ method: "GET", url: "/api/slurm/status", headers: { authorization: `Bearer ${own.admin.token}` } });
+      expect(r.statusCode).toBe(404);
+      expect(r.json()).toMatchObject({ error: "not_slurm", message: expect.stringMatching(/LABRIG_SCHEDULER=labrig/) });
+    } finally {
+      await own.close();
+    }
+  });
 });

@@ -2,6 +2,7 @@
 // commands and parsers run against a real slurmctld in tests/provision/slurm.test.ts.
 import { describe, expect, it } from "vitest";
 import { gpusOf, parseSinfoNodes, parseSqueue, SINFO_NODES_COMMAND, SQUEUE_COMMAND } from "../../dispatcher/slurm-status.js";
+import { SlurmViewReader } from "../../dispatcher/slurm-view.js";
 
 describe("sinfo, one line per node and partition", () => {
   it("reads each node once, with every partition it is in, its CPUs, memory, GPUs and reason", () => {
@@ -60,4 +61,57 @@ describe("squeue", () => {
 
 it("counts a node's GPUs from its generic resources", () => {
   expect(["gpu:fake:2", "gpu:2(S:0)", "gpu:a100:4,gpu:v100:2", "", "shard:8", "gpu:1"].map(gpusOf)).toEqual([2, 2, 6, 0, 0, 1]);
+});
+
+describe("the view reader", () => {
+  /** A controller whose answers the test sets, counting reads; `fail` makes sinfo fail. */
+  const controller = () => {
+    const c = { reads: 0, fail: false, nodes: "gpu-a|gpu*|idle|0/2/0/2|3936|gpu:fake:2|none\n", async run(command: string): Promise<string> {
+      if (command === SINFO_NODES_COMMAND) {
+        c.reads++;
+        if (c.fail) throw new Error("ssh: connect to host slurmctl port 22: Connection refused");
+        return c.nodes;
+      }
+      return "";
+    } };
+    return c;
+  };
+
+  it("reads again only once the last read is maxAgeMs old, and callers of one read share it", async () => {
+    let now = 1_000_000;
+    const c = controller();
+    const reader = new SlurmViewReader(c, 5000, () => now);
+    const [a, b] = await Promise.all([reader.view(), reader.view()]);
+    expect(a).toBe(b);
+    expect(c.reads).toBe(1);
+    now += 4999;
+    await reader.view();
+    expect(c.reads).toBe(1);
+    c.nodes = "gpu-a|gpu*|allocated|2/0/0/2|3936|gpu:fake:2|none\n";
+    now += 1;
+    expect((await reader.view()).nodes[0]!.state).toBe("allocated");
+    expect(c.reads).toBe(2);
+  });
+
+  it("keeps the last good view when a read fails, says why, and drops the error once a read works", async () => {
+    let now = 0;
+    const c = controller();
+    const reader = new SlurmViewReader(c, 1000, () => now);
+    const good = await reader.view();
+    c.fail = true;
+    now += 1000;
+    const failed = await reader.view();
+    expect(failed).toMatchObject({ readAt: good.readAt, nodes: good.nodes, error: expect.stringMatching(/Connection refused/) });
+    c.fail = false;
+    now += 1000;
+    const again = await reader.view();
+    expect(again.error).toBeUndefined();
+    expect(again.readAt).toBe(new Date(2000).toISOString());
+  });
+
+  it("says which line of Slurm's output it could not read", async () => {
+    const c = controller();
+    c.nodes = "gpu-a idle\n";
+    expect((await new SlurmViewReader(c).view()).error).toMatch(/unexpected output from sinfo, line 1/);
+  });
 });

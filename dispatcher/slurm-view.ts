@@ -1,0 +1,39 @@
+// Slurm's own view of the cluster as the dispatcher serves it (`GET /api/slurm/status`): sinfo and
+// squeue read on the controller over the driver's SSH connection, at most once per `maxAgeMs` however
+// many people ask, with callers of one read sharing it. A read that fails keeps the last good view
+// and says why beside it, so `labrig devices` shows what Slurm last said and that it is stale.
+import { errorMessage } from "../core/errors.js";
+import type { SlurmView } from "../core/api.js";
+import type { Remote } from "../provision/remote.js";
+import { parseSinfoNodes, parseSqueue, SINFO_NODES_COMMAND, SQUEUE_COMMAND } from "./slurm-status.js";
+
+export class SlurmViewReader {
+  private last: SlurmView = { readAt: null, nodes: [], queue: [] };
+  private lastTriedAt = 0;
+  private reading: Promise<SlurmView> | undefined;
+
+  constructor(
+    private readonly remote: Pick<Remote, "run">,
+    private readonly maxAgeMs = 5000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The view, read again when the last try is older than maxAgeMs. */
+  async view(): Promise<SlurmView> {
+    if (this.reading) return this.reading;
+    if (this.lastTriedAt && this.now() - this.lastTriedAt < this.maxAgeMs) return this.last;
+    this.reading = this.read().finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
+  private async read(): Promise<SlurmView> {
+    this.lastTriedAt = this.now();
+    try {
+      const [sinfo, squeue] = await Promise.all([this.remote.run(SINFO_NODES_COMMAND, { timeoutMs: 20_000 }), this.remote.run(SQUEUE_COMMAND, { timeoutMs: 20_000 })]);
+      this.last = { readAt: new Date(this.now()).toISOString(), nodes: parseSinfoNodes(sinfo), queue: parseSqueue(squeue) };
+    } catch (err) {
+      this.last = { readAt: this.last.readAt, nodes: this.last.nodes, queue: this.last.queue, error: errorMessage(err) };
+    }
+    return this.last;
+  }
+}
