@@ -1,6 +1,7 @@
 // The dashboard's one data client: it keeps the store in step with the lab by putting together
 // the event stream and periodic resync (./event-feed.ts), the open job's log (./job-log-feed.ts),
-// the Containers view's polls (./container-poll.ts) and the operator's commands
+// the Containers view's polls (./container-poll.ts), Slurm's view in a Slurm lab (./slurm-poll.ts)
+// and the operator's commands
 // (./command-runner.ts). Everything from the API enters the store with control characters made
 // visible.
 import { DispatcherClient } from "../core/client.js";
@@ -9,6 +10,7 @@ import { ContainerPoll } from "./container-poll.js";
 import type { ContainerSource } from "./containers.js";
 import { EventFeed } from "./event-feed.js";
 import { JobLogFeed } from "./job-log-feed.js";
+import { SlurmPoll } from "./slurm-poll.js";
 import type { Command } from "./state.js";
 import type { TuiStore } from "./store.js";
 
@@ -23,6 +25,8 @@ export interface DataClientOptions {
   silenceMs?: number;
   containerSources?: ContainerSource[];
   containerPollMs?: number;
+  /** How often Slurm's view is asked for while the Devices view is open (a Slurm lab only). */
+  slurmPollMs?: number;
   now?: () => Date;
 }
 
@@ -33,6 +37,8 @@ export class DataClient {
   private readonly events: EventFeed;
   private readonly jobLog: JobLogFeed;
   private readonly containers: ContainerPoll;
+  private readonly slurm: SlurmPoll;
+  private readonly slurmPollMs: number;
   private readonly resyncMs: number;
   private readonly containerPollMs: number;
   private resyncTimer: NodeJS.Timeout | null = null;
@@ -43,6 +49,7 @@ export class DataClient {
     this.store = opts.store;
     this.resyncMs = opts.resyncMs ?? 15_000;
     this.containerPollMs = opts.containerPollMs ?? 5_000;
+    this.slurmPollMs = opts.slurmPollMs ?? 5_000;
     this.api = new DispatcherClient({ url, token: opts.token, timeoutMs: 5_000, via: "the dashboard" });
     this.jobLog = new JobLogFeed(this.api, this.store);
     this.events = new EventFeed({
@@ -56,6 +63,7 @@ export class DataClient {
       onEvents: (evs) => evs.forEach((ev) => this.jobLog.onEvent(ev)),
     });
     this.containers = new ContainerPoll(this.store, opts.containerSources ?? [], now);
+    this.slurm = new SlurmPoll(this.store, () => this.api.slurmStatus());
   }
 
   start(): void {
@@ -64,12 +72,14 @@ export class DataClient {
       if (this.store.get().connection.status === "connected") void this.events.resync();
     }, this.resyncMs);
     this.containers.start(this.containerPollMs);
+    this.slurm.start(this.slurmPollMs);
   }
 
   stop(): void {
     this.stopped.abort();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.containers.stop();
+    this.slurm.stop();
     this.jobLog.stop();
   }
 

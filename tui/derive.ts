@@ -1,7 +1,7 @@
 // What the views and keys show and act on, derived from the state: filtered, ordered lists, the
 // Queue's rows (a sweep group folded into one) and the item under the cursor. Pure, so the key map
 // and the views agree on what "selected" means.
-import { type Device, type Job, type JobState, type Priority, hasForeignProcesses, isTerminalJobState } from "../core/api.js";
+import { type Device, type Job, type JobState, type Priority, type SlurmNode, type SlurmView, hasForeignProcesses, isTerminalJobState } from "../core/api.js";
 import { groupName } from "./format.js";
 import type { ContainerHost, ContainerRow, EventEntry, ListView, TuiState } from "./state.js";
 
@@ -244,4 +244,31 @@ export function recentJobEnds(s: TuiState, n: number): Job[] {
   const ended: Job[] = [];
   for (const id in s.jobs) if (isTerminalJobState(s.jobs[id]!.state) && s.jobs[id]!.endedAt) ended.push(s.jobs[id]!);
   return ended.sort((a, b) => b.endedAt!.localeCompare(a.endedAt!)).slice(0, n);
+}
+
+export interface SlurmSummary {
+  /** Nodes by Slurm state, most first: [["idle", 98], ["mixed", 3]]. */
+  nodeStates: [string, number][];
+  /** Jobs in Slurm's queue by state, most first. */
+  queueStates: [string, number][];
+  /** Why pending jobs wait, most common first. */
+  pendingReasons: string[];
+  /** Nodes that take no jobs (down, drained, failing, not responding), to be named one a line. */
+  troubled: SlurmNode[];
+}
+
+const countBy = (values: string[]): [string, number][] => {
+  const m = new Map<string, number>();
+  for (const v of values) m.set(v, (m.get(v) ?? 0) + 1);
+  return [...m.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+};
+
+/** Slurm's view folded to a few lines: at 100+ nodes a line a node would hide labrig's own table. */
+export function slurmSummary(view: SlurmView): SlurmSummary {
+  return {
+    nodeStates: countBy(view.nodes.map((n) => n.state)),
+    queueStates: countBy(view.queue.map((j) => j.state.toLowerCase())),
+    pendingReasons: countBy(view.queue.filter((j) => j.state === "PENDING").map((j) => j.reason)).map(([r]) => r),
+    troubled: view.nodes.filter((n) => /down|drain|fail|maint|unknown|\*/i.test(n.state)),
+  };
 }

@@ -1,7 +1,7 @@
 // The dashboard's state: one plain object (what the dispatcher, agents and Docker engines told us,
 // and what the operator is looking at), and pure functions that return the next state. The data
 // client feeds it, the key map changes its UI half, and the views render it; tests build it by hand.
-import type { Device, DispatcherEvent, Job, Priority } from "../core/api.js";
+import type { Device, DispatcherEvent, Job, Priority, SlurmView } from "../core/api.js";
 import { isTerminalJobState } from "../core/api.js";
 
 export type ViewName = "devices" | "queue" | "job" | "containers" | "events";
@@ -101,6 +101,8 @@ export interface TuiState {
   log: LogTail | null;
   synced: SyncedFiles | null;
   containers: { hosts: ContainerHost[]; error: string | null };
+  /** Slurm's view of the cluster when Slurm is the lab's scheduler; null when labrig schedules (or before the first read). */
+  slurm: SlurmView | null;
   modal: Modal;
   flash: { text: string; level: "info" | "error"; at: number } | null;
 }
@@ -127,6 +129,7 @@ export function initialState(url: string): TuiState {
     log: null,
     synced: null,
     containers: { hosts: [], error: null },
+    slurm: null,
     modal: null,
     flash: null,
   };
@@ -283,6 +286,10 @@ export function setSynced(s: TuiState, synced: SyncedFiles): TuiState {
 
 export function setContainers(s: TuiState, hosts: ContainerHost[], error: string | null = null): TuiState {
   return { ...s, containers: { hosts, error } };
+}
+
+export function setSlurm(s: TuiState, slurm: SlurmView): TuiState {
+  return { ...s, slurm };
 }
 
 // ---- helpers ----

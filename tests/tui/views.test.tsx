@@ -439,3 +439,45 @@ describe("Queue view with a sweep group", () => {
     }
   });
 });
+
+describe("Slurm's view in a Slurm lab", () => {
+  const node = (name: string, state: string, reason = "") => ({ name, partitions: ["gpu*"], state, cpus: { allocated: 0, idle: 2, other: 0, total: 2 }, memoryMiB: 16384, gres: "gpu:fake:2", reason });
+  const slurmLab = (nodes = [node("gpu-a100", "mixed"), node("gpu-3090", "drained", "fan broken, says Ana")], error?: string) => {
+    const s = smallLab();
+    s.slurm = {
+      readAt: iso(4),
+      nodes,
+      queue: [
+        { id: "100", state: "RUNNING", nodes: "gpu-a100", reason: "None", timeUsed: "1:02", timeLimit: "5:05", tresPerNode: "gres/gpu:1", account: "", name: "labrig-01jobrun00" },
+        { id: "101", state: "PENDING", nodes: "", reason: "Resources", timeUsed: "0:00", timeLimit: "5:05", tresPerNode: "gres/gpu:2", account: "", name: "labrig-x" },
+      ],
+      ...(error ? { error } : {}),
+    };
+    return s;
+  };
+
+  it("heads a panel as Slurm's under labrig's hosts: node states, the queue and why it waits, each node out with its reason", () => {
+    const f = frame(slurmLab());
+    expectFits(f, 80, 23);
+    const rows = plain(f).split("\n");
+    const head = rows.findIndex((l) => l.startsWith("Slurm schedules this lab"));
+    expect(head, plain(f)).toBeGreaterThan(0);
+    expect(rows[head]).toBe("Slurm schedules this lab · 2 nodes: 1 drained, 1 mixed · queue: 1 pending, 1 ru…");
+    expect(rows[head + 1]).toBe("  gpu-3090 drained · fan broken, says Ana");
+    expect(plain(frame(slurmLab(), 160, 40))).toContain("queue: 1 pending, 1 running (waiting: Resources) · read 4s ago (labrig devices --slurm)");
+    expect(plain(f)).toMatch(/gpu-a100\s+● healthy/);
+  });
+
+  it("says when the last read of Slurm failed, and keeps labrig's table when the screen is short", () => {
+    const text = plain(frame(slurmLab(undefined, "ssh: connect to slurmctl: Connection refused"), 100, 23));
+    expect(text).toContain("  the last read of Slurm failed: ssh: connect to slurmctl: Connection refused");
+    const short = plain(frame(slurmLab(Array.from({ length: 40 }, (_, i) => node(`n${i}`, "down*", "Not responding"))), 80, 10)).split("\n");
+    expect(short.length).toBeLessThanOrEqual(10);
+    expect(short.some((l) => /^. gpu-\S+\s+● /.test(l))).toBe(true);
+    expect(short.some((l) => l.startsWith("Slurm schedules this lab · 40 nodes: 40 down*"))).toBe(true);
+  });
+
+  it("shows no panel when labrig schedules", () => {
+    expect(plain(frame(smallLab()))).not.toContain("Slurm");
+  });
+});

@@ -1,11 +1,12 @@
 // The Devices view: one row per host (status, last seen, a cell per GPU, busy GPUs, hottest GPU,
 // power, running jobs) and, for the selected host (or every host when they all fit), a line per
 // GPU with its utilisation bar, memory, temperature and power, and who is on it (a labrig job, or a
-// process outside labrig that keeps the GPU busy); under them the jobs that ended last.
+// process outside labrig that keeps the GPU busy); under them the jobs that ended last, and in a
+// lab whose scheduler is Slurm, Slurm's own view: its nodes' states, its queue, the nodes out.
 import { Box, Text } from "ink";
 import { memo } from "react";
-import { type Device, type DeviceGpu, type GpuProcess, type Job, hasForeignProcesses } from "../../core/api.js";
-import { cursorOf, recentJobEnds, visibleDevices } from "../derive.js";
+import { type Device, type DeviceGpu, type GpuProcess, type Job, type SlurmView, hasForeignProcesses } from "../../core/api.js";
+import { cursorOf, recentJobEnds, slurmSummary, visibleDevices } from "../derive.js";
 import { age, bar, deviceStatusColour, fit, gib, jobStateColour, sparkCell, temperatureColour, utilisationColour } from "../format.js";
 import { Line, Note, type ViewProps, clampNum, scrollOffset } from "./common.js";
 
@@ -25,7 +26,9 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
   // otherwise nowhere on the first screen.
   const ends = recentJobEnds(state, RECENT_ENDS);
   const showEnds = ends.length > 0 && height - 2 - ends.length >= 3;
-  const bodyHeight = height - 1 - (showEnds ? ends.length + 1 : 0);
+  // At most a third of the view: labrig's own table stays the first thing seen.
+  const slurmLines = state.slurm ? slurmPanelLines(state.slurm, Math.max(1, Math.floor(height / 3))) : 0;
+  const bodyHeight = height - 1 - (showEnds ? ends.length + 1 : 0) - slurmLines;
 
   const detailRows = (d: Device): Row[] => {
     const rows: Row[] = d.gpus.flatMap((gpu): Row[] => [{ kind: "gpu", device: d, gpu }, ...(gpu.processes ?? []).map((process): Row => ({ kind: "process", device: d, gpu, process }))]);
@@ -85,6 +88,7 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
         }
       })}
       {showEnds ? <RecentEnds jobs={ends} width={width} now={now} /> : null}
+      {state.slurm ? <SlurmPanel view={state.slurm} lines={slurmLines} width={width} now={now} /> : null}
     </Box>
   );
 }
@@ -116,6 +120,39 @@ function RecentEnds({ jobs, width, now }: { jobs: Job[]; width: number; now: num
           </Text>
         );
       })}
+    </>
+  );
+}
+
+/** How many lines the Slurm panel takes: its heading, a line if the last read failed, and a line per node out, within `room`. */
+function slurmPanelLines(view: SlurmView, room: number): number {
+  return Math.min(room, 1 + (view.error ? 1 : 0) + slurmSummary(view).troubled.length);
+}
+
+function SlurmPanel({ view, lines, width, now }: { view: SlurmView; lines: number; width: number; now: number }) {
+  const sum = slurmSummary(view);
+  const counts = (c: [string, number][]) => c.map(([state, n]) => `${n} ${state}`).join(", ");
+  const nodes = `${view.nodes.length} node${view.nodes.length === 1 ? "" : "s"}${sum.nodeStates.length ? `: ${counts(sum.nodeStates)}` : ""}`;
+  const queue = view.queue.length ? `queue: ${counts(sum.queueStates)}${sum.pendingReasons.length ? ` (waiting: ${sum.pendingReasons.slice(0, 2).join(", ")})` : ""}` : "queue empty";
+  const read = view.readAt ? `read ${age(view.readAt, now)} ago` : "not read yet";
+  const rest = lines - 1 - (view.error ? 1 : 0);
+  return (
+    <>
+      <Text wrap="truncate-end">
+        <Text color="magenta" bold>
+          Slurm
+        </Text>
+        <Text dimColor>{" schedules this lab · "}</Text>
+        {nodes} · {queue} <Text dimColor>· {read} (labrig devices --slurm)</Text>
+      </Text>
+      {view.error && lines > 1 ? <Line color="red">{fit(`  the last read of Slurm failed: ${view.error}`, width)}</Line> : null}
+      {sum.troubled.slice(0, Math.max(0, rest)).map((n) => (
+        <Text key={n.name} wrap="truncate-end">
+          {"  "}
+          <Text bold>{n.name}</Text> <Text color="red">{n.state}</Text>
+          {n.reason ? ` · ${n.reason}` : ""}
+        </Text>
+      ))}
     </>
   );
 }
