@@ -233,7 +233,7 @@ export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueComma
   const controller = slurmSettings ? (slurmRemote ?? new SshRemote(slurmSettings.target, { knownHostsFile: slurmSettings.knownHostsFile, pinNew: false })) : undefined;
   const slurmView = controller ? new SlurmViewReader(controller) : undefined;
   const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token), ...(slurmView ? { slurmView: () => slurmView.view() } : {}) });
-  const slurm = slurmSettings && controller ? new SlurmDriver(service, { remote: controller, claimUrl: slurmSettings.claimUrl }) : undefined;
+  const slurm = slurmSettings && controller ? new SlurmDriver(service, { remote: controller, claimUrl: slurmSettings.claimUrl, slurmView: () => slurmView!.snapshot() }) : undefined;
   return {
     app,
     service,

@@ -217,7 +217,7 @@ function isInAgeOrder(queue: SchedJob[]): boolean {
   return true;
 }
 
-export function hostMatches(device: SchedDevice, c: Constraints): boolean {
+export function hostMatches(device: Pick<SchedDevice, "hostId" | "labels">, c: Constraints): boolean {
   if (c.hostId !== undefined && c.hostId !== device.hostId) return false;
   if (c.labels) {
     for (const k in c.labels) if (device.labels[k] !== c.labels[k]) return false;
@@ -225,7 +225,7 @@ export function hostMatches(device: SchedDevice, c: Constraints): boolean {
   return true;
 }
 
-export function gpuMatches(gpu: SchedGpu, c: Constraints): boolean {
+export function gpuMatches(gpu: Pick<SchedGpu, "name" | "memoryTotalMiB">, c: Constraints): boolean {
   if (c.gpuName !== undefined && !gpu.name.toLowerCase().includes(c.gpuName.toLowerCase())) return false;
   if (c.minMemoryMiB !== undefined && gpu.memoryTotalMiB < c.minMemoryMiB) return false;
   return true;

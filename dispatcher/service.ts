@@ -625,6 +625,20 @@ export class DispatcherService {
     return assigned;
   }
 
+  /**
+   * An attempt whose Slurm job left Slurm's queue without claiming it (its batch script failed, the
+   * claim was refused, someone scancelled it outside labrig): a new attempt, sbatched again, while
+   * retries remain, else failed. Nothing happens when the job moved on meanwhile.
+   */
+  slurmJobEndedUnclaimed(jobId: string, attempt: number, why: string): StoredJob | undefined {
+    const job = this.store.endUnstartedAttempt(jobId, attempt, why);
+    if (!job) return undefined;
+    if (job.state === "queued") this.queuedAtMs.set(job.id, Date.now());
+    this.changed(job);
+    this.events.emit({ type: "notice", level: "warn", message: `job ${job.id} ${job.state === "queued" ? `requeued as attempt ${job.attempt}` : job.state}: ${why}`, at: new Date().toISOString() });
+    return job;
+  }
+
   /** What a Slurm batch script waits for: whether its attempt is over (ended, or replaced by a newer attempt) and whether it succeeded. */
   slurmClaimStatus(jobId: string, attempt: number): { jobId: string; attempt: number; state: StoredJob["state"]; currentAttempt: number; done: boolean; succeeded: boolean } {
     const job = this.store.getJob(jobId);

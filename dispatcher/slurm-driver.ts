@@ -4,16 +4,24 @@
 // (SlurmJobs' two queries), so a failed sbatch, a missed event or a restart is made good by the
 // next pass; job events and a timer only start passes, one at a time.
 import { shq } from "../core/shell.js";
+import type { SlurmView } from "../core/api.js";
 import { errorMessage } from "../core/errors.js";
 import type { Remote } from "../provision/remote.js";
 import type { DispatcherService } from "./service.js";
-import { batchScript, parseSbatchParsable } from "./slurm-script.js";
+import type { SlurmJobRow } from "./slurm-jobs.js";
+import { batchScript, excludedNodes, parseSbatchParsable } from "./slurm-script.js";
 
 export interface SlurmDriverOptions {
   /** The Slurm controller (or any host with sbatch/scancel and the cluster's munge key). */
   remote: Pick<Remote, "host" | "run" | "close">;
   /** The dispatcher's URL as the compute nodes reach it. */
   claimUrl: string;
+  /**
+   * Slurm's last good view (sinfo's nodes, squeue's jobs) and when its read began; undefined before
+   * one was read. Absent: the agents' hosts stand for the nodes, and attempts whose Slurm job ended
+   * unclaimed are not noticed.
+   */
+  slurmView?: () => Promise<{ readStartedAtMs: number; view: SlurmView } | undefined>;
   /** A pass also runs this often, to retry what failed (default 15 s). */
   passEveryMs?: number;
   log?: (line: string) => void;
@@ -25,6 +33,8 @@ export class SlurmDriver {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Jobs already logged as fitting no Slurm node, so a pass every 15 s does not say it again. */
+  private readonly unplaceable = new Set<string>();
 
   constructor(
     private readonly service: DispatcherService,
@@ -77,9 +87,13 @@ export class SlurmDriver {
   /** One pass: submit what is queued and not in Slurm, cancel what Slurm still holds for nothing. */
   async pass(): Promise<void> {
     const slurm = this.service.slurmJobs;
+    const toSubmit = slurm.attemptsToSubmit();
+    const awaiting = slurm.attemptsAwaitingClaim();
+    const seen = (toSubmit.length || awaiting.length) && this.opts.slurmView ? await this.opts.slurmView() : undefined;
+    this.noticeUnclaimedEnds(awaiting, seen);
     for (const { jobId, attempt } of slurm.attemptsToSubmit()) {
       if (this.stopped) return;
-      await this.submit(jobId, attempt);
+      await this.submit(jobId, attempt, seen?.view.nodes.map((n) => n.name));
     }
     for (const row of slurm.attemptsToCancel()) {
       if (this.stopped) return;
@@ -93,14 +107,38 @@ export class SlurmDriver {
     }
   }
 
-  private async submit(jobId: string, attempt: number): Promise<void> {
+  /**
+   * Attempts whose Slurm job is no longer in Slurm's queue, read after sbatch answered, and never
+   * claimed: the batch script ended without handing the job to an agent. Each gets a new attempt
+   * (or fails when no retries remain), so the job is neither stuck queued nor lost.
+   */
+  private noticeUnclaimedEnds(awaiting: SlurmJobRow[], seen: { readStartedAtMs: number; view: SlurmView } | undefined): void {
+    if (!seen) return;
+    const inQueue = new Set(seen.view.queue.map((j) => j.id.split("_")[0]));
+    for (const row of awaiting) {
+      if (inQueue.has(row.slurmJobId!) || Date.parse(row.submittedAt) >= seen.readStartedAtMs) continue;
+      const why = `Slurm job ${row.slurmJobId} ended without claiming attempt ${row.attempt} (its batch script's output: /tmp/labrig-slurm-${row.slurmJobId}.out on the node Slurm gave it)`;
+      const job = this.service.slurmJobEndedUnclaimed(row.jobId, row.attempt, why);
+      if (job) this.log(`job ${row.jobId}: ${why}; ${job.state === "queued" ? `attempt ${job.attempt} goes to Slurm again` : `the job is ${job.state}, no retries left`}`);
+    }
+  }
+
+  private async submit(jobId: string, attempt: number, slurmNodes: string[] | undefined): Promise<void> {
     const job = this.service.store.getJob(jobId);
     if (!job || job.state !== "queued" || job.attempt !== attempt) return;
+    // Slurm places the job only on nodes whose labrig agent can take it; with none, it waits in labrig's queue.
+    const { exclude, eligible } = excludedNodes(job, this.service.listDevices(), slurmNodes);
+    if (eligible.length === 0) {
+      if (!this.unplaceable.has(`${jobId}/${attempt}`)) this.log(`job ${jobId} attempt ${attempt} waits: no Slurm node has a labrig agent that meets its GPUs and constraints`);
+      this.unplaceable.add(`${jobId}/${attempt}`);
+      return;
+    }
+    this.unplaceable.delete(`${jobId}/${attempt}`);
     const slurm = this.service.slurmJobs;
     // The row (and its token) exists before sbatch runs: a quick node may claim before sbatch answers.
     const token = slurm.reserve(jobId, attempt);
     try {
-      const script = batchScript({ id: job.id, name: job.name, gpus: job.gpus, cpus: job.cpus, memoryMiB: job.memoryMiB, timeoutS: job.timeoutS }, attempt, this.opts.claimUrl, token);
+      const script = batchScript({ id: job.id, name: job.name, gpus: job.gpus, cpus: job.cpus, memoryMiB: job.memoryMiB, timeoutS: job.timeoutS, priority: job.priority, exclude }, attempt, this.opts.claimUrl, token);
       const slurmJobId = parseSbatchParsable(await this.opts.remote.run("sbatch --parsable", { input: script, timeoutMs: 60_000 }));
       slurm.setSlurmJobId(jobId, attempt, slurmJobId);
       this.log(`sbatch: job ${jobId} attempt ${attempt} is Slurm job ${slurmJobId} on ${this.opts.remote.host}`);

@@ -28,7 +28,7 @@ export class SlurmJobs {
   constructor(readonly db: Db) {
     this.stmts = {
       insert: db.prepare("INSERT INTO slurm_jobs (job_id, attempt, claim_token_hash, submitted_at) VALUES (?, ?, ?, ?)"),
-      setSlurmId: db.prepare("UPDATE slurm_jobs SET slurm_job_id = ? WHERE job_id = ? AND attempt = ?"),
+      setSlurmId: db.prepare("UPDATE slurm_jobs SET slurm_job_id = ?, submitted_at = ? WHERE job_id = ? AND attempt = ?"),
       remove: db.prepare("DELETE FROM slurm_jobs WHERE job_id = ? AND attempt = ?"),
       get: db.prepare<[string, number], Row>("SELECT * FROM slurm_jobs WHERE job_id = ? AND attempt = ?"),
       ofJob: db.prepare<[string], Row>("SELECT * FROM slurm_jobs WHERE job_id = ? ORDER BY attempt"),
@@ -37,6 +37,10 @@ export class SlurmJobs {
       toSubmit: db.prepare<[], { id: string; attempt: number }>(
         `SELECT j.id, j.attempt FROM jobs j LEFT JOIN slurm_jobs s ON s.job_id = j.id AND s.attempt = j.attempt
          WHERE j.state = 'queued' AND s.job_id IS NULL ORDER BY j.seq`,
+      ),
+      awaitingClaim: db.prepare<[], Row>(
+        `SELECT s.* FROM slurm_jobs s JOIN jobs j ON j.id = s.job_id AND j.attempt = s.attempt
+         WHERE s.slurm_job_id IS NOT NULL AND s.cancelled_at IS NULL AND j.state = 'queued' ORDER BY s.submitted_at`,
       ),
       toCancel: db.prepare<[], Row>(
         `SELECT s.* FROM slurm_jobs s JOIN jobs j ON j.id = s.job_id
@@ -56,9 +60,9 @@ export class SlurmJobs {
     return token;
   }
 
-  /** The Slurm job id sbatch answered for an attempt. */
-  setSlurmJobId(jobId: string, attempt: number, slurmJobId: string): void {
-    this.stmts.setSlurmId.run(slurmJobId, jobId, attempt);
+  /** The Slurm job id sbatch answered for an attempt; submittedAt becomes now, when the Slurm job surely exists. */
+  setSlurmJobId(jobId: string, attempt: number, slurmJobId: string, now = new Date()): void {
+    this.stmts.setSlurmId.run(slurmJobId, now.toISOString(), jobId, attempt);
   }
 
   /** Forgets an attempt whose sbatch failed, so that it is submitted again. */
@@ -85,6 +89,11 @@ export class SlurmJobs {
   /** Queued jobs whose current attempt has not gone to Slurm yet, in queue order. */
   attemptsToSubmit(): { jobId: string; attempt: number }[] {
     return this.stmts.toSubmit.all().map((r) => ({ jobId: r.id, attempt: r.attempt }));
+  }
+
+  /** Attempts in Slurm whose batch script has not claimed them yet (their labrig job is still queued at that attempt). */
+  attemptsAwaitingClaim(): SlurmJobRow[] {
+    return this.stmts.awaitingClaim.all().map(toRow);
   }
 
   /** Slurm jobs to scancel: their labrig job was cancelled (or asked to be), or moved on to a newer attempt. */

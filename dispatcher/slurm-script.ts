@@ -4,8 +4,10 @@
 // sbatch's answer. Pure: data in, text out.
 //
 //   batchScript(job, 1, "http://nas:8000", "lrs_…")  // "#!/bin/bash\n#SBATCH --job-name=labrig-j… --gres=gpu:1 …"
+import type { Constraints, Priority } from "../core/api.js";
 import { shq } from "../core/shell.js";
 import { LabrigError } from "../core/errors.js";
+import { gpuMatches, hostMatches, type SchedDevice, type SchedGpu } from "./scheduler.js";
 
 /** What of a job the script needs. */
 export interface BatchJob {
@@ -15,6 +17,30 @@ export interface BatchJob {
   cpus?: number;
   memoryMiB?: number;
   timeoutS: number | null;
+  /** Absent: normal. */
+  priority?: Priority;
+  /** Slurm nodes the job must not go to (`--exclude`): those that cannot meet its constraints. */
+  exclude?: string[];
+}
+
+/**
+ * labrig's priorities as Slurm's `--nice` (which any user may set, and which lowers a job's priority
+ * by that much under both of Slurm's priority plugins): urgent jobs go before high, high before
+ * normal, normal before low, as in labrig's own queue; within one level, Slurm's order.
+ */
+export const SLURM_NICE: Record<Priority, number> = { urgent: 0, high: 1000, normal: 2000, low: 3000 };
+
+/**
+ * The Slurm nodes that cannot run `job` by its constraints (host, labels, GPU name and memory) as
+ * labrig reads them from each node's agent: a node with no labrig agent, one whose labels differ,
+ * or one with too few matching GPUs. Slurm then places it only where labrig's claim will take it.
+ * `slurmNodes`: the nodes sinfo lists, or undefined when they are not known (then the agents' hosts).
+ */
+export function excludedNodes(job: { gpus: number; constraints: Constraints }, devices: (Pick<SchedDevice, "hostId" | "labels"> & { gpus: Pick<SchedGpu, "name" | "memoryTotalMiB">[] })[], slurmNodes: string[] | undefined): { exclude: string[]; eligible: string[] } {
+  const eligible = devices.filter((d) => hostMatches(d, job.constraints) && d.gpus.filter((g) => gpuMatches(g, job.constraints)).length >= job.gpus).map((d) => d.hostId);
+  const ok = new Set(eligible);
+  const nodes = slurmNodes ?? devices.map((d) => d.hostId);
+  return { exclude: [...new Set(nodes)].filter((n) => !ok.has(n)).sort(), eligible: eligible.filter((h) => slurmNodes === undefined || slurmNodes.includes(h)).sort() };
 }
 
 /**
@@ -46,6 +72,8 @@ export function sbatchOptions(job: BatchJob): string[] {
   if (job.memoryMiB !== undefined && job.memoryMiB > 0) opts.push(`--mem=${Math.ceil(job.memoryMiB)}M`);
   const minutes = slurmTimeMinutes(job.timeoutS);
   if (minutes !== undefined) opts.push(`--time=${minutes}`);
+  opts.push(`--nice=${SLURM_NICE[job.priority ?? "normal"]}`);
+  if (job.exclude?.length) opts.push(`--exclude=${job.exclude.join(",")}`);
   // The script's own lines (claims, retries) go to a file on the node, not to wherever sbatch ran.
   opts.push("--chdir=/tmp", "--output=/tmp/labrig-slurm-%j.out");
   return opts;

@@ -9,6 +9,8 @@ import { parseSinfoNodes, parseSqueue, SINFO_NODES_COMMAND, SQUEUE_COMMAND } fro
 
 export class SlurmViewReader {
   private last: SlurmView = { readAt: null, nodes: [], queue: [] };
+  /** When the read that gave the last good view began (epoch ms): what squeue lists was in Slurm's queue then or later. */
+  private goodReadStartedAtMs: number | undefined;
   private lastTriedAt = 0;
   private reading: Promise<SlurmView> | undefined;
 
@@ -26,11 +28,18 @@ export class SlurmViewReader {
     return this.reading;
   }
 
+  /** The last good view with when its read began, read again as view() would; undefined before any read worked. */
+  async snapshot(): Promise<{ readStartedAtMs: number; view: SlurmView } | undefined> {
+    const view = await this.view();
+    return this.goodReadStartedAtMs === undefined ? undefined : { readStartedAtMs: this.goodReadStartedAtMs, view };
+  }
+
   private async read(): Promise<SlurmView> {
-    this.lastTriedAt = this.now();
+    const startedAt = (this.lastTriedAt = this.now());
     try {
       const [sinfo, squeue] = await Promise.all([this.remote.run(SINFO_NODES_COMMAND, { timeoutMs: 20_000 }), this.remote.run(SQUEUE_COMMAND, { timeoutMs: 20_000 })]);
       this.last = { readAt: new Date(this.now()).toISOString(), nodes: parseSinfoNodes(sinfo), queue: parseSqueue(squeue) };
+      this.goodReadStartedAtMs = startedAt;
     } catch (err) {
       this.last = { readAt: this.last.readAt, nodes: this.last.nodes, queue: this.last.queue, error: errorMessage(err) };
     }

@@ -452,6 +452,26 @@ export class Store {
   }
 
   /**
+   * A queued attempt that ended outside labrig before it ever ran (its Slurm job left Slurm's queue
+   * without claiming it): a new attempt while retries remain, each using one up, else failed with
+   * `why`. Undefined when the job is no longer queued at that attempt.
+   */
+  endUnstartedAttempt(jobId: string, attempt: number, why: string, now = new Date()): StoredJob | undefined {
+    return this.db.transaction(() => {
+      const r = this.stmts.getJob.get(jobId);
+      if (!r || r.state !== "queued" || r.attempt !== attempt) return undefined;
+      if (r.lost_count >= r.max_retries) {
+        const at = now.toISOString();
+        this.db.prepare("UPDATE jobs SET state = 'failed', reason = ?, ended_at = ? WHERE id = ?").run(why, at, jobId);
+        this.stmts.transition.run(jobId, r.attempt, r.state, "failed", r.host_id, why, at);
+      } else {
+        this.requeueRow(r, why, now, true);
+      }
+      return this.getJob(jobId);
+    })();
+  }
+
+  /**
    * Ends a running attempt as timed_out at the dispatcher's word (its agent did not report the end
    * in time). Returns undefined when the job is no longer running.
    */

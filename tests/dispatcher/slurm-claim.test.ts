@@ -12,6 +12,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InputError } from "../../core/errors.js";
 import { configFromEnv, openDispatcher, slurmSettingsFromEnv, type OpenDispatcher } from "../../dispatcher/main.js";
 import { batchScript } from "../../dispatcher/slurm-script.js";
+import { SlurmDriver } from "../../dispatcher/slurm-driver.js";
+import { SlurmViewReader } from "../../dispatcher/slurm-view.js";
 import { SMALL_JOB_DEFAULTS } from "../helpers/dispatcher-process.js";
 import { fakeGpus } from "../helpers/sim-agent.js";
 
@@ -21,6 +23,8 @@ class RecordingController {
   commands: { command: string; input?: string }[] = [];
   failSbatch = false;
   failView = false;
+  /** What squeue prints. */
+  queue = "100|RUNNING|gpu-a|None|1:02|5:05|gres/gpu:1|(null)|labrig-j1-train\n101|PENDING||Resources|0:00|5:05|gres/gpu:2|(null)|labrig-j2\n";
   private nextId = 100;
   async run(command: string, opts: { input?: string | Buffer } = {}): Promise<string> {
     this.commands.push({ command, ...(opts.input !== undefined ? { input: opts.input.toString() } : {}) });
@@ -28,7 +32,7 @@ class RecordingController {
       if (this.failView) throw new Error("sinfo: error: Unable to contact slurm controller (connect failure)");
       return "gpu-a|gpu*|mixed|1/1/0/2|3936|gpu:fake:2|none\ngpu-b|gpu*|idle|0/2/0/2|3936|gpu:fake:1|none\n";
     }
-    if (command.startsWith("squeue")) return this.failView ? "" : "100|RUNNING|gpu-a|None|1:02|5:05|gres/gpu:1|(null)|labrig-j1-train\n101|PENDING||Resources|0:00|5:05|gres/gpu:2|(null)|labrig-j2\n";
+    if (command.startsWith("squeue")) return this.failView ? "" : this.queue;
     if (command.startsWith("sbatch")) {
       if (this.failSbatch) throw new Error("sbatch: error: Batch job submission failed: Unable to contact slurm controller");
       return `${this.nextId++}\n`;
@@ -132,6 +136,7 @@ describe("the dispatcher in slurm mode", () => {
   });
 
   it("sbatches each queued attempt once, with its script on stdin, and records the Slurm job id", async () => {
+    await register("gpu-a");
     const job = await submit({ name: "resnet", timeoutS: 600 });
     await d.slurm!.pass();
     await d.slurm!.pass();
@@ -141,11 +146,26 @@ describe("the dispatcher in slurm mode", () => {
     expect(sbatches[0]!.input).toContain(`#SBATCH --job-name=labrig-${job.id}-resnet`);
     expect(sbatches[0]!.input).toContain("#SBATCH --gres=gpu:1");
     expect(sbatches[0]!.input).toContain("#SBATCH --time=15");
+    // gpu-b is in sinfo but has no labrig agent to run the job.
+    expect(sbatches[0]!.input).toContain("#SBATCH --exclude=gpu-b\n");
     expect(sbatches[0]!.input).toContain("url=http://dispatcher.lab:8000/api/slurm/claim");
     expect(d.service.slurmJobs.get(job.id, 1)?.slurmJobId).toBe("100");
   });
 
+  it("keeps a job no Slurm node's agent can run in labrig's queue, and sbatches it once one can", async () => {
+    const job = await submit({ gpus: 2 });
+    await d.slurm!.pass();
+    expect(controller.commands.filter((c) => c.command.startsWith("sbatch"))).toHaveLength(0);
+    expect(d.service.store.getJob(job.id)?.state).toBe("queued");
+    await register("gpu-b", 2);
+    await d.slurm!.pass();
+    const sbatches = controller.commands.filter((c) => c.command.startsWith("sbatch"));
+    expect(sbatches).toHaveLength(1);
+    expect(sbatches[0]!.input).toContain("#SBATCH --exclude=gpu-a\n");
+  });
+
   it("tries a failed sbatch again on the next pass", async () => {
+    await register("gpu-a");
     controller.failSbatch = true;
     const job = await submit();
     await d.slurm!.pass();
@@ -156,6 +176,7 @@ describe("the dispatcher in slurm mode", () => {
   });
 
   it("scancels the Slurm job of a cancelled job, once", async () => {
+    await register("gpu-a");
     const job = await submit();
     await d.slurm!.pass();
     const r = await d.app.inject({ method: "POST", url: `/api/jobs/${job.id}/cancel`, headers: admin(), payload: {} });
@@ -178,6 +199,51 @@ describe("the dispatcher in slurm mode", () => {
     await d.app.inject({ method: "POST", url: `/api/jobs/${job.id}/cancel`, headers: admin(), payload: {} });
     await d.slurm!.pass();
     expect(controller.commands.map((c) => c.command)).toContain("scancel 555");
+  });
+});
+
+describe("a Slurm job that leaves Slurm's queue without claiming its attempt", () => {
+  /** A driver whose view of Slurm is read afresh each pass (the dispatcher's keeps one for 5 s). */
+  const freshDriver = () => {
+    const reader = new SlurmViewReader(controller, 0);
+    return new SlurmDriver(d.service, { remote: controller, claimUrl: "http://dispatcher.lab:8000", slurmView: () => reader.snapshot(), log: () => {} });
+  };
+  const tick = () => new Promise((r) => setTimeout(r, 5));
+
+  it("gets a new attempt, sbatched again, while retries remain, then fails naming the Slurm job", async () => {
+    await register("gpu-a");
+    const driver = freshDriver();
+    const job = await submit({ maxRetries: 1 });
+    controller.queue = "";
+    await driver.pass();
+    expect(d.service.slurmJobs.get(job.id, 1)?.slurmJobId).toBe("100");
+    await tick();
+    await driver.pass();
+    expect(d.service.store.getJob(job.id)).toMatchObject({ state: "queued", attempt: 2 });
+    expect(d.service.slurmJobs.get(job.id, 2)?.slurmJobId).toBe("101");
+    await tick();
+    await driver.pass();
+    const failed = d.service.store.getJob(job.id)!;
+    expect(failed.state).toBe("failed");
+    expect(failed.reason).toMatch(/^Slurm job 101 ended without claiming attempt 2 \(its batch script's output: \/tmp\/labrig-slurm-101.out/);
+    expect(controller.commands.filter((c) => c.command.startsWith("sbatch"))).toHaveLength(2);
+  });
+
+  it("leaves an attempt alone while Slurm still lists its job, and once it is claimed", async () => {
+    await register("gpu-a");
+    const driver = freshDriver();
+    const job = await submit();
+    controller.queue = "100|PENDING||Resources|0:00|5:05|gres/gpu:1|(null)|x\n";
+    await driver.pass();
+    await tick();
+    await driver.pass();
+    expect(d.service.store.getJob(job.id)).toMatchObject({ state: "queued", attempt: 1 });
+    // Claimed, then gone from squeue: a claimed job is its agent's, and labrig's own reaper's, not this check's.
+    expect(d.service.claimForSlurm(job.id, 1, "gpu-a", [0]).state).toBe("assigned");
+    controller.queue = "";
+    await tick();
+    await driver.pass();
+    expect(d.service.store.getJob(job.id)).toMatchObject({ state: "assigned", attempt: 1 });
   });
 });
 

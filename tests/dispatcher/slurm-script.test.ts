@@ -8,11 +8,41 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { submitJobRequestSchema } from "../../core/api.js";
 import { openDatabase, type Db } from "../../dispatcher/db.js";
 import { SlurmJobs } from "../../dispatcher/slurm-jobs.js";
-import { batchScript, parseSbatchParsable, sbatchOptions, slurmJobName, SbatchAnswerError } from "../../dispatcher/slurm-script.js";
+import { batchScript, excludedNodes, parseSbatchParsable, sbatchOptions, SLURM_NICE, slurmJobName, SbatchAnswerError } from "../../dispatcher/slurm-script.js";
 import { Store } from "../../dispatcher/store.js";
 import { hashToken } from "../../dispatcher/tokens.js";
 
 const job = { id: "j0042", name: "resnet 50 / lr=0.1", gpus: 2, cpus: 8, memoryMiB: 32768, timeoutS: 3600 };
+
+describe("excludedNodes: where Slurm may place a job so that labrig's claim takes it", () => {
+  const gpu = (name: string, memoryTotalMiB = 24576) => ({ name, memoryTotalMiB });
+  const devices: { hostId: string; labels: Record<string, string>; gpus: { name: string; memoryTotalMiB: number }[] }[] = [
+    { hostId: "a100-1", labels: { gpu: "a100", room: "b2" }, gpus: [gpu("NVIDIA A100-SXM4-80GB", 81920), gpu("NVIDIA A100-SXM4-80GB", 81920)] },
+    { hostId: "rtx-1", labels: { gpu: "3090" }, gpus: [gpu("NVIDIA GeForce RTX 3090")] },
+    { hostId: "cpu-1", labels: {}, gpus: [] },
+  ];
+  const nodes = ["a100-1", "rtx-1", "cpu-1", "no-agent"];
+  const place = (gpus: number, constraints = {}, slurmNodes: string[] | "unknown" = nodes) => excludedNodes({ gpus, constraints }, devices, slurmNodes === "unknown" ? undefined : slurmNodes);
+
+  it("leaves out nodes with too few GPUs and nodes with no labrig agent", () => {
+    expect(place(1)).toEqual({ exclude: ["cpu-1", "no-agent"], eligible: ["a100-1", "rtx-1"] });
+    expect(place(2)).toEqual({ exclude: ["cpu-1", "no-agent", "rtx-1"], eligible: ["a100-1"] });
+    expect(place(0)).toEqual({ exclude: ["no-agent"], eligible: ["a100-1", "cpu-1", "rtx-1"] });
+  });
+
+  it("applies labrig's constraints as its own scheduler does: host, labels, GPU name (any case, a part of it) and GPU memory", () => {
+    expect(place(1, { hostId: "rtx-1" }).eligible).toEqual(["rtx-1"]);
+    expect(place(1, { labels: { room: "b2" } }).eligible).toEqual(["a100-1"]);
+    expect(place(1, { gpuName: "rtx 3090" }).eligible).toEqual(["rtx-1"]);
+    expect(place(1, { minMemoryMiB: 40000 }).eligible).toEqual(["a100-1"]);
+    expect(place(1, { labels: { gpu: "h100" } })).toEqual({ exclude: ["a100-1", "cpu-1", "no-agent", "rtx-1"], eligible: [] });
+  });
+
+  it("counts only the agents' hosts when Slurm's node list is not known, and no agent outside Slurm as eligible", () => {
+    expect(place(1, {}, "unknown")).toEqual({ exclude: ["cpu-1"], eligible: ["a100-1", "rtx-1"] });
+    expect(place(1, {}, ["rtx-1"])).toEqual({ exclude: [], eligible: ["rtx-1"] });
+  });
+});
 
 describe("sbatchOptions", () => {
   it("maps GPUs, cores, memory and the time limit to Slurm's options, asking to be requeued", () => {
@@ -25,6 +55,7 @@ describe("sbatchOptions", () => {
       "--cpus-per-task=8",
       "--mem=32768M",
       "--time=65",
+      "--nice=2000",
       "--chdir=/tmp",
       "--output=/tmp/labrig-slurm-%j.out",
     ]);
@@ -40,6 +71,14 @@ describe("sbatchOptions", () => {
     expect(opts).toContain("--cpus-per-task=3");
     expect(opts).toContain("--mem=1001M");
     expect(opts).toContain("--time=7"); // 61 s + 300 s margin = 6.02 min
+  });
+
+  it("maps labrig's priorities to Slurm's --nice in labrig's order, and the nodes to leave out to --exclude", () => {
+    const nice = (priority: "low" | "normal" | "high" | "urgent") => sbatchOptions({ ...job, priority }).find((o) => o.startsWith("--nice="));
+    expect(["urgent", "high", "normal", "low"].map((p) => nice(p as "low"))).toEqual(["--nice=0", "--nice=1000", "--nice=2000", "--nice=3000"]);
+    expect(Object.values(SLURM_NICE)).toEqual([...Object.values(SLURM_NICE)].sort((a, b) => a - b));
+    expect(sbatchOptions({ ...job, exclude: ["gpu-b", "gpu-c"] })).toContain("--exclude=gpu-b,gpu-c");
+    expect(sbatchOptions({ ...job, exclude: [] }).some((o) => o.startsWith("--exclude"))).toBe(false);
   });
 
   it("names a job only with characters Slurm and a shell read as they are", () => {

@@ -121,6 +121,19 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     expect(Object.fromEntries(devices.map((d) => [d.hostId, d.gpus.length]))).toEqual({ "gpu-a": 2, "gpu-b": 1 });
   });
 
+  it("shows Slurm's view in `labrig devices`, below labrig's own hosts, as Slurm reads it on the controller", async () => {
+    const shown = await waitFor("Slurm's view of both nodes", () => labrig(["devices"]), (r) => /^gpu-b\s+idle\s+gpu\*/m.test(String(r.stdout)), 60_000, 1000);
+    const text = String(shown.stdout);
+    expect(shown.exitCode, shown.stderr).toBe(0);
+    expect(text.indexOf("HOST")).toBeLessThan(text.indexOf("Slurm schedules this lab (read from the controller"));
+    expect(text).toMatch(/^gpu-a\s+idle\s+gpu\*\s+0\/\d+\s+\d+ GiB\s+gpu:fake:2\s+-$/m);
+    expect(text).toMatch(/^gpu-b\s+idle\s+gpu\*\s+0\/\d+\s+\d+ GiB\s+gpu:fake:1\s+-$/m);
+    expect(text).toContain("Slurm's queue is empty");
+    const only = await labrig(["devices", "--slurm", "--json"]);
+    expect(only.exitCode, only.stderr).toBe(0);
+    expect((JSON.parse(only.stdout) as { nodes: { name: string }[] }).nodes.map((n) => n.name)).toEqual(["gpu-a", "gpu-b"]);
+  });
+
   it("runs `labrig submit --gpus 1` through sbatch on a compute node, and its job.log arrives exactly", async () => {
     const submitted = await labrig(["submit", "--gpus", "1", "--name", "via-slurm", "--json", "--", "sh", "-c", "echo hello from $(hostname) on GPU $CUDA_VISIBLE_DEVICES; echo second line"]);
     expect(submitted.exitCode, submitted.stderr).toBe(0);
@@ -153,5 +166,24 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     const shown = await waitFor("Slurm to see it cancelled", () => ctl.sh(`scontrol show job ${slurmId}`), (s) => /JobState=CANCELLED/.test(s), 60_000, 1000);
     expect(shown).toMatch(/JobState=CANCELLED/);
     await waitFor("both nodes idle again", async () => (await ctl.exec("sinfo -N -h -o '%N %t'")).stdout.trim(), (s) => s === "gpu-a idle\ngpu-b idle", 60_000, 1000);
+  });
+
+  it("runs two jobs that together ask for more GPUs than one node has on different nodes, at once", async () => {
+    const ids: string[] = [];
+    for (const gpus of ["2", "1"]) {
+      const submitted = await labrig(["submit", "--gpus", gpus, "--name", `pair-${gpus}`, "--json", "--", "sleep", "600"]);
+      expect(submitted.exitCode, submitted.stderr).toBe(0);
+      ids.push((JSON.parse(submitted.stdout) as Job).id);
+    }
+    const both = await waitFor("both jobs running", () => Promise.all(ids.map((id) => dispatcher.admin().job(id))), (js: Job[]) => js.every((j) => j.state === "running"), 180_000, 500);
+    expect(both.map((j) => [j.hostId, j.gpuIndices.length])).toEqual([["gpu-a", 2], ["gpu-b", 1]]);
+    const slurmIds = ids.map((id) => new RegExp(`sbatch: job ${id} attempt 1 is Slurm job (\\d+)`).exec(dispatcher.output())![1]!);
+    expect(await ctl.sh(`squeue -h -o '%i %T %N' -j ${slurmIds.join(",")} | sort`)).toBe(slurmIds.map((sid, i) => `${sid} RUNNING ${["gpu-a", "gpu-b"][i]}`).sort().join("\n"));
+    // Slurm's queue, as labrig devices shows it, holds both beside labrig's own table.
+    const shown = await waitFor("both in Slurm's view", () => labrig(["devices"]), (r) => slurmIds.every((sid) => new RegExp(`^${sid}\\s+RUNNING\\s+gpu-`, "m").test(String(r.stdout))), 60_000, 1000);
+    expect(String(shown.stdout)).toMatch(/^gpu-a\s+(allocated|mixed)\s/m);
+    for (const id of ids) expect((await labrig(["cancel", id])).exitCode).toBe(0);
+    await waitFor("both Slurm jobs gone", () => ctl.sh(`squeue -h -j ${slurmIds.join(",")} -o '%i' || true`), (out) => out.trim() === "", 60_000, 1000);
+    await waitFor("both nodes idle at the end", async () => (await ctl.exec("sinfo -N -h -o '%N %t'")).stdout.trim(), (out) => out === "gpu-a idle\ngpu-b idle", 60_000, 1000);
   });
 });
