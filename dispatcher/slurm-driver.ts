@@ -9,7 +9,7 @@ import { errorMessage } from "../core/errors.js";
 import type { Remote } from "../provision/remote.js";
 import type { DispatcherService } from "./service.js";
 import type { SlurmJobRow } from "./slurm-jobs.js";
-import { batchScript, excludedNodes, parseSbatchParsable } from "./slurm-script.js";
+import { accountingIsOn, batchScript, ensureAccountCommand, excludedNodes, parseSbatchParsable, slurmAccount } from "./slurm-script.js";
 
 export interface SlurmDriverOptions {
   /** The Slurm controller (or any host with sbatch/scancel and the cluster's munge key). */
@@ -33,6 +33,10 @@ export class SlurmDriver {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Whether Slurm keeps accounts (read once from `scontrol show config`); undefined until read. */
+  private accounting: boolean | undefined;
+  /** Accounts known to exist for the SSH user. */
+  private readonly accounts = new Set<string>();
   /** Jobs already logged as fitting no Slurm node, so a pass every 15 s does not say it again. */
   private readonly unplaceable = new Set<string>();
 
@@ -135,10 +139,17 @@ export class SlurmDriver {
     }
     this.unplaceable.delete(`${jobId}/${attempt}`);
     const slurm = this.service.slurmJobs;
+    let account: string | undefined;
+    try {
+      account = await this.accountFor(job.owner ?? null);
+    } catch (err) {
+      this.log(`no Slurm account for job ${jobId}'s owner ${job.owner ?? "(none)"} yet, trying again later: ${errorMessage(err)}`);
+      return;
+    }
     // The row (and its token) exists before sbatch runs: a quick node may claim before sbatch answers.
     const token = slurm.reserve(jobId, attempt);
     try {
-      const script = batchScript({ id: job.id, name: job.name, gpus: job.gpus, cpus: job.cpus, memoryMiB: job.memoryMiB, timeoutS: job.timeoutS, priority: job.priority, exclude }, attempt, this.opts.claimUrl, token);
+      const script = batchScript({ id: job.id, name: job.name, gpus: job.gpus, cpus: job.cpus, memoryMiB: job.memoryMiB, timeoutS: job.timeoutS, priority: job.priority, exclude, ...(account ? { account } : {}) }, attempt, this.opts.claimUrl, token);
       const slurmJobId = parseSbatchParsable(await this.opts.remote.run("sbatch --parsable", { input: script, timeoutMs: 60_000 }));
       slurm.setSlurmJobId(jobId, attempt, slurmJobId);
       this.log(`sbatch: job ${jobId} attempt ${attempt} is Slurm job ${slurmJobId} on ${this.opts.remote.host}`);
@@ -146,6 +157,22 @@ export class SlurmDriver {
       slurm.remove(jobId, attempt);
       this.log(`sbatch for job ${jobId} attempt ${attempt} failed, trying again later: ${errorMessage(err)}`);
     }
+  }
+
+  /**
+   * With Slurm's accounting on, the account a person's jobs run under (made for the SSH user, an
+   * operator, the first time); undefined with it off. Fair share is then between people.
+   */
+  private async accountFor(owner: string | null): Promise<string | undefined> {
+    if (this.accounting === undefined) this.accounting = accountingIsOn(await this.opts.remote.run("scontrol show config", { timeoutMs: 60_000 }));
+    if (!this.accounting) return undefined;
+    const account = slurmAccount(owner);
+    if (!this.accounts.has(account)) {
+      await this.opts.remote.run(ensureAccountCommand(account), { timeoutMs: 60_000 });
+      this.accounts.add(account);
+      this.log(`Slurm account ${account} is ready for ${owner ?? "jobs of no one's"}`);
+    }
+    return account;
   }
 
   private log(line: string): void {

@@ -21,6 +21,25 @@ export interface BatchJob {
   priority?: Priority;
   /** Slurm nodes the job must not go to (`--exclude`): those that cannot meet its constraints. */
   exclude?: string[];
+  /** The Slurm account it runs under, with accounting on (slurmAccount). */
+  account?: string;
+}
+
+/** The Slurm account of a labrig person's jobs (the admin token's are `admin`'s; `labrig` for a job of no one's): lower case, letters, digits, _ and -. */
+export function slurmAccount(owner: string | null): string {
+  const name = (owner ?? "").toLowerCase().replace(/[^a-z0-9_-]+/g, "_").replace(/^[_-]+/, "").slice(0, 60);
+  return name || "labrig";
+}
+
+/** What makes an account for the SSH user, idempotent, and succeeds only when the association is there. */
+export function ensureAccountCommand(account: string): string {
+  const a = shq(account);
+  return `sacctmgr -i add account ${a} description=${shq("labrig person")} >/dev/null 2>&1; sacctmgr -i add user "$(id -un)" account=${a} >/dev/null 2>&1; sacctmgr -n -P show assoc where account=${a} user="$(id -un)" format=account | grep -qx ${a}`;
+}
+
+/** Whether `scontrol show config` says Slurm keeps accounts (slurmdbd). */
+export function accountingIsOn(scontrolShowConfig: string): boolean {
+  return /^AccountingStorageType\s*=\s*accounting_storage\/slurmdbd\s*$/m.test(scontrolShowConfig);
 }
 
 /**
@@ -74,6 +93,7 @@ export function sbatchOptions(job: BatchJob): string[] {
   if (minutes !== undefined) opts.push(`--time=${minutes}`);
   opts.push(`--nice=${SLURM_NICE[job.priority ?? "normal"]}`);
   if (job.exclude?.length) opts.push(`--exclude=${job.exclude.join(",")}`);
+  if (job.account) opts.push(`--account=${job.account}`);
   // The script's own lines (claims, retries) go to a file on the node, not to wherever sbatch ran.
   opts.push("--chdir=/tmp", "--output=/tmp/labrig-slurm-%j.out");
   return opts;

@@ -100,10 +100,8 @@ const slurmSchema = z.strictObject({
   /** Slurm's ClusterName; the lab's name (lower-cased) when absent. */
   clusterName: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "lower-case letters, digits, _ and -").max(40).optional(),
   partitions: z.record(slurmName, slurmPartitionSchema).default({ gpu: { labels: {}, default: true, maxTime: "INFINITE" } }),
-  accounting: z
-    .boolean()
-    .default(false)
-    .refine((on) => !on, "accounting (slurmdbd with MariaDB, for fair share between groups) is not built yet; set accounting: false or leave it out"),
+  /** slurmdbd with Debian's MariaDB on the controller: Slurm accounts per labrig person, fair share between them (docs/slurm.md). */
+  accounting: z.boolean().default(false),
 });
 
 const labSchema = z.strictObject({

@@ -12,6 +12,7 @@ import { firewallStep } from "./firewall.js";
 import { gpuFirewallStep } from "./gpu-firewall.js";
 import { mungeStep } from "./munge.js";
 import { nvidiaToolkitStep } from "./nvidia-toolkit.js";
+import { slurmAccountingStep } from "./slurm-accounting.js";
 import { slurmControllerStep } from "./slurm-controller.js";
 import { slurmNodeStep } from "./slurm-node.js";
 
@@ -23,6 +24,7 @@ export const allSteps: Step[] = [
   firewallStep,
   gpuFirewallStep,
   mungeStep,
+  slurmAccountingStep,
   slurmControllerStep,
   slurmNodeStep,
   dispatcherContainerStep,
@@ -31,7 +33,7 @@ export const allSteps: Step[] = [
 ];
 
 /** The steps that exist only when `lab.scheduler: slurm` (docs/slurm.md). */
-export const slurmStepIds: readonly string[] = [mungeStep.id, slurmControllerStep.id, slurmNodeStep.id];
+export const slurmStepIds: readonly string[] = [mungeStep.id, slurmAccountingStep.id, slurmControllerStep.id, slurmNodeStep.id];
 
 /** The steps of this lab: under labrig's own queue the Slurm steps are left out, not listed as skipped on every host. */
 export function labSteps(inventory: Inventory): Step[] {

@@ -13,6 +13,9 @@ import { slurmHosts } from "../slurm-cluster.js";
 
 export const slurmctldPort = 6817;
 export const slurmdPort = 6818;
+/** slurmdbd's port, on the controller; only slurmctld and the controller's own sacctmgr/sacct reach it. */
+export const slurmdbdPort = 6819;
+export const slurmAccountingDatabase = "slurm_acct_db";
 /** Where srun listens for the nodes' slurmd to call back; the controller's firewall opens it (ufw spells it 60001:60100). */
 export const srunPortRange = { from: 60001, to: 60100 };
 export const slurmConfDir = "/etc/slurm";
@@ -40,6 +43,8 @@ export interface SlurmClusterSpec {
   controller: { name: string; hostname: string; address: string };
   nodes: SlurmNodeSpec[];
   partitions: SlurmPartitionSpec[];
+  /** slurmdbd on the controller: accounts, fair share (lab.slurm.accounting). */
+  accounting: boolean;
 }
 
 /** Slurm's ClusterName: lab.slurm.clusterName, else the lab's name lower-cased with other characters as '-'. */
@@ -96,6 +101,7 @@ export function slurmClusterSpec(inv: Inventory, facts: Map<string, SlurmHostFac
     controller: { name: controllerHost.name, hostname: factsOf(controllerHost).hostname || controllerHost.name, address: controllerHost.address },
     nodes,
     partitions,
+    accounting: inv.lab.slurm?.accounting ?? false,
   };
 }
 
@@ -128,8 +134,21 @@ export function renderSlurmConf(spec: SlurmClusterSpec): string {
     "SlurmdLogFile=/var/log/slurm/slurmd.log",
     // A node that was down comes back by itself once its slurmd registers with a valid configuration.
     "ReturnToService=2",
-    "AccountingStorageType=accounting_storage/none",
-    "JobAcctGatherType=jobacct_gather/none",
+    ...(spec.accounting
+      ? [
+          // Jobs run only under an account slurmdbd knows (the dispatcher makes one per person), and
+          // wait by fair share between accounts, then age; labrig's priorities lower it by --nice.
+          "AccountingStorageType=accounting_storage/slurmdbd",
+          `AccountingStorageHost=${spec.controller.address}`,
+          `AccountingStoragePort=${slurmdbdPort}`,
+          "AccountingStorageEnforce=associations",
+          "JobAcctGatherType=jobacct_gather/linux",
+          "PriorityType=priority/multifactor",
+          "PriorityWeightFairshare=10000",
+          "PriorityWeightAge=1000",
+          "PriorityDecayHalfLife=7-0",
+        ]
+      : ["AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none"]),
     `DefMemPerCPU=${defMemPerCpu}`,
     "",
     ...spec.nodes.map((n) =>
@@ -158,6 +177,26 @@ export function renderGresConf(spec: SlurmClusterSpec): string {
 /** A job sees only its own cores, memory and GPU device files (cgroup v1 or v2, whichever the host runs). */
 export function renderCgroupConf(): string {
   return `${header}CgroupPlugin=autodetect\nConstrainCores=yes\nConstrainDevices=yes\nConstrainRAMSpace=yes\n`;
+}
+
+/**
+ * slurmdbd.conf, on the controller only (0600 slurm:slurm: it holds the database password). The
+ * password is the caller's (slurm-accounting.ts derives it from the cluster's munge key).
+ */
+export function renderSlurmdbdConf(spec: SlurmClusterSpec, databasePassword: string): string {
+  return `${header}${[
+    "AuthType=auth/munge",
+    `DbdHost=${spec.controller.hostname}`,
+    `DbdPort=${slurmdbdPort}`,
+    "SlurmUser=slurm",
+    "StorageType=accounting_storage/mysql",
+    "StorageHost=localhost",
+    "StorageUser=slurm",
+    `StoragePass=${databasePassword}`,
+    `StorageLoc=${slurmAccountingDatabase}`,
+    "LogFile=/var/log/slurm/slurmdbd.log",
+    "PidFile=/run/slurmdbd.pid",
+  ].join("\n")}\n`;
 }
 
 export function slurmConfigFiles(spec: SlurmClusterSpec): DesiredFile[] {

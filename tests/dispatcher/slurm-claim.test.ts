@@ -23,6 +23,8 @@ class RecordingController {
   commands: { command: string; input?: string }[] = [];
   failSbatch = false;
   failView = false;
+  /** What `scontrol show config` prints of accounting. */
+  config = "AccountingStorageType   = accounting_storage/none\n";
   /** What squeue prints. */
   queue = "100|RUNNING|gpu-a|None|1:02|5:05|gres/gpu:1|(null)|labrig-j1-train\n101|PENDING||Resources|0:00|5:05|gres/gpu:2|(null)|labrig-j2\n";
   private nextId = 100;
@@ -33,6 +35,7 @@ class RecordingController {
       return "gpu-a|gpu*|mixed|1/1/0/2|3936|gpu:fake:2|none\ngpu-b|gpu*|idle|0/2/0/2|3936|gpu:fake:1|none\n";
     }
     if (command.startsWith("squeue")) return this.failView ? "" : this.queue;
+    if (command === "scontrol show config") return this.config;
     if (command.startsWith("sbatch")) {
       if (this.failSbatch) throw new Error("sbatch: error: Batch job submission failed: Unable to contact slurm controller");
       return `${this.nextId++}\n`;
@@ -162,6 +165,35 @@ describe("the dispatcher in slurm mode", () => {
     const sbatches = controller.commands.filter((c) => c.command.startsWith("sbatch"));
     expect(sbatches).toHaveLength(1);
     expect(sbatches[0]!.input).toContain("#SBATCH --exclude=gpu-a\n");
+  });
+
+  it("with Slurm's accounting on, runs each person's jobs under their own account, made once", async () => {
+    controller.config = "AccountingStorageHost   = 10.0.0.5\nAccountingStorageType   = accounting_storage/slurmdbd\n";
+    await register("gpu-a");
+    const person = await d.app.inject({ method: "POST", url: "/api/users", headers: admin(), payload: { name: "ana.lee", role: "member" } });
+    expect(person.statusCode, person.body).toBe(201);
+    const asAna = { authorization: `Bearer ${person.json().token}` };
+    for (let i = 0; i < 2; i++) {
+      const r = await d.app.inject({ method: "POST", url: "/api/jobs", headers: asAna, payload: { command: ["python", "train.py"], gpus: 1 } });
+      expect(r.statusCode, r.body).toBe(201);
+    }
+    await submit();
+    await d.slurm!.pass();
+    const sbatches = controller.commands.filter((c) => c.command.startsWith("sbatch"));
+    expect(sbatches.map((c) => /#SBATCH --account=(\S+)/.exec(c.input!)?.[1])).toEqual(["ana_lee", "ana_lee", "admin"]);
+    const made = controller.commands.filter((c) => c.command.startsWith("sacctmgr")).map((c) => c.command);
+    expect(made).toHaveLength(2);
+    expect(made[0]).toContain("sacctmgr -i add account ana_lee ");
+    expect(made[1]).toContain("sacctmgr -i add account admin ");
+    expect(controller.commands.filter((c) => c.command === "scontrol show config")).toHaveLength(1);
+  });
+
+  it("with accounting off, names no account", async () => {
+    await register("gpu-a");
+    await submit();
+    await d.slurm!.pass();
+    expect(controller.commands.find((c) => c.command.startsWith("sbatch"))!.input).not.toContain("--account");
+    expect(controller.commands.some((c) => c.command.startsWith("sacctmgr"))).toBe(false);
   });
 
   it("tries a failed sbatch again on the next pass", async () => {

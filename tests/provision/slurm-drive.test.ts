@@ -80,6 +80,7 @@ beforeAll(async () => {
   dispatcher: {url: "${dispatcherUrl}", joinTokenFile: ${join(dispatcher.stateDir, "join-token")}}
   slurm:
     clusterName: labdrive
+    accounting: true
     partitions:
       gpu: {labels: {gpu: fake}}
 defaults:
@@ -93,7 +94,7 @@ hosts:
   gpu-b: {address: ${gpuB.ip}, roles: [gpu], labels: {gpu: fake}}
 `,
   );
-  args = ["--host", "all", "--inventory", inventory, "--known-hosts", knownHosts, "--agent-bundle", await bundle, "--only", "base,firewall,munge,slurm-controller,slurm-node,agent"];
+  args = ["--host", "all", "--inventory", inventory, "--known-hosts", knownHosts, "--agent-bundle", await bundle, "--only", "base,firewall,munge,slurm-accounting,slurm-controller,slurm-node,agent"];
   cliEnv = { LABRIG_URL: dispatcher.url, LABRIG_TOKEN: dispatcher.adminToken };
 }, 600_000);
 
@@ -106,8 +107,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function labrig(cliArgs: string[]) {
-  return execa(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", ...cliArgs], { cwd: repoRoot, reject: false, env: cliEnv, timeout: 60_000 });
+function labrig(cliArgs: string[], env: Record<string, string> = {}) {
+  return execa(nodeWithTsx[0], [...nodeWithTsx.slice(1), "cli/main.ts", ...cliArgs], { cwd: repoRoot, reject: false, env: { ...cliEnv, ...env }, timeout: 60_000 });
 }
 
 describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_000 }, () => {
@@ -115,6 +116,11 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     const run = await provisionCli(args, { LABRIG_ADMIN_TOKEN: dispatcher.adminToken }, { timeoutMs: 900_000 });
     expect(run.exitCode, JSON.stringify(run.report, null, 1)).toBe(0);
     expect(statuses(run, "gpu-a")).toMatchObject({ munge: "changed", "slurm-node": "changed", agent: "changed" });
+    expect(statuses(run, "slurmctl")).toMatchObject({ munge: "changed", "slurm-accounting": "changed", "slurm-controller": "changed" });
+    // slurmdbd on MariaDB keeps the cluster, and the SSH user the dispatcher logs in as may add accounts.
+    expect(await ctl.sh("sacctmgr -n -P show cluster format=cluster")).toBe("labdrive");
+    expect(await ctl.sh("sacctmgr -n -P show user where name=deploy format=user,adminlevel")).toBe("deploy|Operator");
+    expect(await ctl.sh("stat -c '%a %U:%G' /etc/slurm/slurmdbd.conf")).toBe("600 slurm:slurm");
     const states = await waitFor("both nodes idle", async () => (await ctl.exec("sinfo -N -h -o '%N %t %G'")).stdout.trim(), (s) => s === "gpu-a idle gpu:fake:2\ngpu-b idle gpu:fake:1", 90_000, 1000);
     expect(states).toBe("gpu-a idle gpu:fake:2\ngpu-b idle gpu:fake:1");
     const devices = await waitFor("both agents healthy", () => dispatcher.admin().devices(), (ds: Device[]) => ["gpu-a", "gpu-b"].every((h) => ds.find((d) => d.hostId === h)?.status === "healthy"), 120_000, 1000);
@@ -147,6 +153,8 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     const shown = await waitFor("Slurm to see the batch end", () => ctl.sh(`scontrol show job ${slurmId}`), (s) => /JobState=(COMPLETED|FAILED|CANCELLED)/.test(s), 60_000, 1000);
     expect(shown).toMatch(/JobState=COMPLETED/);
     expect(shown).toContain(`BatchHost=${job.hostId}`);
+    expect(shown).toMatch(/ Account=admin /);
+    expect(await waitFor("slurmdbd to have the job", () => ctl.sh(`sacct -n -P -X -j ${slurmId} -o account,state`), (out) => out.startsWith("admin|COMPLETED"), 60_000, 1000)).toBe("admin|COMPLETED");
     const logs = await waitFor("its log", () => labrig(["logs", id]), (r) => String(r.stdout).includes("second line"), 30_000, 500);
     expect(String(logs.stdout)).toMatch(new RegExp(`^hello from ${job.hostId} on GPU .*\\nsecond line\\n?$`));
   });
@@ -170,8 +178,12 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
 
   it("runs two jobs that together ask for more GPUs than one node has on different nodes, at once", async () => {
     const ids: string[] = [];
-    for (const gpus of ["2", "1"]) {
-      const submitted = await labrig(["submit", "--gpus", gpus, "--name", `pair-${gpus}`, "--json", "--", "sleep", "600"]);
+    // Two people's jobs: each runs under its owner's Slurm account, made by the dispatcher on first use.
+    const ana = await fetch(`${dispatcher.url}/api/users`, { method: "POST", headers: { authorization: `Bearer ${dispatcher.adminToken}`, "content-type": "application/json" }, body: JSON.stringify({ name: "ana", role: "member" }) });
+    expect(ana.status).toBe(201);
+    const anaToken = ((await ana.json()) as { token: string }).token;
+    for (const [gpus, token] of [["2", dispatcher.adminToken], ["1", anaToken]] as const) {
+      const submitted = await labrig(["submit", "--gpus", gpus, "--name", `pair-${gpus}`, "--json", "--", "sleep", "600"], { LABRIG_TOKEN: token });
       expect(submitted.exitCode, submitted.stderr).toBe(0);
       ids.push((JSON.parse(submitted.stdout) as Job).id);
     }
@@ -182,6 +194,8 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     // Slurm's queue, as labrig devices shows it, holds both beside labrig's own table.
     const shown = await waitFor("both in Slurm's view", () => labrig(["devices"]), (r) => slurmIds.every((sid) => new RegExp(`^${sid}\\s+RUNNING\\s+gpu-`, "m").test(String(r.stdout))), 60_000, 1000);
     expect(String(shown.stdout)).toMatch(/^gpu-a\s+(allocated|mixed)\s/m);
+    expect(await ctl.sh(`squeue -h -o '%i %a' -j ${slurmIds.join(",")} | sort`)).toBe([`${slurmIds[0]} admin`, `${slurmIds[1]} ana`].sort().join("\n"));
+    expect((await ctl.sh("sshare -n -P -a -o account,user")).split("\n")).toEqual(expect.arrayContaining(["admin|", "admin|deploy", "ana|", "ana|deploy"]));
     for (const id of ids) expect((await labrig(["cancel", id])).exitCode).toBe(0);
     await waitFor("both Slurm jobs gone", () => ctl.sh(`squeue -h -j ${slurmIds.join(",")} -o '%i' || true`), (out) => out.trim() === "", 60_000, 1000);
     await waitFor("both nodes idle at the end", async () => (await ctl.exec("sinfo -N -h -o '%N %t'")).stdout.trim(), (out) => out === "gpu-a idle\ngpu-b idle", 60_000, 1000);

@@ -12,6 +12,8 @@ import { desiredUfwRules } from "../../provision/steps/firewall.js";
 import { planMunge } from "../../provision/steps/munge.js";
 import { gresType, renderCgroupConf, renderGresConf, renderSlurmConf, slurmClusterSpec, slurmConfigFiles } from "../../provision/steps/slurm-conf.js";
 import { planSlurmDaemon } from "../../provision/steps/slurm-daemon.js";
+import { databasePassword, operatorsOf, planSlurmAccounting, type SlurmAccountingFacts } from "../../provision/steps/slurm-accounting.js";
+import { renderSlurmdbdConf } from "../../provision/steps/slurm-conf.js";
 
 const lab = (slurm = "", hosts = "") =>
   `lab:
@@ -47,10 +49,9 @@ describe("inventory: lab.scheduler and lab.slurm", () => {
     expect(slurmHosts(inv).map((h) => h.name)).toEqual(["ctl", "gpu-a", "gpu-b"]);
   });
 
-  it("refuses accounting: true, naming the file, line and field, and saying it is not built yet", () => {
-    expect(() => parseInventory(lab("  slurm:\n    accounting: true"), "lab.yaml", {})).toThrow(
-      "lab.yaml:5:17: field 'lab.slurm.accounting': accounting (slurmdbd with MariaDB, for fair share between groups) is not built yet; set accounting: false or leave it out",
-    );
+  it("takes accounting: true, and refuses a value that is not a boolean naming the file, line and field", () => {
+    expect(parseInventory(lab("  slurm:\n    accounting: true"), "lab.yaml", {}).lab.slurm?.accounting).toBe(true);
+    expect(() => parseInventory(lab("  slurm:\n    accounting: yes please"), "lab.yaml", {})).toThrow(/^lab\.yaml:5:17: field 'lab\.slurm\.accounting'/);
   });
 
   it("refuses role slurm-controller under labrig's own queue, naming the host's roles", () => {
@@ -237,6 +238,82 @@ describe("the Slurm daemons' plan", () => {
     const loose = new Map(written);
     loose.set("/etc/slurm/gres.conf", { ...written.get("/etc/slurm/gres.conf")!, mode: "0666" });
     expect(planSlurmDaemon({ unit: "slurmd.service", missing: [], unitState: running, files, states: loose }).map((c) => c.kind)).toEqual(["set-mode"]);
+  });
+});
+
+describe("Slurm accounting", () => {
+  const inv = parseInventory(lab("  slurm:\n    accounting: true"), "i.yaml", {});
+  const spec = slurmClusterSpec(inv, clusterFacts);
+  const key = Buffer.alloc(128, 7);
+  const conf = { path: "/etc/slurm/slurmdbd.conf", content: renderSlurmdbdConf(spec, databasePassword(key)), mode: 0o600, owner: "slurm", group: "slurm" };
+  const running = { enabled: "enabled", active: "active" };
+  const converged: SlurmAccountingFacts = {
+    clusterName: "vision-lab",
+    user: "deploy",
+    missing: [],
+    mariadb: running,
+    slurmdbd: running,
+    conf: { exists: true, mode: "0600", owner: "slurm", group: "slurm", sha256: desiredSha256(conf) },
+    desiredConf: conf,
+    databaseUser: true,
+    clusters: ["vision-lab"],
+    operators: ["deploy"],
+  };
+
+  it("stores jobs in slurmdbd on the controller and ranks them by fair share, then age", () => {
+    const lines = renderSlurmConf(spec).split("\n");
+    expect(lines).toEqual(expect.arrayContaining([
+      "AccountingStorageType=accounting_storage/slurmdbd",
+      "AccountingStorageHost=10.0.0.2",
+      "AccountingStoragePort=6819",
+      "AccountingStorageEnforce=associations",
+      "PriorityType=priority/multifactor",
+      "PriorityWeightFairshare=10000",
+      "PriorityWeightAge=1000",
+    ]));
+    expect(lines).not.toContain("AccountingStorageType=accounting_storage/none");
+    expect(renderSlurmConf(slurmClusterSpec(parseInventory(lab(), "i.yaml", {}), clusterFacts))).toContain("AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none\n");
+  });
+
+  it("renders slurmdbd.conf for the controller's hostname, with a password made from the munge key", () => {
+    const text = renderSlurmdbdConf(spec, databasePassword(key));
+    expect(text).toContain("DbdHost=ctl-box\nDbdPort=6819\nSlurmUser=slurm\nStorageType=accounting_storage/mysql\nStorageHost=localhost\nStorageUser=slurm\n");
+    expect(text).toContain(`StoragePass=${databasePassword(key)}\nStorageLoc=slurm_acct_db\n`);
+    expect(databasePassword(key)).toBe(databasePassword(Buffer.alloc(128, 7)));
+    expect(databasePassword(key)).not.toBe(databasePassword(Buffer.alloc(128, 8)));
+    expect(databasePassword(key)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it("on a bare controller: install, MariaDB up, the database, slurmdbd.conf, slurmdbd up, the cluster, the operator; no password in the plan", () => {
+    const changes = planSlurmAccounting({ ...converged, missing: ["mariadb-server", "slurmdbd", "slurm-client"], mariadb: { enabled: "not-found", active: "inactive" }, slurmdbd: { enabled: "not-found", active: "inactive" }, conf: { exists: false }, databaseUser: false, clusters: undefined, operators: undefined });
+    expect(changes.map(describeChange)).toEqual([
+      "install mariadb-server, slurmdbd, slurm-client (not installed)",
+      "enable mariadb.service (after install)",
+      "start mariadb.service (after install)",
+      "create the accounting database and its slurm user in MariaDB (with the password slurmdbd.conf holds) (no slurm user in MariaDB yet)",
+      "write /etc/slurm/slurmdbd.conf (0600 slurm:slurm) (slurmdbd.conf missing)",
+      "enable slurmdbd.service (after install)",
+      "start slurmdbd.service (after install)",
+      "register cluster vision-lab in the accounting database (slurmdbd is not running yet)",
+      "make deploy a Slurm operator (the dispatcher adds each person's account as this user) (slurmdbd is not running yet)",
+    ]);
+    expect(JSON.stringify(changes)).not.toContain(databasePassword(key));
+  });
+
+  it("converged: nothing; a new munge key: the password set again, the file written, slurmdbd restarted", () => {
+    expect(planSlurmAccounting(converged)).toEqual([]);
+    const newKey = { ...converged, conf: { ...converged.conf, sha256: "0".repeat(64) } };
+    expect(planSlurmAccounting(newKey).map((c) => c.kind === "run" ? c.what.split(" (")[0] : c.kind)).toEqual(["create the accounting database and its slurm user in MariaDB", "write-file", "restart-unit"]);
+  });
+
+  it("before the munge key is read back (a dry run of a bare lab) says so instead of a file", () => {
+    const { desiredConf: _none, ...noKey } = converged;
+    expect(planSlurmAccounting({ ...noKey, conf: { exists: false } }).map(describeChange)[1]).toMatch(/^write slurmdbd.conf once the cluster's munge key is read back/);
+  });
+
+  it("reads operators from sacctmgr's user|adminlevel lines", () => {
+    expect(operatorsOf(["root|Administrator", "deploy|Operator", "ana|None"])).toEqual(["root", "deploy"]);
+    expect(operatorsOf(undefined)).toBeUndefined();
   });
 });
 
