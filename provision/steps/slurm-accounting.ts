@@ -19,8 +19,7 @@ import { type UnitState, unitStates } from "../facts/systemd.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import type { Step, StepContext } from "../step.js";
 import { savedMungeKeyFile } from "./munge.js";
-import { renderSlurmdbdConf, slurmAccountingDatabase, slurmClusterSpec, slurmConfDir, type SlurmClusterSpec } from "./slurm-conf.js";
-import { waitForDaemon } from "./slurm-daemon.js";
+import { renderSlurmConf, renderSlurmdbdConf, slurmAccountingDatabase, slurmClusterSpec, slurmConfDir, type SlurmClusterSpec } from "./slurm-conf.js";
 
 export const slurmdbdConfPath = `${slurmConfDir}/slurmdbd.conf`;
 const packages = ["mariadb-server", "slurmdbd", "slurm-client"];
@@ -83,10 +82,32 @@ export function operatorsOf(lines: string[] | undefined): string[] | undefined {
   return lines?.map((l) => l.split("|")).filter(([, level]) => /^(operator|administrator)$/i.test(level ?? "")).map(([user]) => user!);
 }
 
-/** Lines of a command's output, or undefined when it failed (the daemon it asks is not up). */
-async function listed(ctx: StepContext, command: string): Promise<string[] | undefined> {
-  const r = await ctx.remote.exec(command, { sudo: true, timeoutMs: 30_000 });
+/**
+ * sacctmgr under the cluster's slurm.conf as rendered, handed to it in a file of its own: this step
+ * runs before slurm-controller installs /etc/slurm/slurm.conf, and sacctmgr finds slurmdbd there.
+ */
+async function sacctmgr(ctx: StepContext, spec: SlurmClusterSpec, args: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return ctx.remote.exec(`c=$(mktemp) && cat > "$c" && SLURM_CONF="$c" sacctmgr ${args}; r=$?; rm -f "$c"; exit $r`, { sudo: true, input: renderSlurmConf(spec), timeoutMs: 60_000 });
+}
+
+/** Lines of sacctmgr's answer, or undefined when it failed (slurmdbd is not up). */
+async function listed(ctx: StepContext, spec: SlurmClusterSpec, args: string): Promise<string[] | undefined> {
+  const r = await sacctmgr(ctx, spec, args);
   return r.exitCode === 0 ? r.stdout.split("\n").map((l) => l.trim()).filter(Boolean) : undefined;
+}
+
+/** Waits until slurmdbd answers sacctmgr, else throws with its journal's end. */
+async function slurmdbdReady(ctx: StepContext, spec: SlurmClusterSpec, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    const r = await sacctmgr(ctx, spec, "-n show cluster");
+    if (r.exitCode === 0) return;
+    last = (r.stderr || r.stdout).trim();
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  const journal = await ctx.remote.exec("journalctl -u slurmdbd.service --no-pager -n 15; tail -n 15 /var/log/slurm/slurmdbd.log 2>/dev/null", { sudo: true });
+  throw new LabrigError(`on ${ctx.host.name}: slurmdbd did not answer sacctmgr within ${timeoutMs / 1000} s (${last}); its journal and log end:\n${journal.stdout.trim()}`);
 }
 
 async function spec(ctx: StepContext): Promise<SlurmClusterSpec> {
@@ -106,10 +127,10 @@ export const slurmAccountingStep: Step = {
     const [installed, units, states] = await Promise.all([installedPackages(remote, packages), unitStates(remote, ["mariadb.service", "slurmdbd.service"]), fileStates(remote, [slurmdbdConfPath])]);
     const mariadb = units.get("mariadb.service")!;
     const slurmdbd = units.get("slurmdbd.service")!;
-    const users = mariadb.active === "active" ? await listed(ctx, "mysql -N -B -e \"SELECT User FROM mysql.user WHERE User='slurm' AND Host='localhost'\"") : undefined;
+    const users = mariadb.active === "active" ? await remote.exec("mysql -N -B -e \"SELECT User FROM mysql.user WHERE User='slurm' AND Host='localhost'\"", { sudo: true, timeoutMs: 30_000 }) : undefined;
     const up = slurmdbd.active === "active";
     const [clusters, operators] = up
-      ? await Promise.all([listed(ctx, "sacctmgr -n -P show cluster format=cluster"), listed(ctx, "sacctmgr -n -P show user format=user,adminlevel").then(operatorsOf)])
+      ? await Promise.all([listed(ctx, cluster, "-n -P show cluster format=cluster"), listed(ctx, cluster, "-n -P show user format=user,adminlevel").then(operatorsOf)])
       : [undefined, undefined];
     const desired = desiredConf(ctx, cluster);
     const facts: SlurmAccountingFacts = {
@@ -120,7 +141,7 @@ export const slurmAccountingStep: Step = {
       slurmdbd,
       conf: states.get(slurmdbdConfPath)!,
       ...(desired ? { desiredConf: desired } : {}),
-      databaseUser: (users ?? []).includes("slurm"),
+      databaseUser: users?.exitCode === 0 && users.stdout.split("\n").some((l) => l.trim() === "slurm"),
       ...(clusters ? { clusters } : {}),
       ...(operators ? { operators } : {}),
     };
@@ -149,18 +170,25 @@ export const slurmAccountingStep: Step = {
           await ctx.remote.run("mysql -B", { sudo: true, input: sql, timeoutMs: 60_000 });
         },
         [registerCluster(cluster.clusterName)]: async () => {
-          await waitForDaemon(ctx, "slurmdbd.service", "sacctmgr -n show cluster >/dev/null", "slurmdbd did not answer `sacctmgr show cluster`");
-          await ctx.remote.run(`sacctmgr -i add cluster ${shq(cluster.clusterName)} >/dev/null || sacctmgr -n -P show cluster format=cluster | grep -qx ${shq(cluster.clusterName)}`, { sudo: true, timeoutMs: 60_000 });
+          await slurmdbdReady(ctx, cluster);
+          const r = await sacctmgr(ctx, cluster, `-i add cluster ${shq(cluster.clusterName)}`);
+          if (r.exitCode !== 0 && !(await listed(ctx, cluster, "-n -P show cluster format=cluster"))?.includes(cluster.clusterName)) {
+            throw new LabrigError(`on ${ctx.host.name}: sacctmgr add cluster ${cluster.clusterName} failed: ${(r.stderr || r.stdout).trim()}`);
+          }
         },
         [makeOperator(ctx.host.user)]: async () => {
-          await waitForDaemon(ctx, "slurmdbd.service", "sacctmgr -n show cluster >/dev/null", "slurmdbd did not answer `sacctmgr show cluster`");
+          await slurmdbdReady(ctx, cluster);
           const u = shq(ctx.host.user);
-          await ctx.remote.run(`sacctmgr -i add user ${u} account=root adminlevel=operator >/dev/null || sacctmgr -i modify user where name=${u} set adminlevel=operator >/dev/null; true`, { sudo: true, timeoutMs: 60_000 });
+          const added = await sacctmgr(ctx, cluster, `-i add user ${u} account=root adminlevel=operator`);
+          if (added.exitCode !== 0) {
+            const r = await sacctmgr(ctx, cluster, `-i modify user where name=${u} set adminlevel=operator`);
+            if (r.exitCode !== 0 && !operatorsOf(await listed(ctx, cluster, "-n -P show user format=user,adminlevel"))?.includes(ctx.host.user)) {
+              throw new LabrigError(`on ${ctx.host.name}: could not make ${ctx.host.user} a Slurm operator: ${(added.stderr || added.stdout).trim()}; ${(r.stderr || r.stdout).trim()}`);
+            }
+          }
         },
       },
     });
-    if (changes.some((c) => (c.kind === "start-unit" || c.kind === "restart-unit") && c.unit === "slurmdbd.service")) {
-      await waitForDaemon(ctx, "slurmdbd.service", "sacctmgr -n show cluster >/dev/null", "slurmdbd did not answer `sacctmgr show cluster`");
-    }
+    if (changes.some((c) => (c.kind === "start-unit" || c.kind === "restart-unit") && c.unit === "slurmdbd.service")) await slurmdbdReady(ctx, cluster);
   },
 };

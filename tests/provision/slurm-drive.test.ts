@@ -121,6 +121,9 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     expect(await ctl.sh("sacctmgr -n -P show cluster format=cluster")).toBe("labdrive");
     expect(await ctl.sh("sacctmgr -n -P show user where name=deploy format=user,adminlevel")).toBe("deploy|Operator");
     expect(await ctl.sh("stat -c '%a %U:%G' /etc/slurm/slurmdbd.conf")).toBe("600 slurm:slurm");
+    const conf = await ctl.sh("cat /etc/slurm/slurm.conf");
+    expect(conf).toContain("AccountingStorageType=accounting_storage/slurmdbd\n");
+    console.log(`the slurm.conf labrig generated for the test lab:\n${conf}`);
     const states = await waitFor("both nodes idle", async () => (await ctl.exec("sinfo -N -h -o '%N %t %G'")).stdout.trim(), (s) => s === "gpu-a idle gpu:fake:2\ngpu-b idle gpu:fake:1", 90_000, 1000);
     expect(states).toBe("gpu-a idle gpu:fake:2\ngpu-b idle gpu:fake:1");
     const devices = await waitFor("both agents healthy", () => dispatcher.admin().devices(), (ds: Device[]) => ["gpu-a", "gpu-b"].every((h) => ds.find((d) => d.hostId === h)?.status === "healthy"), 120_000, 1000);
@@ -195,9 +198,18 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     const shown = await waitFor("both in Slurm's view", () => labrig(["devices"]), (r) => slurmIds.every((sid) => new RegExp(`^${sid}\\s+RUNNING\\s+gpu-`, "m").test(String(r.stdout))), 60_000, 1000);
     expect(String(shown.stdout)).toMatch(/^gpu-a\s+(allocated|mixed)\s/m);
     expect(await ctl.sh(`squeue -h -o '%i %a' -j ${slurmIds.join(",")} | sort`)).toBe([`${slurmIds[0]} admin`, `${slurmIds[1]} ana`].sort().join("\n"));
-    expect((await ctl.sh("sshare -n -P -a -o account,user")).split("\n")).toEqual(expect.arrayContaining(["admin|", "admin|deploy", "ana|", "ana|deploy"]));
+    expect((await ctl.sh("sshare -n -P -a -o account,user")).split("\n").map((l) => l.trim())).toEqual(expect.arrayContaining(["admin|", "admin|deploy", "ana|", "ana|deploy"]));
     for (const id of ids) expect((await labrig(["cancel", id])).exitCode).toBe(0);
     await waitFor("both Slurm jobs gone", () => ctl.sh(`squeue -h -j ${slurmIds.join(",")} -o '%i' || true`), (out) => out.trim() === "", 60_000, 1000);
     await waitFor("both nodes idle at the end", async () => (await ctl.exec("sinfo -N -h -o '%N %t'")).stdout.trim(), (out) => out === "gpu-a idle\ngpu-b idle", 60_000, 1000);
+  });
+
+  it("a second provisioning run, with accounting, changes nothing", async () => {
+    const run = await provisionCli(args, { LABRIG_ADMIN_TOKEN: dispatcher.adminToken }, { timeoutMs: 600_000 });
+    expect(run.exitCode, JSON.stringify(run.report, null, 1)).toBe(0);
+    for (const host of ["slurmctl", "gpu-a", "gpu-b"]) {
+      for (const [step, status] of Object.entries(statuses(run, host))) expect(status, `${host} ${step}`).toMatch(/^(ok|skipped)$/);
+    }
+    expect(statuses(run, "slurmctl")["slurm-accounting"]).toBe("ok");
   });
 });
