@@ -4,7 +4,9 @@
 // node also running the labrig agent installed by the agent step, and a real dispatcher process
 // with LABRIG_SCHEDULER=slurm that reaches the controller over SSH. `labrig submit --gpus 1` becomes
 // an sbatch whose batch script claims the job for its node; that node's agent runs it and its
-// job.log arrives; `labrig cancel` ends a running job and scancels its Slurm job.
+// job.log arrives; `labrig cancel` ends a running job and scancels its Slurm job; `labrig devices`
+// and the dashboard (in tmux) show Slurm's view; with accounting on, each person's jobs run under
+// their own Slurm account.
 import { createServer } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +15,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Device, Job } from "../../core/api.js";
 import { nodeWithTsx, repoRoot, startDispatcher, type DispatcherProcess } from "../helpers/dispatcher-process.js";
+import { TmuxSession } from "../helpers/tmux.js";
 import { waitFor } from "../helpers/wait.js";
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost, type TestNetwork } from "../infra/index.js";
 import { agentBundle, provisionCli, statuses } from "./helpers.js";
@@ -199,6 +202,20 @@ describe("the dispatcher driving a provisioned Slurm cluster", { timeout: 900_00
     expect(String(shown.stdout)).toMatch(/^gpu-a\s+(allocated|mixed)\s/m);
     expect(await ctl.sh(`squeue -h -o '%i %a' -j ${slurmIds.join(",")} | sort`)).toBe([`${slurmIds[0]} admin`, `${slurmIds[1]} ana`].sort().join("\n"));
     expect((await ctl.sh("sshare -n -P -a -o account,user")).split("\n").map((l) => l.trim())).toEqual(expect.arrayContaining(["admin|", "admin|deploy", "ana|", "ana|deploy"]));
+    // The operator's dashboard in a real terminal: labrig's hosts first, Slurm's panel under them.
+    const tui = await TmuxSession.start({ cols: 140, rows: 30, cwd: repoRoot, env: { ...cliEnv, LABRIG_HOME: join(dir, "home") }, command: `${nodeWithTsx.join(" ")} cli/main.ts tui; exec sleep 600` });
+    try {
+      const screen = await tui.waitForText(/Slurm schedules this lab · 2 nodes: .* · queue: 2 running/, 60_000);
+      const head = screen.findIndex((l) => l.includes("Slurm schedules this lab"));
+      const hostRow = screen.findIndex((l) => /gpu-a\s+● healthy/.test(l));
+      expect(hostRow, screen.join("\n")).toBeGreaterThan(-1);
+      expect(hostRow).toBeLessThan(head);
+      expect(screen.some((l) => /gpu-b\s+● healthy/.test(l)), screen.join("\n")).toBe(true);
+      await tui.keys("q");
+      await tui.waitFor("the dashboard to quit", (lines) => !lines.some((l) => l.includes("Slurm schedules this lab")), 15_000);
+    } finally {
+      await tui.kill();
+    }
     for (const id of ids) expect((await labrig(["cancel", id])).exitCode).toBe(0);
     await waitFor("both Slurm jobs gone", () => ctl.sh(`squeue -h -j ${slurmIds.join(",")} -o '%i' || true`), (out) => out.trim() === "", 60_000, 1000);
     await waitFor("both nodes idle at the end", async () => (await ctl.exec("sinfo -N -h -o '%N %t'")).stdout.trim(), (out) => out === "gpu-a idle\ngpu-b idle", 60_000, 1000);
