@@ -3,10 +3,11 @@
 import { type ContainerSource, pollSources } from "./containers.js";
 import { setContainers } from "./state.js";
 import type { TuiStore } from "./store.js";
+import { everyWhileViewing } from "./view-timer.js";
 
 export class ContainerPoll {
   private inFlight: Promise<void> | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
 
   constructor(
     private readonly store: TuiStore,
@@ -16,14 +17,12 @@ export class ContainerPoll {
 
   start(everyMs: number): void {
     if (!this.sources.length) return;
-    this.timer = setInterval(() => {
-      if (this.store.get().view === "containers") void this.refresh();
-    }, everyMs);
+    this.stopTimer = everyWhileViewing(this.store, "containers", everyMs, () => void this.refresh());
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
   }
 
   refresh(): Promise<void> {

@@ -5,9 +5,10 @@ import type { SlurmView } from "../core/api.js";
 import { visibleDeep } from "../core/visible.js";
 import { setSlurm } from "./state.js";
 import type { TuiStore } from "./store.js";
+import { everyWhileViewing } from "./view-timer.js";
 
 export class SlurmPoll {
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
   private inFlight: Promise<void> | null = null;
   private notSlurm = false;
 
@@ -18,14 +19,12 @@ export class SlurmPoll {
 
   start(everyMs: number): void {
     void this.refresh();
-    this.timer = setInterval(() => {
-      if (this.store.get().view === "devices") void this.refresh();
-    }, everyMs);
+    this.stopTimer = everyWhileViewing(this.store, "devices", everyMs, () => void this.refresh());
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
   }
 
   refresh(): Promise<void> {
