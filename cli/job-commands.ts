@@ -313,12 +313,14 @@ export async function devicesCommand(opts: TargetFlags & { json?: boolean; slurm
     if (opts.json) return json(view);
     return out(formatSlurmView(view, Date.now()));
   }
-  const [devices, view] = await Promise.all([client.devices(), opts.json ? undefined : client.slurmStatus()]);
+  // Slurm's view is extra: when it cannot be had, labrig's own table still prints.
+  const [devices, view] = await Promise.all([client.devices(), opts.json ? undefined : client.slurmStatus().catch((err: unknown) => err as Error)]);
   if (opts.json) return json(devices);
   out(formatDevicesTable(devices, Date.now()));
   const onGpus = formatGpuProcessesTable(devices);
   if (onGpus) out(`\n${onGpus}`);
-  if (view) out(`\n${formatSlurmView(view, Date.now())}`);
+  if (view instanceof Error) note(`Slurm's view could not be read: ${view.message}`);
+  else if (view) out(`\n${formatSlurmView(view, Date.now())}`);
 }
 
 export async function drainCommand(hostId: string, drain: boolean, opts: TargetFlags & { json?: boolean }) {

@@ -20,12 +20,24 @@ export class SlurmViewReader {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The view, read again when the last try is older than maxAgeMs. */
-  async view(): Promise<SlurmView> {
-    if (this.reading) return this.reading;
-    if (this.lastTriedAt && this.now() - this.lastTriedAt < this.maxAgeMs) return this.last;
-    this.reading = this.read().finally(() => (this.reading = undefined));
-    return this.reading;
+  /**
+   * The view, read again when the last try is older than maxAgeMs. A read that takes longer than
+   * `waitMs` (a controller that does not answer) is not waited for: the last view is the answer,
+   * saying it is being read, and the read goes on for the next caller.
+   */
+  async view(waitMs = 5000): Promise<SlurmView> {
+    if (!this.reading && this.lastTriedAt && this.now() - this.lastTriedAt < this.maxAgeMs) return this.last;
+    const reading = (this.reading ??= this.read().finally(() => (this.reading = undefined)));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<SlurmView>((resolve) => {
+      timer = setTimeout(() => resolve({ ...this.last, error: this.last.error ?? `the controller has not answered sinfo and squeue for ${Math.round(waitMs / 1000)} s; still asking` }), waitMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([reading, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The last good view with when its read began, read again as view() would; undefined before any read worked. */

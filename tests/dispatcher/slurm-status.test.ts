@@ -109,6 +109,19 @@ describe("the view reader", () => {
     expect(again.readAt).toBe(new Date(2000).toISOString());
   });
 
+  it("does not wait long for a controller that does not answer: the last view, saying so, and the read goes on", async () => {
+    let release!: () => void;
+    const answered = new Promise<void>((r) => (release = r));
+    const c = controller();
+    const reader = new SlurmViewReader({ run: async (command: string) => (await answered, c.run(command)) }, 1000, () => 0);
+    const first = await reader.view(20);
+    expect(first).toMatchObject({ readAt: null, nodes: [], error: "the controller has not answered sinfo and squeue for 0 s; still asking" });
+    release();
+    const after = await reader.view(20);
+    expect(after.nodes.map((n) => n.name)).toEqual(["gpu-a"]);
+    expect(after.error).toBeUndefined();
+  });
+
   it("says which line of Slurm's output it could not read", async () => {
     const c = controller();
     c.nodes = "gpu-a idle\n";
