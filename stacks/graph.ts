@@ -8,6 +8,7 @@
 //   // [{name: "nas/base", host: "nas", step: "base", dependsOn: []}, ...,
 //   //  {name: "gpu-a100/agent", ..., dependsOn: ["gpu-a100/base", ...], dispatcherFrom: "nas/dispatcher-container"}, ...]
 import type { HostConfig, Inventory } from "../provision/inventory.js";
+import { slurmHosts } from "../provision/slurm-cluster.js";
 import { stepAppliesTo } from "../provision/runner.js";
 import type { Step } from "../provision/step.js";
 import { dispatcherSettings } from "../provision/steps/dispatcher-container-settings.js";
@@ -29,7 +30,9 @@ export interface StepInputs {
   step: string;
   /** The host's inventory entry, with backup.passwordFile replaced by the resticPassword secret. */
   host: HostConfig;
-  lab: { name: string; dispatcher?: { host?: string; url: string } };
+  lab: { name: string; dispatcher?: { host?: string; url: string }; scheduler?: "slurm"; slurm?: Inventory["lab"]["slurm"] };
+  /** A Slurm step's: the cluster's other hosts (slurm.conf lists them all, from their facts). */
+  slurmHosts?: HostConfig[];
   inventoryFile: string;
   knownHostsFile: string;
   agentBundle?: string;
@@ -69,22 +72,27 @@ export const sudoPasswordConfigKey = "labrig:sudoPassword";
  * it out already (no backup settings, firewall disabled, gpu: none). Steps that can only tell on
  * the host (a missing NVIDIA driver) are declared and report `skipped`.
  */
-export function stepDeclaredFor(step: Step, host: HostConfig): boolean {
+export function stepDeclaredFor(step: Step, host: HostConfig, inventory: Pick<Inventory, "lab">): boolean {
   if (!stepAppliesTo(step, host)) return false;
   if (step.id === "backup-timer") return host.backup !== undefined;
   if (["firewall", "dispatcher-firewall", "gpu-firewall"].includes(step.id)) return host.firewall.enabled;
   if (step.id === "nvidia-toolkit") return host.gpu !== "none";
-  // The stacks do not provision Slurm (yet): `labrig provision` does (docs/slurm.md).
-  if (slurmStepIds.includes(step.id)) return false;
+  if (slurmStepIds.includes(step.id)) return inventory.lab.scheduler === "slurm" && (step.id !== "slurm-accounting" || inventory.lab.slurm?.accounting === true);
   return true;
 }
+
+/**
+ * What a Slurm host's step waits for on the controller, as `labrig provision` runs the controller
+ * first: a node's munge the controller's (whose key it copies), a node's slurmd the controller's slurmctld.
+ */
+const onController: Record<string, string> = { munge: "munge", "slurm-node": "slurm-controller" };
 
 /** The host whose dispatcher-container resource the agents join: lab.dispatcher.host, else the first with role dispatcher. */
 export function dispatcherHostOf(inventory: Inventory, steps: Step[]): HostConfig | undefined {
   const step = steps.find((s) => s.id === "dispatcher-container");
   if (!step) return undefined;
   const named = inventory.lab.dispatcher?.host;
-  const candidates = inventory.hosts.filter((h) => (named ? h.name === named : true) && stepDeclaredFor(step, h));
+  const candidates = inventory.hosts.filter((h) => (named ? h.name === named : true) && stepDeclaredFor(step, h, inventory));
   return candidates[0];
 }
 
@@ -92,8 +100,8 @@ export function dispatcherHostOf(inventory: Inventory, steps: Step[]): HostConfi
  * A host's declared steps in order. On a host that is both dispatcher and GPU host, the agent
  * comes right after the dispatcher container it joins (it takes that resource's outputs).
  */
-function hostSteps(host: HostConfig, steps: Step[], isDispatcherHost: boolean): Step[] {
-  const declared = steps.filter((s) => stepDeclaredFor(s, host));
+function hostSteps(host: HostConfig, steps: Step[], isDispatcherHost: boolean, inventory: Inventory): Step[] {
+  const declared = steps.filter((s) => stepDeclaredFor(s, host, inventory));
   const agent = declared.find((s) => s.id === "agent");
   const at = declared.findIndex((s) => s.id === "dispatcher-container");
   if (!isDispatcherHost || !agent || at < 0 || declared.indexOf(agent) > at) return declared;
@@ -108,11 +116,17 @@ export function planLab(inventory: Inventory, steps: Step[]): PlannedResource[] 
   const out: PlannedResource[] = [];
   for (const host of inventory.hosts) {
     const earlier: string[] = [];
-    for (const step of hostSteps(host, steps, host === dispatcherHost)) {
+    for (const step of hostSteps(host, steps, host === dispatcherHost, inventory)) {
       const name = `${host.name}/${step.id}`;
       out.push({ name, host: host.name, step: step.id, dependsOn: [...earlier], ...(step.id === "agent" && dispatcherFrom ? { dispatcherFrom } : {}) });
       earlier.push(name);
     }
+  }
+  const controller = inventory.lab.scheduler === "slurm" ? inventory.hosts.find((h) => h.roles.includes("slurm-controller")) : undefined;
+  const names = new Set(out.map((r) => r.name));
+  for (const r of out) {
+    const waitsFor = controller && r.host !== controller.name && onController[r.step] ? `${controller.name}/${onController[r.step]}` : undefined;
+    if (waitsFor && names.has(waitsFor)) r.dependsOn.push(waitsFor);
   }
   return out;
 }
@@ -129,6 +143,18 @@ export function stepInputs(inventory: Inventory, host: HostConfig, step: string,
     inventoryFile: inventory.file,
     knownHostsFile: where.knownHostsFile,
   };
+  // A Slurm lab's hosts know it (a GPU host's firewall opens slurmd's port); its Slurm steps know the cluster.
+  if (inventory.lab.scheduler === "slurm") inputs.lab.scheduler = "slurm";
+  if (inventory.lab.scheduler === "slurm" && slurmStepIds.includes(step)) {
+    if (inventory.lab.slurm) inputs.lab.slurm = structuredClone(inventory.lab.slurm);
+    inputs.slurmHosts = slurmHosts(inventory)
+      .filter((h) => h.name !== host.name)
+      .map((h) => {
+        const other = structuredClone(h);
+        if (other.backup) other.backup.passwordFile = "(the stack's resticPassword secret)";
+        return other;
+      });
+  }
   if (step === "agent" && where.agentBundle) inputs.agentBundle = where.agentBundle;
   if (step === "agent" && where.nodeRuntime) inputs.nodeRuntime = where.nodeRuntime;
   return inputs;

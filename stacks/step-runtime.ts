@@ -18,7 +18,8 @@ import { join } from "node:path";
 import { LabrigError } from "../core/errors.js";
 import { type Change, describeChange } from "../provision/change.js";
 import { hostSupport, readHostSystem } from "../provision/facts/host-system.js";
-import type { Inventory } from "../provision/inventory.js";
+import type { HostConfig, Inventory } from "../provision/inventory.js";
+import { slurmClusterFacts } from "../provision/slurm-cluster.js";
 import { dispatcherJoinTokens, type JoinTokens, wouldMintToken } from "../provision/join-tokens.js";
 import { applyChanges } from "../provision/ops.js";
 import { SudoPasswordRequiredError } from "../provision/remote.js";
@@ -99,8 +100,14 @@ async function withContext<T>(
     const url = pending ? "(the URL of the dispatcher container, once it is up)" : (inputs.dispatcherUrl ?? inputs.lab.dispatcher?.url);
     const token = pending ? undefined : inputs.joinToken;
     const dispatcher = url !== undefined ? { ...inputs.lab.dispatcher, url, ...(token !== undefined ? { joinTokenFile: secretFile("join-token", token) } : {}) } : undefined;
-    // The stacks do not provision Slurm (yet): their hosts run under labrig's own queue.
-    const inventory: Inventory = { file: inputs.inventoryFile, lab: { name: inputs.lab.name, scheduler: "labrig", ...(dispatcher ? { dispatcher } : {}) }, hosts: [host] };
+    // One host's view of the lab, and for a Slurm step the cluster's other hosts, whose facts slurm.conf lists.
+    const { scheduler, slurm } = inputs.lab;
+    const inventory: Inventory = {
+      file: inputs.inventoryFile,
+      lab: { name: inputs.lab.name, scheduler: scheduler ?? "labrig", ...(slurm ? { slurm } : {}), ...(dispatcher ? { dispatcher } : {}) },
+      hosts: [host, ...(inputs.slurmHosts ?? [])],
+    };
+    const connect = (h: HostConfig) => new SshRemote(sshTarget(h), { knownHostsFile: inputs.knownHostsFile, onNotice: (m) => log(host.name, inputs.step, m), ...(session.sudoPassword !== undefined ? { sudoPassword: session.sudoPassword } : {}) });
     // The dispatcher-container step reaches Docker over its own SSH connection and pins keys there too.
     process.env.LABRIG_KNOWN_HOSTS ??= inputs.knownHostsFile;
     const system = await readHostSystem(remote);
@@ -113,6 +120,7 @@ async function withContext<T>(
       system,
       assets: { ...(inputs.agentBundle ? { agentBundle: inputs.agentBundle } : {}), ...(inputs.nodeRuntime ? { nodeRuntime: inputs.nodeRuntime } : {}) },
       ...(inputs.step === "agent" ? { joinTokens } : {}),
+      ...(scheduler === "slurm" ? { slurm: slurmClusterFacts({ inventory, connect }) } : {}),
       applied: (c) => applied.push(c),
       log: (m) => log(host.name, inputs.step, m),
     };

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadInventory } from "../../provision/inventory.js";
 import { allSteps } from "../../provision/steps/index.js";
 import { hostUrns } from "../../stacks/command.js";
-import { planLab, renderGraph } from "../../stacks/graph.js";
+import { planLab, renderGraph, stepInputs } from "../../stacks/graph.js";
 import labProgram from "../../stacks/index.js";
 import { parseInventory } from "../../provision/inventory.js";
 import type { HostFacts } from "../../stacks/program.js";
@@ -236,5 +236,46 @@ hosts:
     expect(graph.split("\n")).toHaveLength(20);
     expect(graph).toContain("gpu-a100/agent  <- gpu-a100/nvidia-toolkit, nas/dispatcher-container (URL, join token)");
     expect(graph).toContain("nas/dispatcher-firewall  <- nas/dispatcher-container");
+  });
+});
+
+describe("a Slurm lab's graph (pure)", () => {
+  const slurmLab = (accounting: boolean) =>
+    parseInventory(
+      `lab: {name: sl, scheduler: slurm, slurm: {accounting: ${accounting}}}
+defaults: {firewall: {allowFrom: [10.0.0.0/24]}, gpu: none}
+hosts:
+  gpu-a: {address: 10.0.0.21, roles: [gpu]}
+  ctl: {address: 10.0.0.2, roles: [slurm-controller]}
+`,
+      "sl.yaml",
+      {},
+    );
+
+  it("declares munge and the Slurm daemons, slurm-accounting only when asked, the node's after the controller's whatever the inventory order", () => {
+    const names = (inv: ReturnType<typeof slurmLab>) => planLab(inv, allSteps).map((r) => r.name);
+    expect(names(slurmLab(false))).toEqual(["gpu-a/base", "gpu-a/docker", "gpu-a/agent", "gpu-a/firewall", "gpu-a/gpu-firewall", "gpu-a/munge", "gpu-a/slurm-node", "ctl/base", "ctl/firewall", "ctl/munge", "ctl/slurm-controller"]);
+    expect(names(slurmLab(true))).toContain("ctl/slurm-accounting");
+    const graph = planLab(slurmLab(false), allSteps);
+    expect(graph.find((r) => r.name === "gpu-a/munge")!.dependsOn).toContain("ctl/munge");
+    expect(graph.find((r) => r.name === "gpu-a/slurm-node")!.dependsOn).toContain("ctl/slurm-controller");
+    expect(graph.find((r) => r.name === "ctl/munge")!.dependsOn).toEqual(["ctl/base", "ctl/firewall"]);
+  });
+
+  it("declares no Slurm step in a lab labrig schedules", () => {
+    const inv = loadInventory(exampleInventory);
+    expect(planLab(inv, allSteps).filter((r) => ["munge", "slurm-accounting", "slurm-controller", "slurm-node"].includes(r.step))).toEqual([]);
+  });
+
+  it("hands a Slurm step the cluster's other hosts and lab.slurm, and every step of the lab the scheduler", () => {
+    const inv = slurmLab(true);
+    const where = { knownHostsFile: "/k" };
+    const ctl = inv.hosts.find((h) => h.name === "ctl")!;
+    const gpu = inv.hosts.find((h) => h.name === "gpu-a")!;
+    expect(stepInputs(inv, ctl, "slurm-controller", where)).toMatchObject({ lab: { name: "sl", scheduler: "slurm", slurm: { accounting: true } }, slurmHosts: [{ name: "gpu-a", address: "10.0.0.21" }] });
+    const firewall = stepInputs(inv, gpu, "firewall", where);
+    expect(firewall.lab.scheduler).toBe("slurm");
+    expect(firewall.slurmHosts).toBeUndefined();
+    expect(stepInputs(loadInventory(exampleInventory), loadInventory(exampleInventory).hosts[0]!, "base", where).lab.scheduler).toBeUndefined();
   });
 });
