@@ -20,7 +20,7 @@ interface ProvisionFlags {
 export function registerProvisionCommands(program: Command): void {
   program
     .command("provision")
-    .description("provision hosts over SSH, idempotently: docker, NVIDIA toolkit, agent, firewall, backups; Slurm (munge, slurmctld, slurmd) when lab.scheduler is slurm")
+    .description("provision hosts over SSH, idempotently: docker, NVIDIA toolkit, agent, firewall, backups; Slurm (munge, slurmctld, slurmd; slurmdbd with lab.slurm.accounting) when lab.scheduler is slurm")
     .requiredOption("--host <names>", "a host from the inventory, several separated by commas, or 'all'")
     .option("--inventory <path>", "the inventory file", "inventory.yaml")
     .option("--only <steps>", "run only these steps (comma-separated)")
