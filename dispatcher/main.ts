@@ -230,10 +230,14 @@ export function openDispatcher(state: string, env: NodeJS.ProcessEnv, queueComma
   const people = new PeopleStore(db);
   service.people = people;
   // One SSH connection to the controller: the driver's sbatch/scancel and the view's sinfo/squeue share it.
-  const controller = slurmSettings ? (slurmRemote ?? new SshRemote(slurmSettings.target, { knownHostsFile: slurmSettings.knownHostsFile, pinNew: false })) : undefined;
-  const slurmView = controller ? new SlurmViewReader(controller) : undefined;
-  const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token), ...(slurmView ? { slurmView: () => slurmView.view() } : {}) });
-  const slurm = slurmSettings && controller ? new SlurmDriver(service, { remote: controller, claimUrl: slurmSettings.claimUrl, slurmView: () => slurmView!.snapshot() }) : undefined;
+  let slurm: SlurmDriver | undefined;
+  let slurmView: SlurmViewReader | undefined;
+  if (slurmSettings) {
+    const controller = slurmRemote ?? new SshRemote(slurmSettings.target, { knownHostsFile: slurmSettings.knownHostsFile, pinNew: false });
+    const reader = (slurmView = new SlurmViewReader(controller));
+    slurm = new SlurmDriver(service, { remote: controller, claimUrl: slurmSettings.claimUrl, slurmView: () => reader.snapshot() });
+  }
+  const app = buildServer({ service, people, metrics, adminToken: admin.token, joinToken: join_.token, syncBodyLimit, code, instanceId: instanceIdOf(admin.token), ...(slurmView ? { slurmView: slurmView.view.bind(slurmView) } : {}) });
   return {
     app,
     service,

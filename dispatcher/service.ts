@@ -632,11 +632,15 @@ export class DispatcherService {
    */
   slurmJobEndedUnclaimed(jobId: string, attempt: number, why: string): StoredJob | undefined {
     const job = this.store.endUnstartedAttempt(jobId, attempt, why);
-    if (!job) return undefined;
-    if (job.state === "queued") this.queuedAtMs.set(job.id, Date.now());
-    this.changed(job);
-    this.events.emit({ type: "notice", level: "warn", message: `job ${job.id} ${job.state === "queued" ? `requeued as attempt ${job.attempt}` : job.state}: ${why}`, at: new Date().toISOString() });
+    if (job) this.attemptGivenUp(job, why, Date.now());
     return job;
+  }
+
+  /** After an attempt was given up (requeued as a new attempt, or ended): the queue's clock, the change, and a notice saying why. */
+  private attemptGivenUp(job: StoredJob, why: string, nowMs: number): void {
+    if (job.state === "queued") this.queuedAtMs.set(job.id, nowMs);
+    this.changed(job);
+    this.events.emit({ type: "notice", level: "warn", message: `job ${job.id} ${job.state === "queued" ? `requeued as attempt ${job.attempt}` : job.state}: ${why}`, at: new Date(nowMs).toISOString() });
   }
 
   /** What a Slurm batch script waits for: whether its attempt is over (ended, or replaced by a newer attempt) and whether it succeeded. */
@@ -693,15 +697,8 @@ export class DispatcherService {
       }
       if (!lost) continue;
       changed = true;
-      if (lost.state === "queued") this.queuedAtMs.set(lost.id, nowMs);
-      this.changed(lost);
+      this.attemptGivenUp(lost, why!, nowMs);
       this.sync.forget(lost.id);
-      this.events.emit({
-        type: "notice",
-        level: "warn",
-        message: `job ${lost.id} ${lost.state === "queued" ? `requeued as attempt ${lost.attempt}` : lost.state}: ${why}`,
-        at: new Date(nowMs).toISOString(),
-      });
       this.emitDevice(job.hostId);
     }
     if (changed) this.requestSchedule();

@@ -4,7 +4,7 @@
 // (SlurmJobs' two queries), so a failed sbatch, a missed event or a restart is made good by the
 // next pass; job events and a timer only start passes, one at a time.
 import { shq } from "../core/shell.js";
-import type { SlurmView } from "../core/api.js";
+import type { Device, SlurmView } from "../core/api.js";
 import { errorMessage } from "../core/errors.js";
 import type { Remote } from "../provision/remote.js";
 import type { DispatcherService } from "./service.js";
@@ -95,9 +95,12 @@ export class SlurmDriver {
     const awaiting = slurm.attemptsAwaitingClaim();
     const seen = (toSubmit.length || awaiting.length) && this.opts.slurmView ? await this.opts.slurmView() : undefined;
     this.noticeUnclaimedEnds(awaiting, seen);
+    // Where jobs may go is read once a pass: the agents' devices and the nodes Slurm lists.
+    const devices = this.service.listDevices();
+    const nodes = seen?.view.nodes.map((n) => n.name);
     for (const { jobId, attempt } of slurm.attemptsToSubmit()) {
       if (this.stopped) return;
-      await this.submit(jobId, attempt, seen?.view.nodes.map((n) => n.name));
+      await this.submit(jobId, attempt, devices, nodes);
     }
     for (const row of slurm.attemptsToCancel()) {
       if (this.stopped) return;
@@ -127,11 +130,11 @@ export class SlurmDriver {
     }
   }
 
-  private async submit(jobId: string, attempt: number, slurmNodes: string[] | undefined): Promise<void> {
+  private async submit(jobId: string, attempt: number, devices: Device[], slurmNodes: string[] | undefined): Promise<void> {
     const job = this.service.store.getJob(jobId);
     if (!job || job.state !== "queued" || job.attempt !== attempt) return;
     // Slurm places the job only on nodes whose labrig agent can take it; with none, it waits in labrig's queue.
-    const { exclude, eligible } = excludedNodes(job, this.service.listDevices(), slurmNodes);
+    const { exclude, eligible } = excludedNodes(job, devices, slurmNodes);
     if (eligible.length === 0) {
       if (!this.unplaceable.has(`${jobId}/${attempt}`)) this.log(`job ${jobId} attempt ${attempt} waits: no Slurm node has a labrig agent that meets its GPUs and constraints`);
       this.unplaceable.add(`${jobId}/${attempt}`);

@@ -53,7 +53,7 @@ export class SlurmViewReader {
       this.last = { readAt: new Date(this.now()).toISOString(), nodes: parseSinfoNodes(sinfo), queue: parseSqueue(squeue) };
       this.goodReadStartedAtMs = startedAt;
     } catch (err) {
-      this.last = { readAt: this.last.readAt, nodes: this.last.nodes, queue: this.last.queue, error: errorMessage(err) };
+      this.last = { ...this.last, error: errorMessage(err) };
     }
     return this.last;
   }

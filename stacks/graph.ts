@@ -131,11 +131,17 @@ export function planLab(inventory: Inventory, steps: Step[]): PlannedResource[] 
   return out;
 }
 
+/** A host's inventory entry as a resource input: a copy, with backup.passwordFile standing for the resticPassword secret. */
+function hostAsInput(host: HostConfig): HostConfig {
+  const copy = structuredClone(host);
+  if (copy.backup) copy.backup.passwordFile = "(the stack's resticPassword secret)";
+  return copy;
+}
+
 /** The inputs of one step resource, without secrets (the program adds those as Pulumi secrets). */
 export function stepInputs(inventory: Inventory, host: HostConfig, step: string, where: { knownHostsFile: string; agentBundle?: string; nodeRuntime?: string }): StepInputs {
   const dispatcher = inventory.lab.dispatcher;
-  const hostInput: HostConfig = structuredClone(host);
-  if (hostInput.backup) hostInput.backup.passwordFile = "(the stack's resticPassword secret)";
+  const hostInput = hostAsInput(host);
   const inputs: StepInputs = {
     step,
     host: hostInput,
@@ -149,11 +155,7 @@ export function stepInputs(inventory: Inventory, host: HostConfig, step: string,
     if (inventory.lab.slurm) inputs.lab.slurm = structuredClone(inventory.lab.slurm);
     inputs.slurmHosts = slurmHosts(inventory)
       .filter((h) => h.name !== host.name)
-      .map((h) => {
-        const other = structuredClone(h);
-        if (other.backup) other.backup.passwordFile = "(the stack's resticPassword secret)";
-        return other;
-      });
+      .map(hostAsInput);
   }
   if (step === "agent" && where.agentBundle) inputs.agentBundle = where.agentBundle;
   if (step === "agent" && where.nodeRuntime) inputs.nodeRuntime = where.nodeRuntime;

@@ -83,11 +83,14 @@ async function withContext<T>(
   const step = findStep(inputs.step);
   const dir = mkdtempSync(join(tmpdir(), "labrig-stack-secrets-"));
   const host = structuredClone(inputs.host);
-  const remote = new SshRemote(sshTarget(host), {
-    knownHostsFile: inputs.knownHostsFile,
-    onNotice: (m) => log(host.name, inputs.step, m),
-    ...(session.sudoPassword !== undefined ? { sudoPassword: session.sudoPassword } : {}),
-  });
+  // The resource's host, and for a Slurm step the cluster's other hosts whose facts it reads.
+  const connect = (h: HostConfig) =>
+    new SshRemote(sshTarget(h), {
+      knownHostsFile: inputs.knownHostsFile,
+      onNotice: (m) => log(host.name, inputs.step, m),
+      ...(session.sudoPassword !== undefined ? { sudoPassword: session.sudoPassword } : {}),
+    });
+  const remote = connect(host);
   try {
     const secretFile = (name: string, value: string) => {
       const file = join(dir, name);
@@ -107,7 +110,6 @@ async function withContext<T>(
       lab: { name: inputs.lab.name, scheduler: scheduler ?? "labrig", ...(slurm ? { slurm } : {}), ...(dispatcher ? { dispatcher } : {}) },
       hosts: [host, ...(inputs.slurmHosts ?? [])],
     };
-    const connect = (h: HostConfig) => new SshRemote(sshTarget(h), { knownHostsFile: inputs.knownHostsFile, onNotice: (m) => log(host.name, inputs.step, m), ...(session.sudoPassword !== undefined ? { sudoPassword: session.sudoPassword } : {}) });
     // The dispatcher-container step reaches Docker over its own SSH connection and pins keys there too.
     process.env.LABRIG_KNOWN_HOSTS ??= inputs.knownHostsFile;
     const system = await readHostSystem(remote);

@@ -19,7 +19,8 @@ import { type UnitState, unitStates } from "../facts/systemd.js";
 import { applyChanges, type DesiredFile, planFile } from "../ops.js";
 import type { Step, StepContext } from "../step.js";
 import { savedMungeKeyFile } from "./munge.js";
-import { renderSlurmConf, renderSlurmdbdConf, slurmAccountingDatabase, slurmClusterSpec, slurmConfDir, type SlurmClusterSpec } from "./slurm-conf.js";
+import { renderSlurmConf, renderSlurmdbdConf, slurmAccountingDatabase, slurmConfDir, type SlurmClusterSpec } from "./slurm-conf.js";
+import { clusterSpecOf, waitForDaemon } from "./slurm-daemon.js";
 
 export const slurmdbdConfPath = `${slurmConfDir}/slurmdbd.conf`;
 const packages = ["mariadb-server", "slurmdbd", "slurm-client"];
@@ -83,11 +84,13 @@ export function operatorsOf(lines: string[] | undefined): string[] | undefined {
 }
 
 /**
- * sacctmgr under the cluster's slurm.conf as rendered, handed to it in a file of its own: this step
- * runs before slurm-controller installs /etc/slurm/slurm.conf, and sacctmgr finds slurmdbd there.
+ * sacctmgr under the cluster's slurm.conf as rendered, handed to it on stdin into a file of its own:
+ * this step runs before slurm-controller installs /etc/slurm/slurm.conf, and sacctmgr finds slurmdbd there.
  */
+const sacctmgrCommand = (args: string) => `c=$(mktemp) && cat > "$c" && SLURM_CONF="$c" sacctmgr ${args}; r=$?; rm -f "$c"; exit $r`;
+
 async function sacctmgr(ctx: StepContext, spec: SlurmClusterSpec, args: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  return ctx.remote.exec(`c=$(mktemp) && cat > "$c" && SLURM_CONF="$c" sacctmgr ${args}; r=$?; rm -f "$c"; exit $r`, { sudo: true, input: renderSlurmConf(spec), timeoutMs: 60_000 });
+  return ctx.remote.exec(sacctmgrCommand(args), { sudo: true, input: renderSlurmConf(spec), timeoutMs: 60_000 });
 }
 
 /** Lines of sacctmgr's answer, or undefined when it failed (slurmdbd is not up). */
@@ -97,23 +100,8 @@ async function listed(ctx: StepContext, spec: SlurmClusterSpec, args: string): P
 }
 
 /** Waits until slurmdbd answers sacctmgr, else throws with its journal's end. */
-async function slurmdbdReady(ctx: StepContext, spec: SlurmClusterSpec, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "";
-  while (Date.now() < deadline) {
-    const r = await sacctmgr(ctx, spec, "-n show cluster");
-    if (r.exitCode === 0) return;
-    last = (r.stderr || r.stdout).trim();
-    await new Promise((res) => setTimeout(res, 1000));
-  }
-  const journal = await ctx.remote.exec("journalctl -u slurmdbd.service --no-pager -n 15; tail -n 15 /var/log/slurm/slurmdbd.log 2>/dev/null", { sudo: true });
-  throw new LabrigError(`on ${ctx.host.name}: slurmdbd did not answer sacctmgr within ${timeoutMs / 1000} s (${last}); its journal and log end:\n${journal.stdout.trim()}`);
-}
-
-async function spec(ctx: StepContext): Promise<SlurmClusterSpec> {
-  if (!ctx.slurm) throw new LabrigError("internal: no Slurm cluster facts were handed to the step (ProvisionOptions.slurm)");
-  return slurmClusterSpec(ctx.inventory, await ctx.slurm.facts());
-}
+const slurmdbdReady = (ctx: StepContext, spec: SlurmClusterSpec) =>
+  waitForDaemon(ctx, "slurmdbd.service", sacctmgrCommand("-n show cluster"), "slurmdbd did not answer `sacctmgr show cluster`", 60_000, renderSlurmConf(spec));
 
 export const slurmAccountingStep: Step = {
   id: "slurm-accounting",
@@ -123,7 +111,7 @@ export const slurmAccountingStep: Step = {
     const { remote, inventory, host } = ctx;
     if (inventory.lab.scheduler !== "slurm") return { facts: {}, changes: [], skip: "lab.scheduler is labrig" };
     if (!inventory.lab.slurm?.accounting) return { facts: {}, changes: [], skip: "lab.slurm.accounting is off" };
-    const cluster = await spec(ctx);
+    const cluster = await clusterSpecOf(ctx);
     const [installed, units, states] = await Promise.all([installedPackages(remote, packages), unitStates(remote, ["mariadb.service", "slurmdbd.service"]), fileStates(remote, [slurmdbdConfPath])]);
     const mariadb = units.get("mariadb.service")!;
     const slurmdbd = units.get("slurmdbd.service")!;
@@ -149,7 +137,7 @@ export const slurmAccountingStep: Step = {
     return { facts: { ...shown, installed: Object.fromEntries(installed) }, changes: planSlurmAccounting(facts) };
   },
   async apply(ctx, changes) {
-    const cluster = await spec(ctx);
+    const cluster = await clusterSpecOf(ctx);
     const conf = desiredConf(ctx, cluster);
     const password = () => {
       if (!conf) throw new LabrigError(`no munge key for lab ${ctx.inventory.lab.name} at ${savedMungeKeyFile(ctx.inventory.lab.name)}: the munge step reads it back from this controller first (run with --only including munge)`);

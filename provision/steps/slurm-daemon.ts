@@ -24,9 +24,14 @@ export interface SlurmDaemon {
   ready(ctx: StepContext): Promise<void>;
 }
 
-async function desiredFiles(ctx: StepContext, daemon: SlurmDaemon): Promise<{ spec: SlurmClusterSpec; files: DesiredFile[] }> {
+/** The cluster as slurm.conf describes it, from the facts of every Slurm host (read once per run). */
+export async function clusterSpecOf(ctx: StepContext): Promise<SlurmClusterSpec> {
   if (!ctx.slurm) throw new LabrigError("internal: no Slurm cluster facts were handed to the step (ProvisionOptions.slurm)");
-  const spec = slurmClusterSpec(ctx.inventory, await ctx.slurm.facts());
+  return slurmClusterSpec(ctx.inventory, await ctx.slurm.facts());
+}
+
+async function desiredFiles(ctx: StepContext, daemon: SlurmDaemon): Promise<{ spec: SlurmClusterSpec; files: DesiredFile[] }> {
+  const spec = await clusterSpecOf(ctx);
   return { spec, files: [...slurmConfigFiles(spec), ...daemon.ownFiles(ctx, spec)] };
 }
 
@@ -91,11 +96,11 @@ export async function applySlurmDaemon(ctx: StepContext, daemon: SlurmDaemon, ch
   if (changes.some((c) => (c.kind === "start-unit" || c.kind === "restart-unit") && c.unit === daemon.unit)) await daemon.ready(ctx);
 }
 
-/** Polls `probe` (a command) until it exits 0, else throws with the unit's journal tail. */
-export async function waitForDaemon(ctx: StepContext, unit: string, probe: string, what: string, timeoutMs = 30_000): Promise<void> {
+/** Polls `probe` (a command, given `input` on its stdin) until it exits 0, else throws with the unit's journal tail. */
+export async function waitForDaemon(ctx: StepContext, unit: string, probe: string, what: string, timeoutMs = 30_000, input?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const res = await ctx.remote.exec(probe, { sudo: true, timeoutMs: 15_000 });
+    const res = await ctx.remote.exec(probe, { sudo: true, timeoutMs: 15_000, ...(input !== undefined ? { input } : {}) });
     if (res.exitCode === 0) return;
     await new Promise((r) => setTimeout(r, 500));
   }

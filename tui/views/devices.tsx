@@ -6,7 +6,7 @@
 import { Box, Text } from "ink";
 import { memo } from "react";
 import { type Device, type DeviceGpu, type GpuProcess, type Job, type SlurmView, hasForeignProcesses } from "../../core/api.js";
-import { cursorOf, recentJobEnds, slurmSummary, visibleDevices } from "../derive.js";
+import { cursorOf, recentJobEnds, type SlurmSummary, slurmSummary, visibleDevices } from "../derive.js";
 import { age, bar, deviceStatusColour, fit, gib, jobStateColour, sparkCell, temperatureColour, utilisationColour } from "../format.js";
 import { Line, Note, type ViewProps, clampNum, scrollOffset } from "./common.js";
 
@@ -27,7 +27,8 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
   const ends = recentJobEnds(state, RECENT_ENDS);
   const showEnds = ends.length > 0 && height - 2 - ends.length >= 3;
   // At most a third of the view: labrig's own table stays the first thing seen.
-  const slurmLines = state.slurm ? slurmPanelLines(state.slurm, Math.max(1, Math.floor(height / 3))) : 0;
+  const slurm = state.slurm ? { view: state.slurm, summary: slurmSummary(state.slurm) } : undefined;
+  const slurmLines = slurm ? slurmPanelLines(slurm.view, slurm.summary, Math.max(1, Math.floor(height / 3))) : 0;
   const bodyHeight = height - 1 - (showEnds ? ends.length + 1 : 0) - slurmLines;
 
   const detailRows = (d: Device): Row[] => {
@@ -88,7 +89,7 @@ export function DevicesView({ state, width, height, now }: ViewProps) {
         }
       })}
       {showEnds ? <RecentEnds jobs={ends} width={width} now={now} /> : null}
-      {state.slurm ? <SlurmPanel view={state.slurm} lines={slurmLines} width={width} now={now} /> : null}
+      {slurm ? <SlurmPanel view={slurm.view} sum={slurm.summary} lines={slurmLines} width={width} now={now} /> : null}
     </Box>
   );
 }
@@ -125,12 +126,11 @@ function RecentEnds({ jobs, width, now }: { jobs: Job[]; width: number; now: num
 }
 
 /** How many lines the Slurm panel takes: its heading, a line if the last read failed, and a line per node out, within `room`. */
-function slurmPanelLines(view: SlurmView, room: number): number {
-  return Math.min(room, 1 + (view.error ? 1 : 0) + slurmSummary(view).troubled.length);
+function slurmPanelLines(view: SlurmView, sum: SlurmSummary, room: number): number {
+  return Math.min(room, 1 + (view.error ? 1 : 0) + sum.troubled.length);
 }
 
-function SlurmPanel({ view, lines, width, now }: { view: SlurmView; lines: number; width: number; now: number }) {
-  const sum = slurmSummary(view);
+function SlurmPanel({ view, sum, lines, width, now }: { view: SlurmView; sum: SlurmSummary; lines: number; width: number; now: number }) {
   const counts = (c: [string, number][]) => c.map(([state, n]) => `${n} ${state}`).join(", ");
   const nodes = `${view.nodes.length} node${view.nodes.length === 1 ? "" : "s"}${sum.nodeStates.length ? `: ${counts(sum.nodeStates)}` : ""}`;
   const queue = view.queue.length ? `queue: ${counts(sum.queueStates)}${sum.pendingReasons.length ? ` (waiting: ${sum.pendingReasons.slice(0, 2).join(", ")})` : ""}` : "queue empty";
