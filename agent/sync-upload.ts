@@ -6,8 +6,6 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { type DispatcherClient, encPath } from "../core/client.js";
 import { ApiError, LabrigError } from "../core/errors.js";
 
@@ -55,7 +53,7 @@ export class SyncUploader {
     const secure = url.protocol === "https:";
     const headers: http.OutgoingHttpHeaders = { "content-type": "application/octet-stream", "content-length": region.length };
     if (this.target.token) headers.authorization = `Bearer ${this.target.token}`;
-    const body = regionStream(region); // opened first: a file already gone makes no request
+    const fd = openRegion(region); // opened first: a file already gone makes no request
     const req = (secure ? https : http).request(url, { method, headers, agent: secure ? agents.https : agents.http });
     const idleMs = idleTimeoutMs(region.length);
     req.setTimeout(idleMs, () => req.destroy(new Error(`no progress for ${Math.round(idleMs / 1000)} s`)));
@@ -70,7 +68,7 @@ export class SyncUploader {
     });
     // The dispatcher may answer before the body is all sent (a gap, a stale attempt): the answer
     // counts then, and the cut body is no error.
-    const sent = pipeline(body, req).then(
+    const sent = sendRegion(req, fd, region).then(
       () => undefined,
       (err: unknown) => err,
     );
@@ -98,40 +96,50 @@ export class SyncUploader {
   }
 }
 
-/**
- * A file region as a stream, read with synchronous reads of READ_CHUNK: from the page cache each
- * takes well under a millisecond, and it spares the thread-pool hop per step that made small
- * appends slow. The file is opened before the request is made; a file that ends before the
- * region does fails the stream with FileChangedError.
- */
-function regionStream(region: FileRegion): Readable {
-  let fd: number;
+function openRegion(region: FileRegion): number {
   try {
-    fd = openSync(region.file, "r");
+    return openSync(region.file, "r");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new FileChangedError(`${region.file} went away before it was sent`, { cause: err });
     throw err;
   }
-  let pos = region.start;
-  const end = region.start + region.length;
-  return new Readable({
-    highWaterMark: READ_CHUNK,
-    read() {
-      if (pos >= end) return void this.push(null);
-      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, end - pos));
-      let n: number;
-      try {
-        n = readSync(fd, buf, 0, buf.length, pos);
-      } catch (err) {
-        return void this.destroy(err as Error);
+}
+
+/** Read buffers of READ_CHUNK kept between uploads: a fresh one per append cost more in GC than its bytes took to send. */
+const spareBuffers: Buffer[] = [];
+const SPARE_BUFFERS = 4;
+
+/**
+ * Sends a file region as the request's body, read with synchronous reads of READ_CHUNK into one
+ * reused buffer: from the page cache each read takes well under a millisecond, and it spares the
+ * thread-pool hop per step that made small appends slow. The buffer is read into again only once
+ * the socket has taken its bytes. A file that ends before the region does destroys the request
+ * with FileChangedError. Closes `fd`.
+ */
+async function sendRegion(req: http.ClientRequest, fd: number, region: FileRegion): Promise<void> {
+  const buf = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
+  const closed = new Promise<never>((_, reject) => req.once("close", () => reject(new Error("the upload's connection closed"))));
+  closed.catch(() => undefined);
+  let reusable = false;
+  try {
+    let pos = region.start;
+    const end = region.start + region.length;
+    do {
+      const want = Math.min(buf.length, end - pos);
+      const n = want > 0 ? readSync(fd, buf, 0, want, pos) : 0;
+      if (n === 0 && want > 0) {
+        const err = new FileChangedError(`${region.file} is shorter than the ${region.length} bytes from ${region.start} being sent`);
+        req.destroy(err);
+        throw err;
       }
-      if (n === 0) return void this.destroy(new FileChangedError(`${region.file} is shorter than the ${region.length} bytes from ${region.start} being sent`));
       pos += n;
-      this.push(n === buf.length ? buf : buf.subarray(0, n));
-    },
-    destroy(err, done) {
-      closeSync(fd);
-      done(err);
-    },
-  });
+      const chunk = buf.subarray(0, n);
+      await Promise.race([new Promise<void>((resolve, reject) => (pos >= end ? req.end(chunk, resolve) : req.write(chunk, (err) => (err ? reject(err) : resolve())))), closed]);
+    } while (pos < end);
+    reusable = true;
+  } finally {
+    closeSync(fd);
+    // A buffer a cut connection may still hold is left to the garbage collector.
+    if (reusable && spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(buf);
+  }
 }

@@ -1,6 +1,6 @@
 // The agent's streaming uploads against a real dispatcher process: appends from a file region,
 // the dispatcher's answers as ApiErrors, and a file that shrinks under the upload.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,5 +70,27 @@ describe("SyncUploader", () => {
     expect(await up.put(lease.job.id, "ckpt/meta.yaml", lease.attempt, sha, { file, start: 0, length: 9 })).toEqual({ size: 9 });
     await expect(up.put(lease.job.id, "ckpt/meta.yaml", lease.attempt, "0".repeat(64), { file, start: 0, length: 9 })).rejects.toMatchObject({ status: 400, code: "sha256_mismatch" });
     expect((await d.admin().syncGet(lease.job.id, "ckpt/meta.yaml")).toString()).toBe("epoch: 3\n");
+  });
+
+  it("keeps every byte exact when many uploads share the reused read buffers at once", async () => {
+    // Regions of several MiB are several reads each into a buffer the next read reuses: a buffer
+    // read into again before the socket took its bytes would show here as a wrong sha256.
+    const up = new SyncUploader(agent.client);
+    const files = Array.from({ length: 4 }, (_, i) => ({ path: `many/${i}.bin`, file: join(dir, `many-${i}.bin`), bytes: randomBytes(3 * 1024 * 1024 + 4099 * (i + 1)) }));
+    for (const f of files) writeFileSync(f.file, f.bytes);
+    const step = 1536 * 1024 + 7;
+    await Promise.all(
+      files.map(async (f, i) => {
+        if (i === 3) return up.put(lease.job.id, f.path, lease.attempt, createHash("sha256").update(f.bytes).digest("hex"), { file: f.file, start: 0, length: f.bytes.length });
+        let offset = 0;
+        while (offset < f.bytes.length) {
+          const length = Math.min(step, f.bytes.length - offset);
+          offset = (await up.append(lease.job.id, f.path, lease.attempt, offset, { file: f.file, start: offset, length })).size;
+        }
+        return { size: offset };
+      }),
+    );
+    const held = (await d.admin().syncStatus(lease.job.id)).files;
+    for (const f of files) expect(held[f.path], f.path).toMatchObject({ size: f.bytes.length, sha256: createHash("sha256").update(f.bytes).digest("hex") });
   });
 });
