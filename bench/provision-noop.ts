@@ -10,7 +10,7 @@ import { nodeWithTsx, repoRoot, startDispatcher } from "../tests/helpers/dispatc
 import { createSshKey, createTestNetwork, requireDocker, startTestHost, type TestHost } from "../tests/infra/index.js";
 import { agentBundle } from "../tests/provision/helpers.js";
 import type { ProvisionReport } from "../provision/runner.js";
-import { BenchUnavailableError, round, type Benchmark } from "./types.js";
+import { BenchUnavailableError, median, round, type Benchmark } from "./types.js";
 
 const hostCount = 4;
 /** What labrig writes and the playbook copies back, read from a provisioned host. */
@@ -122,7 +122,6 @@ export const provisionNoopVsAnsible: Benchmark = {
         theirs.push(b.ms);
         log(`  round ${i + 1}: labrig ${round(a.ms / 1000)} s, ansible ${round(b.ms / 1000)} s`);
       }
-      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
       const ratio = median(ours) / median(theirs);
       return [
         {

@@ -22,7 +22,7 @@ import { allSteps } from "../provision/steps/index.js";
 import { basePackages } from "../provision/steps/base.js";
 import { nodeWithTsx, repoRoot } from "../tests/helpers/dispatcher-process.js";
 import { createSshKey, createTestNetwork, docker, requireDocker, startTestHost, type TestHost } from "../tests/infra/index.js";
-import { round, type Benchmark } from "./types.js";
+import { median, round, type Benchmark } from "./types.js";
 
 const small = 4;
 const large = 8;
@@ -85,7 +85,6 @@ function assertConverged(report: ProvisionReport): void {
   if (!steps.some((s) => s.id === "base" && s.status === "ok")) throw new Error("the base step did not run: nothing was measured");
 }
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 export const provisionScale: Benchmark = {
   name: "provision-noop-8-vs-4-hosts",

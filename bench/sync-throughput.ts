@@ -16,11 +16,9 @@ import { cpuSecondsOf, machineLoad, registerAgents, withDispatcher } from "./lab
 import { SyncUploader } from "../agent/sync-upload.js";
 import { nodeWithTsx, repoRoot } from "../tests/helpers/dispatcher-process.js";
 import { LoopbackHttp } from "./loopback-http.js";
-import { round, type Benchmark, type BenchResult } from "./types.js";
+import { median, round, type Benchmark, type BenchResult } from "./types.js";
 
 const ROUNDS = 5;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** bench/bare-sync-server.ts as its own process; resolves with its URL and a stop. */
 async function startBareServer(): Promise<{ url: string; stop: () => void }> {
@@ -56,20 +54,15 @@ export const syncThroughput: Benchmark = {
       // The agent's side of an append: the bytes are in a file it reads as it sends.
       const source = join(dir, "source.log");
 
-      const viaUploader = async (path: string, chunk: Buffer) => {
+      const viaUploads = (to: SyncUploader, holder: string) => async (path: string, chunk: Buffer) => {
         let offset = 0;
         for (let i = 0; i < total / chunk.length; i++) {
-          offset = (await uploader.append(jobId, path, lease.attempt, offset, { file: source, start: offset, length: chunk.length })).size;
+          offset = (await to.append(jobId, path, lease.attempt, offset, { file: source, start: offset, length: chunk.length })).size;
         }
-        if (offset !== total) throw new Error(`the dispatcher holds ${offset} bytes of ${path}, expected ${total}`);
+        if (offset !== total) throw new Error(`${holder} holds ${offset} bytes of ${path}, expected ${total}`);
       };
-      const viaBare = async (path: string, chunk: Buffer) => {
-        let offset = 0;
-        for (let i = 0; i < total / chunk.length; i++) {
-          offset = (await bareUploader.append(jobId, path, lease.attempt, offset, { file: source, start: offset, length: chunk.length })).size;
-        }
-        if (offset !== total) throw new Error(`the bare server holds ${offset} bytes of ${path}, expected ${total}`);
-      };
+      const viaUploader = viaUploads(uploader, "the dispatcher");
+      const viaBare = viaUploads(bareUploader, "the bare server");
       const viaClient = async (path: string, chunk: Buffer) => {
         let offset = 0;
         for (let i = 0; i < total / chunk.length; i++) offset = (await agent!.client.syncAppend(jobId, path, offset, chunk)).size;
